@@ -1,0 +1,1 @@
+"""hposteer client side: the API client, `phpo`, the `hposteer` command and the pilot agent."""

@@ -1,0 +1,1 @@
+"""hposteer steering service."""

@@ -1,0 +1,40 @@
+"""The steering protocol: ``generate(space, history, n, seed) -> list[point]``.
+
+Stateless per call, like iDDS: the history holds every point so far with its loss, or None
+while it is unevaluated, and a failure flag. Runners that keep an optimiser warm between
+calls (service.steering) must give the same answers as if they had rebuilt it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.core.searchspace import Params, SearchSpace
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One point of the history as a steering run sees it."""
+
+    point_id: int  # sequential id within the task (iDDS content id)
+    params: Params
+    loss: float | None  # None while unevaluated
+    failed: bool = False  # every attempt failed; loss then holds the failure loss
+
+    @property
+    def pending(self) -> bool:
+        return self.loss is None and not self.failed
+
+
+class Steering(Protocol):
+    """Anything that can produce new points for one segment."""
+
+    def generate(self, space: SearchSpace, history: Sequence[Observation], n: int, seed: int) -> list[Params]:
+        """Return at most ``n`` new points; ``[]`` means the optimiser is exhausted."""
+        ...
+
+
+class SteeringError(RuntimeError):
+    """A steering run failed; the message says why, for the task's owner."""

@@ -1,0 +1,139 @@
+"""Engine set-up, transactions and the database clock.
+
+SQLite (the embedded default) runs in WAL mode; write transactions start with
+``BEGIN IMMEDIATE`` so that two writers never both read and then fail to upgrade their
+lock, and readers use plain ``BEGIN``. PostgreSQL gets ``FOR UPDATE SKIP LOCKED`` claims
+(see store.points). A database that stays locked past the busy timeout raises
+:class:`StoreBusy`, which the API answers with 503 and ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import Float
+
+
+class StoreBusy(RuntimeError):
+    """The database could not take the request in time (lock or pool timeout); retry later."""
+
+
+class db_now(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it stands for
+    """The database's clock in seconds since the epoch, with sub-second precision."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
+
+def now_expr() -> ColumnElement[float]:
+    return db_now()
+
+
+class Database:
+    """One engine plus the two kinds of transaction the use cases need."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 5.0, pool_size: int = 16, echo: bool = False):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.busy_timeout_s = busy_timeout_s
+        if self.is_sqlite:
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(
+                url,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=busy_timeout_s,
+                connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            )
+            _configure_sqlite(self.engine, busy_timeout_s)
+        else:
+            self.engine = create_engine(
+                url,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=busy_timeout_s,
+                pool_pre_ping=True,
+            )
+        self._writer = self.engine.execution_options(hposteer_write=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+        with _busy_as_store_busy(), self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot; rolled back at the end)."""
+        with _busy_as_store_busy(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("hposteer_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        "database is locked" in text
+        or "database table is locked" in text
+        or "queuepool limit" in text
+        or "could not obtain lock" in text
+        or "lock timeout" in text
+        or "statement timeout" in text
+    )
+
+
+@contextmanager
+def _busy_as_store_busy() -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        if _is_busy(exc):
+            raise StoreBusy(str(exc.orig) if exc.orig is not None else str(exc)) from exc
+        raise
+    except PoolTimeout as exc:  # no connection free in the pool
+        raise StoreBusy(str(exc)) from exc
