@@ -1,1 +1,3 @@
 """hposteer steering service."""
+
+__version__ = "0.1.0"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
@@ -48,6 +48,11 @@ def _db_now_postgresql(element: db_now, compiler: Any, **kw: Any) -> str:
 
 def now_expr() -> ColumnElement[float]:
     return db_now()
+
+
+def database_time(conn: Connection) -> float:
+    """The database clock now, as seen from this connection."""
+    return float(conn.execute(select(db_now())).scalar_one())
 
 
 class Database:

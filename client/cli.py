@@ -1,0 +1,174 @@
+"""The `hposteer` command.
+
+User commands talk to the server over HTTP (`task list|show|wait|kill`); `pilot` runs a
+pilot agent; `demo` runs the whole loop locally. Server-side commands (`serve`, `token`,
+`db`) are handed to `python -m service`, so that this package never imports the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from client import __version__
+from client.http import ApiClient, ApiError, ServerUnreachable, Unauthorized
+from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
+from client.task_view import format_task, format_task_table, wait_for_task
+
+SERVER_COMMANDS = ("serve", "token", "db")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="server URL (default: $HPOSTEER_SERVER or http://127.0.0.1:8750)")
+    parser.add_argument("--token", help="API token (default: $HPOSTEER_TOKEN or the file $HPOSTEER_TOKEN_FILE)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hposteer",
+        description="hposteer: distributed hyperparameter optimisation. Submit with `phpo`.",
+    )
+    parser.add_argument("--version", action="version", version=f"hposteer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("serve", help="run the steering service (server host)", add_help=False)
+    sub.add_parser("token", help="create/list/revoke tokens (server host)", add_help=False)
+    sub.add_parser("db", help="database schema upgrade (server host)", add_help=False)
+
+    task = sub.add_parser("task", help="list, show, wait for or kill tasks")
+    task_sub = task.add_subparsers(dest="task_command", metavar="ACTION", required=True)
+    listing = task_sub.add_parser("list", help="your tasks, newest first")
+    listing.add_argument("--state", choices=["running", "finished", "failed", "killed"])
+    listing.add_argument("--limit", type=int, default=50)
+    for name, helptext in (
+        ("show", "one task: progress, best point, settings, segments"),
+        ("wait", "follow a task with a live progress bar until it ends"),
+        ("kill", "stop a task: pending points are cancelled, running ones told to stop"),
+    ):
+        action = task_sub.add_parser(name, help=helptext)
+        action.add_argument("task_id", type=int, metavar="ID")
+        if name == "show":
+            action.add_argument("--points", action="store_true", help="also list every point and its attempts")
+        if name == "wait":
+            action.add_argument("--timeout", type=float, help="give up after this many seconds (exit 3)")
+            action.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    for action in task_sub.choices.values():
+        _connection_options(action)
+        action.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pilot = sub.add_parser("pilot", help="run a pilot agent that evaluates points on this machine")
+    from client.pilot.command import add_arguments as add_pilot_arguments
+
+    add_pilot_arguments(pilot)
+
+    demo = sub.add_parser("demo", help="run the whole loop locally: service, pilot and an example task")
+    demo.add_argument("--data-dir", default=".hposteer-demo", help="where the demo keeps its database")
+    demo.add_argument("--port", type=int, default=0, help="service port (default: a free one)")
+    demo.add_argument("--example", default="sklearn-digits", help="example directory under examples/")
+    demo.add_argument("--slots", type=int, default=2, help="pilot slots (evaluations at once)")
+    return parser
+
+
+def _server_command(argv: Sequence[str]) -> int:
+    if importlib.util.find_spec("service") is None:
+        print(
+            "error: the steering service is not installed in this environment; "
+            "install it with: pip install 'hposteer[service]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    os.execv(sys.executable, [sys.executable, "-m", "service", *argv])
+    return EXIT_OK  # pragma: no cover - execv does not return
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    token = resolve_token(args.token)
+    if token is None:
+        raise SystemExit(f"error: {MISSING_TOKEN_HINT}")
+    return ApiClient(resolve_server(args.server), token)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _task_command(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        if args.task_command == "list":
+            tasks = api.list_tasks(state=args.state, limit=args.limit)
+            if args.json:
+                _print_json(tasks)
+            else:
+                print(format_task_table(tasks) if tasks else "no tasks")
+            return EXIT_OK
+        if args.task_command == "show":
+            task = api.get_task(args.task_id)
+            points = _all_points(api, args.task_id) if args.points else None
+            if args.json:
+                _print_json({**task, "points": points} if points is not None else task)
+            else:
+                print(format_task(task, points))
+            return EXIT_OK
+        if args.task_command == "kill":
+            task = api.kill_task(args.task_id)
+            if args.json:
+                _print_json(task)
+            else:
+                print(f"task {task['id']} killed ({task['progress']['done']} points done)")
+            return EXIT_OK
+        outcome = wait_for_task(
+            api, args.task_id, interval_s=args.interval, timeout_s=args.timeout, as_json=args.json
+        )
+        return {"finished": EXIT_OK, "timeout": EXIT_TIMEOUT}.get(outcome, EXIT_FAILED)
+
+
+def _all_points(api: ApiClient, task_id: int) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = api.list_points(task_id, after=after, limit=500)
+        points.extend(page["points"])
+        if page["next_after"] is None:
+            return points
+        after = page["next_after"]
+
+
+def _guarded(run: Callable[[], int]) -> int:
+    try:
+        return run()
+    except ServerUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Unauthorized as exc:
+        print(f"error: {exc.message}. {MISSING_TOKEN_HINT}", file=sys.stderr)
+        return EXIT_FAILED
+    except ApiError as exc:
+        print(f"error: {exc.describe()}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SERVER_COMMANDS:
+        return _server_command(argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "task":
+        return _guarded(lambda: _task_command(args))
+    if args.command == "pilot":
+        from client.pilot.command import run as run_pilot
+
+        return _guarded(lambda: run_pilot(args))
+    from client.demo import run_demo
+
+    return _guarded(lambda: run_demo(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

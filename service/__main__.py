@@ -1,0 +1,7 @@
+"""`python -m service`: the server-side commands."""
+
+import sys
+
+from service.cli import main
+
+sys.exit(main())

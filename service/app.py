@@ -1,0 +1,137 @@
+"""``create_app(settings)``: the whole service, built from one Settings object.
+
+Nothing is created at import time. The lifespan migrates the schema (unless told not to),
+starts the steering host and the reaper, and stops them again on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import __version__
+from service.api import errors, pilot_routes, user_routes
+from service.api.errors import error_response
+from service.api.schemas import HealthOut
+from service.config import Settings
+from service.operations.context import Services, build_services
+from service.store.database import StoreBusy
+from service.store.migrate import upgrade
+from service.workers.reaper import ReaperThread
+from service.workers.steering_host import ProcessSteeringHost, SteeringHost, ThreadSteeringHost
+
+log = logging.getLogger("hposteer")
+
+API_VERSION = "1"
+VERSION_HEADER = b"x-hposteer-api"
+
+
+class _LateTrigger:
+    """Forwards notifications to the steering host once it exists (it needs the services first)."""
+
+    def __init__(self) -> None:
+        self.host: SteeringHost | None = None
+
+    def notify(self, segment_ids: Iterable[int]) -> None:
+        if self.host is not None:
+            self.host.notify(segment_ids)
+
+
+class ApiVersionMiddleware:
+    """Refuses clients of another major API version and labels every answer with ours."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == VERSION_HEADER and value.decode().split(".")[0] != API_VERSION:
+                response = error_response(
+                    400,
+                    "api_version",
+                    f"this server speaks API version {API_VERSION}, the client {value.decode()}: "
+                    "install a client of the server's version",
+                )
+                await response(scope, receive, send)
+                return
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (VERSION_HEADER, API_VERSION.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    trigger = _LateTrigger()
+    services = build_services(settings, trigger)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await run_in_threadpool(upgrade, services.db.engine)
+        host: SteeringHost = (
+            ProcessSteeringHost(settings)
+            if settings.steering_mode == "process"
+            else ThreadSteeringHost(services, settings)
+        )
+        host.start()
+        trigger.host = host
+        reaper = ReaperThread(services, settings.reaper_interval_s)
+        reaper.start()
+        app.state.steering_host = host
+        log.info("hposteer %s serving on %s", __version__, settings.resolved_database_url)
+        try:
+            yield
+        finally:
+            reaper.stop()
+            trigger.host = None
+            await run_in_threadpool(host.stop)
+            services.db.dispose()
+
+    app = FastAPI(
+        title="hposteer",
+        version=__version__,
+        description="Distributed hyperparameter-optimisation steering service (docs/api.md).",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(user_routes.router)
+    app.include_router(pilot_routes.router)
+    _health(app, services)
+    app.add_middleware(ApiVersionMiddleware)
+    return app
+
+
+def _health(app: FastAPI, services: Services) -> None:
+    @app.get("/healthz", response_model=HealthOut, tags=["health"])
+    def healthz() -> Any:
+        try:
+            with services.db.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except StoreBusy:
+            raise
+        except Exception as exc:
+            log.warning("health check: database unavailable: %s", exc)
+            return _unhealthy(str(exc))
+        return {"status": "ok", "database": "ok", "version": __version__}
+
+
+def _unhealthy(reason: str) -> Any:
+    return error_response(503, "unhealthy", f"the database does not answer: {reason}", headers={"Retry-After": "5"})
+

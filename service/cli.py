@@ -1,0 +1,162 @@
+"""Server-side commands (`python -m service ...`, also reached through `hposteer serve|token|db`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.config import Settings
+
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "database_url", "host", "port", "steering_mode", "log_level"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="directory of the SQLite database and blobs (HPOSTEER_DATA_DIR)")
+    parser.add_argument("--database-url", help="SQLAlchemy database URL (HPOSTEER_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hposteer", description="hposteer steering service commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the steering service")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8750)")
+    serve.add_argument("--steering-mode", choices=["process", "thread"], help="where optimisers run")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+
+    token = sub.add_parser("token", help="create, list or revoke API tokens (run on the server host)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token and print its secret once")
+    _common(create)
+    create.add_argument("--role", required=True, choices=["user", "pilot", "admin"])
+    create.add_argument("--owner", required=True, help="user name (tasks are visible to their owner only)")
+    create.add_argument("--label", default="", help="free text to recognise the token by")
+    create.add_argument("--expires-in-days", type=float, help="lifetime; default: never expires")
+    create.add_argument("--json", action="store_true", help="print {id, token, role, owner} as JSON")
+    listing = token_sub.add_parser("list", help="list tokens (never their secrets)")
+    _common(listing)
+    listing.add_argument("--json", action="store_true")
+    revoke = token_sub.add_parser("revoke", help="revoke a token by id")
+    _common(revoke)
+    revoke.add_argument("id", type=int)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    _common(db_sub.add_parser("upgrade", help="migrate the schema to the newest version"))
+    _common(db_sub.add_parser("current", help="print the schema version"))
+    return parser
+
+
+def _database(settings: Settings) -> Any:
+    from service.store.database import Database
+    from service.store.migrate import upgrade
+
+    db = Database(settings.resolved_database_url, busy_timeout_s=settings.busy_timeout_s)
+    upgrade(db.engine)
+    return db
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from service.operations.auth import create_token
+    from service.operations.errors import Invalid
+    from service.store import tokens as token_store
+
+    db = _database(settings)
+    try:
+        if args.token_command == "create":
+            expires = args.expires_in_days * 86400 if args.expires_in_days is not None else None
+            try:
+                token_id, secret = create_token(
+                    db, role=args.role, owner=args.owner, label=args.label, expires_in_s=expires
+                )
+            except Invalid as exc:
+                print(f"error: {exc.message}", file=sys.stderr)
+                return EXIT_USAGE
+            if args.json:
+                print(json.dumps({"id": token_id, "token": secret, "role": args.role, "owner": args.owner}))
+            else:
+                print(secret)
+                print(
+                    f"(token {token_id}: role {args.role}, owner {args.owner}; shown once, store it now)",
+                    file=sys.stderr,
+                )
+            return 0
+        if args.token_command == "list":
+            with db.read() as conn:
+                records = token_store.list_tokens(conn)
+            if args.json:
+                print(json.dumps([r.__dict__ for r in records]))
+            else:
+                for r in records:
+                    state = "revoked" if r.revoked_at else "active"
+                    print(f"{r.id:>5}  {r.role:<6} {r.owner:<20} {state:<8} {r.label}")
+            return 0
+        with db.write() as conn:
+            revoked = token_store.revoke_token(conn, args.id)
+        if not revoked:
+            print(f"error: no active token with id {args.id}", file=sys.stderr)
+            return 1
+        print(f"token {args.id} revoked (cached copies expire within {settings.token_cache_s:g} s)")
+        return 0
+    finally:
+        db.dispose()
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from service.store.database import Database
+    from service.store.migrate import current_revision, head_revision, upgrade
+
+    db = Database(settings.resolved_database_url)
+    try:
+        if args.db_command == "upgrade":
+            upgrade(db.engine)
+        print(f"schema version {current_revision(db.engine)} (newest {head_revision()})")
+        return 0
+    finally:
+        db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            print(f"error: setting {field}: {err['msg']} (see docs/operator.md)", file=sys.stderr)
+        return EXIT_USAGE
+    handlers = {"serve": _serve, "token": _token, "db": _db}
+    return handlers[args.command](args, settings)

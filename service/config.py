@@ -1,0 +1,63 @@
+"""Typed settings, read once from the environment (prefix ``HPOSTEER_``) or given explicitly.
+
+Nothing reads the environment after start-up: ``create_app(settings)`` receives a Settings
+object and every component gets what it needs from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HPOSTEER_", extra="ignore")
+
+    data_dir: Path = Field(Path(".hposteer"), description="Where the SQLite database and blobs live")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    host: str = "127.0.0.1"
+    port: int = 8750
+
+    lease_ttl_s: float = Field(120.0, gt=0, description="An attempt without heartbeat for this long is lost")
+    heartbeat_interval_s: float = Field(30.0, gt=0, description="How often pilots are told to heartbeat")
+    reaper_interval_s: float = Field(10.0, gt=0, description="How often expired leases are reaped")
+    idle_poll_s: float = Field(2.0, gt=0, description="How long a pilot without work waits before asking again")
+
+    steering_mode: Literal["process", "thread"] = Field(
+        "process", description="Run optimisers in a child process (default) or a thread of the service"
+    )
+    steering_poll_s: float = Field(1.0, gt=0, description="Steering re-checks every segment this often")
+    steering_threads: int = Field(4, ge=1, description="Segments steered at the same time")
+    steering_max_failures: int = Field(3, ge=1, description="Failed steering runs in a row before a task fails")
+
+    sandbox_max_bytes: int = Field(100 * MiB, gt=0)
+    failure_loss: float = Field(1e5, description="Loss recorded for a point whose attempts all failed")
+    busy_timeout_s: float = Field(5.0, gt=0, description="Wait this long for a database lock, then answer 503")
+    db_pool_size: int = Field(16, ge=1)
+    token_cache_s: float = Field(5.0, ge=0, description="Validated tokens are remembered this long")
+    auto_migrate: bool = Field(True, description="Upgrade the database schema at start-up")
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_lease(self) -> Settings:
+        if self.heartbeat_interval_s >= self.lease_ttl_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}) must be shorter than lease_ttl_s "
+                f"({self.lease_ttl_s}), or every lease would expire between two heartbeats"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hposteer.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

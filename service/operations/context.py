@@ -1,0 +1,50 @@
+"""What every use case receives: the database, settings, blob store and steering trigger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.config import Settings
+from service.operations.auth import TokenCache
+from service.store.blobs import BLOB_STORES, BlobStore
+from service.store.database import Database
+
+
+class SteeringTrigger(Protocol):
+    """Wakes the steering loop for segments whose state just changed (after the commit)."""
+
+    def notify(self, segment_ids: Iterable[int]) -> None: ...
+
+
+class NoTrigger:
+    """For tools that change the database without a running steering loop."""
+
+    def notify(self, segment_ids: Iterable[int]) -> None:
+        return None
+
+
+@dataclass
+class Services:
+    db: Database
+    settings: Settings
+    blobs: BlobStore
+    steering: SteeringTrigger
+    tokens: TokenCache
+
+
+def build_services(settings: Settings, steering: SteeringTrigger) -> Services:
+    """Everything the use cases need, built from settings (no schema migration here)."""
+    db = Database(
+        settings.resolved_database_url,
+        busy_timeout_s=settings.busy_timeout_s,
+        pool_size=settings.db_pool_size,
+    )
+    return Services(
+        db=db,
+        settings=settings,
+        blobs=BLOB_STORES["local"](settings.blob_dir),
+        steering=steering,
+        tokens=TokenCache(settings.token_cache_s),
+    )

@@ -1,0 +1,65 @@
+"""How segments and tasks end, checked after every change that could end them.
+
+Called inside the write transaction of the change (a completed, failed, expired or
+cancelled attempt; a steering run), so the end is recorded atomically with its cause.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from service.core.scheduling import EndReason, SegmentBudget, end_reason
+from service.core.states import SegmentState, TaskState
+from service.store import attempts as attempt_store
+from service.store import points as point_store
+from service.store import tasks as task_store
+from service.store.records import SegmentRecord, TaskRecord
+
+_TERMINAL_SEGMENT = {SegmentState.DONE.value, SegmentState.FAILED.value, SegmentState.CANCELLED.value}
+
+
+def budget_of(task: TaskRecord) -> SegmentBudget:
+    return SegmentBudget(
+        max_points=task.max_points,
+        n_points_per_iteration=task.n_points_per_iteration,
+        min_unevaluated_points=task.min_unevaluated_points,
+        max_evaluation_jobs=task.max_evaluation_jobs,
+    )
+
+
+def settle_segment(conn: Connection, task: TaskRecord, segment: SegmentRecord) -> bool:
+    """End the segment if its budget, job limit or optimiser is used up; True if it ended."""
+    if segment.state in _TERMINAL_SEGMENT:
+        return False
+    counts = task_store.segment_counts(conn, segment)
+    reason = end_reason(budget_of(task), counts, exhausted=segment.state == SegmentState.EXHAUSTED.value)
+    if reason is None:
+        return False
+    if counts.pending:
+        point_store.cancel_unfinished_points(conn, segment_id=segment.id, include_running=False)
+    if not task_store.set_segment_state(conn, segment.id, SegmentState.DONE, end_reason=reason.value):
+        return False
+    finish_task_if_over(conn, task.id)
+    return True
+
+
+def finish_task_if_over(conn: Connection, task_id: int) -> bool:
+    """Finish a running task once every segment has ended; True if it finished now."""
+    segments = task_store.segments_of(conn, task_id)
+    if not segments or any(s.state not in _TERMINAL_SEGMENT for s in segments):
+        return False
+    reasons = {s.end_reason for s in segments}
+    reason = reasons.pop() if len(reasons) == 1 else "completed"
+    return task_store.set_task_state(conn, task_id, TaskState.FINISHED, end_reason=reason)
+
+
+def fail_task(conn: Connection, task_id: int, message: str) -> None:
+    """Stop a task that cannot go on: cancel what is left and record why."""
+    for segment in task_store.segments_of(conn, task_id):
+        point_store.cancel_unfinished_points(conn, segment_id=segment.id, include_running=True)
+        target = SegmentState.FAILED if segment.state == SegmentState.ACTIVE.value else SegmentState.CANCELLED
+        task_store.set_segment_state(conn, segment.id, target, end_reason=EndReason.STEERING_FAILED.value)
+    attempt_store.cancel_running_attempts(conn, task_id)
+    task_store.set_task_state(
+        conn, task_id, TaskState.FAILED, end_reason=EndReason.STEERING_FAILED.value, message=message
+    )

@@ -1,0 +1,206 @@
+"""One steering run for one segment, and which segments need one.
+
+The optimiser runs outside any transaction (scikit-optimize's GP can take seconds):
+read the history, ask the optimiser, then in one write transaction re-check the segment,
+insert the points and record the run under the unique (segment, iteration) key, so that a
+run that lost a race, or a re-run after a crash, never duplicates points.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.core.optimizer_spec import OptimizerSpec, parse_optimizer_name
+from service.core.scheduling import points_to_generate
+from service.core.searchspace import Params, SearchSpace, parse_search_space
+from service.core.states import SegmentState, TaskState
+from service.core.steering import Observation
+from service.operations.context import Services
+from service.operations.lifecycle import budget_of, fail_task, settle_segment
+from service.store import points as point_store
+from service.store import steering_runs as run_store
+from service.store import tasks as task_store
+from service.store.database import database_time
+from service.store.records import SegmentRecord, TaskRecord
+
+
+class SegmentRunner(Protocol):
+    """Runs an optimiser for a segment, possibly keeping it warm between calls."""
+
+    name: str
+
+    def run(
+        self,
+        *,
+        key: int,
+        spec: OptimizerSpec,
+        space: SearchSpace,
+        history: Sequence[Observation],
+        n: int,
+        seed: int,
+        budget: int,
+        parallelism: int,
+    ) -> list[Params]: ...
+
+    def retain(self, keys: set[int]) -> None:
+        """Drop the optimisers of every other key (their segments ended)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SteerResult:
+    segment_id: int
+    requested: int
+    produced: int
+    outcome: str  # ok | exhausted | failed | skipped
+    message: str | None = None
+
+
+def spec_of(task: TaskRecord) -> OptimizerSpec:
+    spec = parse_optimizer_name(task.optimizer)
+    return OptimizerSpec(spec.library, spec.method, "max" if task.optimizer_mode == "max" else "min", spec.source)
+
+
+@dataclass(frozen=True)
+class Scan:
+    active: set[int]  # every segment steering may still serve
+    wanted: list[int]  # those that need a run now
+
+
+def segments_needing_steering(services: Services) -> Scan:
+    """Active segments of running tasks, and those whose unevaluated points fell below the threshold."""
+    with services.db.read() as conn:
+        ids = task_store.active_segment_ids(conn)
+        counts = task_store.state_counts(conn, ids)
+        wanted = []
+        tasks: dict[int, TaskRecord | None] = {}
+        for segment_id in ids:
+            segment = task_store.get_segment(conn, segment_id)
+            if segment is None:
+                continue
+            if segment.task_id not in tasks:
+                tasks[segment.task_id] = task_store.get_task(conn, segment.task_id, None)
+            task = tasks[segment.task_id]
+            if task is None:
+                continue
+            if points_to_generate(budget_of(task), task_store.counts_from(counts[segment_id], segment.jobs)) > 0:
+                wanted.append(segment_id)
+    return Scan(set(ids), wanted)
+
+
+def steer_segment(services: Services, runner: SegmentRunner, segment_id: int) -> SteerResult:
+    with services.db.read() as conn:
+        segment = task_store.get_segment(conn, segment_id)
+        task = task_store.get_task(conn, segment.task_id, None) if segment else None
+        if segment is None or task is None or not _steerable(task, segment):
+            return SteerResult(segment_id, 0, 0, "skipped")
+        n = points_to_generate(budget_of(task), task_store.segment_counts(conn, segment))
+        if n <= 0:
+            return SteerResult(segment_id, 0, 0, "skipped")
+        history = point_store.history(conn, segment_id)
+        started_at = database_time(conn)
+    began = time.perf_counter()
+    try:
+        space = parse_search_space(segment.search_space)
+        params = runner.run(
+            key=segment_id,
+            spec=spec_of(task),
+            space=space,
+            history=history,
+            n=n,
+            seed=task.seed + segment.idx,
+            budget=task.max_points,
+            parallelism=task.n_parallel_evaluation,
+        )
+        bad = [p for p in params if not space.contains(p)]
+        if bad:
+            raise ValueError(f"the optimiser proposed a point outside the search space: {bad[0]}")
+    except Exception as exc:  # noqa: BLE001 - any optimiser error is recorded, not raised
+        return _record_failure(
+            services, runner.name, task, segment, n, started_at, began, f"{type(exc).__name__}: {exc}"
+        )
+    return _store_points(services, runner.name, segment, n, params, started_at, began)
+
+
+def _steerable(task: TaskRecord, segment: SegmentRecord) -> bool:
+    return task.state == TaskState.RUNNING.value and segment.state == SegmentState.ACTIVE.value
+
+
+def _store_points(
+    services: Services,
+    runner_name: str,
+    seen: SegmentRecord,
+    requested: int,
+    params: list[Params],
+    started_at: float,
+    began: float,
+) -> SteerResult:
+    with services.db.write() as conn:
+        segment = task_store.get_segment(conn, seen.id)
+        task = task_store.get_task(conn, seen.task_id, None)
+        if segment is None or task is None or not _steerable(task, segment) or segment.iteration != seen.iteration:
+            return SteerResult(seen.id, requested, 0, "skipped", "the segment changed during the run")
+        room = points_to_generate(budget_of(task), task_store.segment_counts(conn, segment))
+        chosen = params[: max(room, 0)]
+        iteration = segment.iteration + 1
+        if not run_store.advance_iteration(conn, segment.id, segment.iteration):
+            return SteerResult(seen.id, requested, 0, "skipped", "another run took this iteration")
+        point_store.insert_points(conn, task_id=task.id, segment_id=segment.id, iteration=iteration, params=chosen)
+        outcome = "ok" if params else "exhausted"
+        run_store.record_run(
+            conn,
+            task_id=task.id,
+            segment_id=segment.id,
+            iteration=iteration,
+            requested=requested,
+            produced=len(chosen),
+            runner=runner_name,
+            outcome=outcome,
+            message=None,
+            started_at=started_at,
+            duration_ms=(time.perf_counter() - began) * 1000,
+        )
+        if not params:
+            task_store.set_segment_state(conn, segment.id, SegmentState.EXHAUSTED, end_reason="exhausted")
+            refreshed = task_store.get_segment(conn, segment.id)
+            assert refreshed is not None
+            settle_segment(conn, task, refreshed)
+    return SteerResult(seen.id, requested, len(chosen), outcome)
+
+
+def _record_failure(
+    services: Services,
+    runner_name: str,
+    task: TaskRecord,
+    seen: SegmentRecord,
+    requested: int,
+    started_at: float,
+    began: float,
+    message: str,
+) -> SteerResult:
+    limit = services.settings.steering_max_failures
+    with services.db.write() as conn:
+        segment = task_store.get_segment(conn, seen.id)
+        if segment is None or segment.iteration != seen.iteration:
+            return SteerResult(seen.id, requested, 0, "skipped", message)
+        run_store.advance_iteration(conn, segment.id, segment.iteration)
+        run_store.record_run(
+            conn,
+            task_id=task.id,
+            segment_id=segment.id,
+            iteration=segment.iteration + 1,
+            requested=requested,
+            produced=0,
+            runner=runner_name,
+            outcome="failed",
+            message=message[:4000],
+            started_at=started_at,
+            duration_ms=(time.perf_counter() - began) * 1000,
+        )
+        recent = run_store.recent_outcomes(conn, segment.id, limit)
+        if len(recent) >= limit and all(o == "failed" for o in recent):
+            fail_task(conn, task.id, f"steering failed {limit} times in a row; last error: {message}")
+    return SteerResult(seen.id, requested, 0, "failed", message)

@@ -1,0 +1,75 @@
+"""Reading and killing tasks, always scoped to what the caller may see."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from service.core.states import PointState, SegmentState, TaskState
+from service.operations.context import Services
+from service.operations.errors import Conflict, Invalid, NotFound
+from service.operations.principal import Principal
+from service.operations.views import PointView, TaskView, point_views, task_views
+from service.store import attempts as attempt_store
+from service.store import points as point_store
+from service.store import tasks as task_store
+from service.store.records import TaskRecord
+
+_TASK_STATES = {s.value for s in TaskState}
+_POINT_STATES = {s.value for s in PointState}
+
+
+def _not_found(task_id: int) -> NotFound:
+    return NotFound(f"task {task_id} does not exist (or belongs to another user)", code="task_not_found")
+
+
+def list_tasks(services: Services, principal: Principal, *, state: str | None, limit: int) -> list[TaskView]:
+    if state is not None and state not in _TASK_STATES:
+        raise Invalid(f"unknown task state {state!r}; choose one of: {', '.join(sorted(_TASK_STATES))}")
+    with services.db.read() as conn:
+        records = task_store.list_tasks(conn, principal.owner_scope, state, limit)
+        return task_views(conn, records, detail=False)
+
+
+def show_task(services: Services, principal: Principal, task_id: int) -> TaskView:
+    with services.db.read() as conn:
+        task = task_store.get_task(conn, task_id, principal.owner_scope)
+        if task is None:
+            raise _not_found(task_id)
+        return task_views(conn, [task], detail=True)[0]
+
+
+def list_points(
+    services: Services, principal: Principal, task_id: int, *, state: str | None, after: int, limit: int
+) -> tuple[list[PointView], int | None]:
+    if state is not None and state not in _POINT_STATES:
+        raise Invalid(f"unknown point state {state!r}; choose one of: {', '.join(sorted(_POINT_STATES))}")
+    with services.db.read() as conn:
+        task = task_store.get_task(conn, task_id, principal.owner_scope)
+        if task is None:
+            raise _not_found(task_id)
+        records = point_store.list_points(conn, task_id=task_id, state=state, after=after, limit=limit)
+        index = {s.id: s.idx for s in task_store.segments_of(conn, task_id)}
+        views = point_views(conn, records, index)
+    next_after = records[-1].number if len(records) == limit else None
+    return views, next_after
+
+
+def kill_task(services: Services, principal: Principal, task_id: int) -> TaskView:
+    with services.db.write() as conn:
+        task = task_store.get_task(conn, task_id, principal.owner_scope)
+        if task is None:
+            raise _not_found(task_id)
+        if task.state != TaskState.RUNNING.value:
+            raise Conflict(f"task {task_id} has already ended ({task.state}); nothing to kill", code="task_ended")
+        _cancel_everything(conn, task)
+        task_store.set_task_state(conn, task_id, TaskState.KILLED, end_reason="killed")
+        refreshed = task_store.get_task(conn, task_id, None)
+        assert refreshed is not None
+        return task_views(conn, [refreshed], detail=True)[0]
+
+
+def _cancel_everything(conn: Connection, task: TaskRecord) -> None:
+    for segment in task_store.segments_of(conn, task.id):
+        point_store.cancel_unfinished_points(conn, segment_id=segment.id, include_running=True)
+        task_store.set_segment_state(conn, segment.id, SegmentState.CANCELLED, end_reason="killed")
+    attempt_store.cancel_running_attempts(conn, task.id)

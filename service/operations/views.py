@@ -1,0 +1,213 @@
+"""Read models of tasks and points, built from store records (the API serialises these)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from service.core.states import PointState
+from service.store import points as point_store
+from service.store import tasks as task_store
+from service.store.records import PointRecord, SegmentRecord, TaskRecord
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    max_points: int
+    generated: int
+    pending: int
+    running: int
+    done: int
+    failed: int
+    cancelled: int
+    jobs: int
+
+
+@dataclass(frozen=True)
+class BestView:
+    point_id: int
+    segment: int
+    params: Any
+    loss: float
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    index: int
+    name: str
+    state: str
+    end_reason: str | None
+    iteration: int
+    progress: ProgressView
+    best: BestView | None
+
+
+@dataclass(frozen=True)
+class TaskView:
+    id: int
+    name: str
+    owner: str
+    state: str
+    end_reason: str | None
+    optimizer: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    progress: ProgressView
+    best: BestView | None
+    message: str | None = None
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    segments: list[SegmentView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    number: int
+    state: str
+    pilot: str | None
+    site: str
+    slot: str
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    failure_class: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class PointView:
+    id: int
+    segment: int
+    iteration: int
+    params: Any
+    state: str
+    loss: float | None
+    is_failure: bool
+    created_at: float
+    finished_at: float | None
+    attempts: list[AttemptView]
+
+
+def _progress(by_state: dict[str, int], jobs: int, max_points: int) -> ProgressView:
+    return ProgressView(
+        max_points=max_points,
+        generated=sum(by_state.values()),
+        pending=by_state.get(PointState.PENDING.value, 0),
+        running=by_state.get(PointState.RUNNING.value, 0),
+        done=by_state.get(PointState.DONE.value, 0),
+        failed=by_state.get(PointState.FAILED.value, 0),
+        cancelled=by_state.get(PointState.CANCELLED.value, 0),
+        jobs=jobs,
+    )
+
+
+def _sum(views: Sequence[ProgressView]) -> ProgressView:
+    return ProgressView(
+        *(sum(getattr(v, f) for v in views) for f in ProgressView.__dataclass_fields__)  # type: ignore[arg-type]
+    )
+
+
+def _best(point: PointRecord | None, segment_index: dict[int, int]) -> BestView | None:
+    if point is None or point.loss is None:
+        return None
+    return BestView(point.number, segment_index.get(point.segment_id, 0), point.params, point.loss)
+
+
+def settings_of(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "max_points": task.max_points,
+        "n_points_per_iteration": task.n_points_per_iteration,
+        "min_unevaluated_points": task.min_unevaluated_points,
+        "n_parallel_evaluation": task.n_parallel_evaluation,
+        "max_evaluation_jobs": task.max_evaluation_jobs,
+        "max_attempts": task.max_attempts,
+        "failure_loss": task.failure_loss,
+    }
+
+
+def task_views(conn: Connection, records: Sequence[TaskRecord], *, detail: bool) -> list[TaskView]:
+    segments_by_task = task_store.segments_of_tasks(conn, [t.id for t in records])
+    all_segments = [s for segs in segments_by_task.values() for s in segs]
+    counts = task_store.state_counts(conn, [s.id for s in all_segments])
+    views = []
+    for task in records:
+        segments = segments_by_task.get(task.id, [])
+        index = {s.id: s.idx for s in segments}
+        seg_progress = {s.id: _progress(counts.get(s.id, {}), s.jobs, task.max_points) for s in segments}
+        best = _best(task_store.best_point(conn, task_id=task.id, segment_id=None, mode=task.optimizer_mode), index)
+        base: dict[str, Any] = {
+            "id": task.id,
+            "name": task.name,
+            "owner": task.owner,
+            "state": task.state,
+            "end_reason": task.end_reason,
+            "optimizer": task.optimizer,
+            "created_at": task.created_at,
+            "updated_at": task.updated_at,
+            "finished_at": task.finished_at,
+            "progress": _sum(list(seg_progress.values())) if segments else _progress({}, 0, 0),
+            "best": best,
+        }
+        if detail:
+            base.update(
+                message=task.message,
+                seed=task.seed,
+                settings=settings_of(task),
+                options=task.options,
+                segments=[_segment_view(conn, task, s, seg_progress[s.id], index) for s in segments],
+            )
+        views.append(TaskView(**base))
+    return views
+
+
+def _segment_view(
+    conn: Connection, task: TaskRecord, segment: SegmentRecord, progress: ProgressView, index: dict[int, int]
+) -> SegmentView:
+    best = task_store.best_point(conn, task_id=task.id, segment_id=segment.id, mode=task.optimizer_mode)
+    return SegmentView(
+        index=segment.idx,
+        name=segment.name,
+        state=segment.state,
+        end_reason=segment.end_reason,
+        iteration=segment.iteration,
+        progress=progress,
+        best=_best(best, index),
+    )
+
+
+def point_views(conn: Connection, records: Sequence[PointRecord], segment_index: dict[int, int]) -> list[PointView]:
+    attempts = point_store.attempts_of(conn, [p.id for p in records])
+    return [
+        PointView(
+            id=p.number,
+            segment=segment_index.get(p.segment_id, 0),
+            iteration=p.iteration,
+            params=p.params,
+            state=p.state,
+            loss=p.loss,
+            is_failure=p.is_failure,
+            created_at=p.created_at,
+            finished_at=p.finished_at,
+            attempts=[
+                AttemptView(
+                    number=a["record"].number,
+                    state=a["record"].state,
+                    pilot=a["pilot"],
+                    site=a["record"].site,
+                    slot=a["record"].slot,
+                    started_at=a["record"].started_at,
+                    ended_at=a["record"].ended_at,
+                    exit_code=a["record"].exit_code,
+                    failure_class=a["record"].failure_class,
+                    message=a["record"].message,
+                )
+                for a in attempts.get(p.id, [])
+            ],
+        )
+        for p in records
+    ]

@@ -1,0 +1,138 @@
+"""Attempts: lease extension and the fenced end of an attempt.
+
+Every write names the attempt and its lease token and requires the lease to be alive by
+the database clock: a stale or foreign writer changes nothing (and the API answers 409).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select, update
+
+from service.core.states import AttemptState
+from service.store.database import now_expr
+from service.store.records import AttemptRecord, from_row
+from service.store.tables import attempts, pilots
+from service.store.transitions import may_enter
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """What the database knows of an attempt, to explain a refused write."""
+
+    state: str
+    token_matches: bool
+    expired: bool
+    pilot_owner: str | None
+
+
+def _live(attempt_id: int, lease_token: str):  # type: ignore[no-untyped-def]
+    return (
+        (attempts.c.id == attempt_id)
+        & (attempts.c.lease_token == lease_token)
+        & (attempts.c.state == AttemptState.RUNNING.value)
+        & (attempts.c.lease_expires_at >= now_expr())
+    )
+
+
+def extend_lease(conn: Connection, attempt_id: int, lease_token: str, ttl_s: float) -> float | None:
+    """Push the lease's expiry to now + ttl; the new expiry, or None if the lease is not live."""
+    now = now_expr()
+    row = conn.execute(
+        update(attempts)
+        .where(_live(attempt_id, lease_token))
+        .values(lease_expires_at=now + ttl_s, heartbeat_at=now)
+        .returning(attempts.c.lease_expires_at, now.label("now"))
+    ).first()
+    return None if row is None else float(row.lease_expires_at) - float(row.now)
+
+
+def finish_attempt(
+    conn: Connection,
+    *,
+    attempt_id: int,
+    lease_token: str,
+    target: AttemptState,
+    loss: float | None,
+    exit_code: int | None,
+    failure_class: str | None,
+    message: str | None,
+    log_tail: str | None,
+) -> AttemptRecord | None:
+    row = conn.execute(
+        update(attempts)
+        .where(_live(attempt_id, lease_token), may_enter(attempts.c.state, target))
+        .values(
+            state=target.value,
+            ended_at=now_expr(),
+            loss=loss,
+            exit_code=exit_code,
+            failure_class=failure_class,
+            message=message,
+            log_tail=log_tail,
+        )
+        .returning(*attempts.c)
+    ).first()
+    return None if row is None else from_row(AttemptRecord, row)
+
+
+def lease_view(conn: Connection, attempt_id: int, lease_token: str) -> LeaseView | None:
+    row = conn.execute(
+        select(
+            attempts.c.state,
+            attempts.c.lease_token,
+            (attempts.c.lease_expires_at < now_expr()).label("expired"),
+            pilots.c.owner,
+        )
+        .outerjoin(pilots, pilots.c.id == attempts.c.pilot_id)
+        .where(attempts.c.id == attempt_id)
+    ).first()
+    if row is None:
+        return None
+    return LeaseView(str(row.state), row.lease_token == lease_token, bool(row.expired), row.owner)
+
+
+def expire_due(conn: Connection, limit: int) -> list[AttemptRecord]:
+    """Mark running attempts whose lease ran out as expired; returns them."""
+    due = conn.execute(
+        select(attempts.c.id)
+        .where(attempts.c.state == AttemptState.RUNNING.value, attempts.c.lease_expires_at < now_expr())
+        .order_by(attempts.c.lease_expires_at)
+        .limit(limit)
+    ).scalars().all()
+    expired = []
+    for attempt_id in due:
+        row = conn.execute(
+            update(attempts)
+            .where(
+                attempts.c.id == attempt_id,
+                attempts.c.state == AttemptState.RUNNING.value,
+                attempts.c.lease_expires_at < now_expr(),
+                may_enter(attempts.c.state, AttemptState.EXPIRED),
+            )
+            .values(
+                state=AttemptState.EXPIRED.value,
+                ended_at=now_expr(),
+                failure_class="lost_lease",
+                message="no heartbeat before the lease expired (pilot lost or cut off)",
+            )
+            .returning(*attempts.c)
+        ).first()
+        if row is not None:
+            expired.append(from_row(AttemptRecord, row))
+    return expired
+
+
+def cancel_running_attempts(conn: Connection, task_id: int) -> int:
+    result = conn.execute(
+        update(attempts)
+        .where(
+            attempts.c.task_id == task_id,
+            attempts.c.state == AttemptState.RUNNING.value,
+            may_enter(attempts.c.state, AttemptState.CANCELLED),
+        )
+        .values(state=AttemptState.CANCELLED.value, ended_at=now_expr(), failure_class="killed",
+                message="the task was killed")
+    )
+    return int(result.rowcount)

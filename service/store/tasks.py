@@ -1,0 +1,189 @@
+"""Tasks and segments: insert, owner-scoped reads, counts and guarded state changes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from service.core.scheduling import SegmentCounts
+from service.core.states import PointState, SegmentState, TaskState
+from service.store.database import now_expr
+from service.store.records import PointRecord, SegmentRecord, TaskRecord, from_row
+from service.store.tables import points, segments, tasks
+from service.store.transitions import may_enter
+
+
+def insert_task(conn: Connection, values: dict[str, Any]) -> int:
+    now = now_expr()
+    result = conn.execute(
+        insert(tasks)
+        .values(state=TaskState.RUNNING.value, created_at=now, updated_at=now, **values)
+        .returning(tasks.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def insert_segment(
+    conn: Connection,
+    *,
+    task_id: int,
+    idx: int,
+    name: str,
+    search_space: Any,
+    segmented: bool,
+    files: list[str] | None,
+    datasets: list[str] | None,
+) -> int:
+    result = conn.execute(
+        insert(segments)
+        .values(
+            task_id=task_id,
+            idx=idx,
+            name=name,
+            search_space=search_space,
+            segmented=segmented,
+            state=SegmentState.ACTIVE.value,
+            iteration=0,
+            jobs=0,
+            files=files,
+            datasets=datasets,
+            created_at=now_expr(),
+        )
+        .returning(segments.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def get_task(conn: Connection, task_id: int, owner: str | None) -> TaskRecord | None:
+    """The task if it exists and ``owner`` may see it (None: any owner, for admins and internals)."""
+    query = select(tasks).where(tasks.c.id == task_id)
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
+    row = conn.execute(query).first()
+    return None if row is None else from_row(TaskRecord, row)
+
+
+def list_tasks(conn: Connection, owner: str | None, state: str | None, limit: int) -> list[TaskRecord]:
+    query = select(tasks).order_by(tasks.c.id.desc()).limit(limit)
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
+    if state is not None:
+        query = query.where(tasks.c.state == state)
+    return [from_row(TaskRecord, row) for row in conn.execute(query)]
+
+
+def get_segment(conn: Connection, segment_id: int) -> SegmentRecord | None:
+    row = conn.execute(select(segments).where(segments.c.id == segment_id)).first()
+    return None if row is None else from_row(SegmentRecord, row)
+
+
+def segments_of(conn: Connection, task_id: int) -> list[SegmentRecord]:
+    rows = conn.execute(select(segments).where(segments.c.task_id == task_id).order_by(segments.c.idx))
+    return [from_row(SegmentRecord, row) for row in rows]
+
+
+def segments_of_tasks(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[SegmentRecord]]:
+    out: dict[int, list[SegmentRecord]] = defaultdict(list)
+    if task_ids:
+        rows = conn.execute(
+            select(segments).where(segments.c.task_id.in_(task_ids)).order_by(segments.c.idx)
+        )
+        for row in rows:
+            out[row.task_id].append(from_row(SegmentRecord, row))
+    return out
+
+
+def active_segment_ids(conn: Connection) -> list[int]:
+    """Segments that steering may still have to serve, oldest first."""
+    rows = conn.execute(
+        select(segments.c.id)
+        .join(tasks, tasks.c.id == segments.c.task_id)
+        .where(tasks.c.state == TaskState.RUNNING.value, segments.c.state == SegmentState.ACTIVE.value)
+        .order_by(segments.c.id)
+    )
+    return [int(r.id) for r in rows]
+
+
+def state_counts(conn: Connection, segment_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Points per state for each segment."""
+    out: dict[int, dict[str, int]] = {sid: {} for sid in segment_ids}
+    if segment_ids:
+        rows = conn.execute(
+            select(points.c.segment_id, points.c.state, func.count())
+            .where(points.c.segment_id.in_(segment_ids))
+            .group_by(points.c.segment_id, points.c.state)
+        )
+        for segment_id, state, count in rows:
+            out[int(segment_id)][str(state)] = int(count)
+    return out
+
+
+def segment_counts(conn: Connection, segment: SegmentRecord) -> SegmentCounts:
+    by_state = state_counts(conn, [segment.id])[segment.id]
+    return counts_from(by_state, segment.jobs)
+
+
+def counts_from(by_state: dict[str, int], jobs: int) -> SegmentCounts:
+    return SegmentCounts(
+        generated=sum(by_state.values()),
+        pending=by_state.get(PointState.PENDING.value, 0),
+        running=by_state.get(PointState.RUNNING.value, 0),
+        evaluated=by_state.get(PointState.DONE.value, 0) + by_state.get(PointState.FAILED.value, 0),
+        jobs=jobs,
+    )
+
+
+def best_point(conn: Connection, *, task_id: int, segment_id: int | None, mode: str) -> PointRecord | None:
+    """The done, non-failed point with the lowest loss (highest for mode ``max``)."""
+    order = points.c.loss.desc() if mode == "max" else points.c.loss.asc()
+    query = (
+        select(points)
+        .where(
+            points.c.task_id == task_id,
+            points.c.state == PointState.DONE.value,
+            points.c.is_failure.is_(False),
+        )
+        .order_by(order, points.c.number)
+        .limit(1)
+    )
+    if segment_id is not None:
+        query = query.where(points.c.segment_id == segment_id)
+    row = conn.execute(query).first()
+    return None if row is None else from_row(PointRecord, row)
+
+
+def set_task_state(
+    conn: Connection, task_id: int, target: TaskState, *, end_reason: str | None = None, message: str | None = None
+) -> bool:
+    values: dict[str, Any] = {"state": target.value, "updated_at": now_expr()}
+    if target != TaskState.RUNNING:
+        values["finished_at"] = now_expr()
+    if end_reason is not None:
+        values["end_reason"] = end_reason
+    if message is not None:
+        values["message"] = message
+    result = conn.execute(
+        update(tasks).where(tasks.c.id == task_id, may_enter(tasks.c.state, target)).values(**values)
+    )
+    return result.rowcount == 1
+
+
+def touch_task(conn: Connection, task_id: int) -> None:
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(updated_at=now_expr()))
+
+
+def set_segment_state(
+    conn: Connection, segment_id: int, target: SegmentState, *, end_reason: str | None = None
+) -> bool:
+    values: dict[str, Any] = {"state": target.value}
+    if target in (SegmentState.DONE, SegmentState.FAILED, SegmentState.CANCELLED):
+        values["finished_at"] = now_expr()
+    if end_reason is not None:
+        values["end_reason"] = end_reason
+    result = conn.execute(
+        update(segments).where(segments.c.id == segment_id, may_enter(segments.c.state, target)).values(**values)
+    )
+    return result.rowcount == 1

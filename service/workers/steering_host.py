@@ -1,0 +1,121 @@
+"""Where the steering loop runs: a child process (default) or a thread of the service.
+
+In a child process the optimisers never compete with request handling for the GIL, so
+a scikit-optimize GP that computes for 18 s does not slow acquire/heartbeat/complete;
+the service hands segment ids over through a multiprocessing queue right after each
+commit. The thread host is for embedded use and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterable
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue as MpQueue
+from typing import Protocol
+
+from service.config import Settings
+from service.operations.context import NoTrigger, Services, build_services
+from service.workers.runner import make_segment_runner
+from service.workers.steering_loop import SteeringLoop, run_in_thread
+
+log = logging.getLogger("hposteer.steering")
+
+
+class SteeringHost(Protocol):
+    def notify(self, segment_ids: Iterable[int]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class ThreadSteeringHost:
+    def __init__(self, services_for_loop: Services, settings: Settings):
+        self._runner = make_segment_runner()
+        self.loop = SteeringLoop(
+            services_for_loop, self._runner, threads=settings.steering_threads, poll_s=settings.steering_poll_s
+        )
+        self._thread: threading.Thread | None = None
+
+    def notify(self, segment_ids: Iterable[int]) -> None:
+        self.loop.notify(segment_ids)
+
+    def start(self) -> None:
+        self._thread = run_in_thread(self.loop)
+
+    def stop(self) -> None:
+        self.loop.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._runner.close()
+
+
+def _child_main(settings_json: str, inbox: MpQueue[list[int] | None], parent_pid: int) -> None:
+    settings = Settings.model_validate_json(settings_json)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s steering %(levelname)s %(message)s")
+    services = build_services(settings, NoTrigger())
+    runner = make_segment_runner()
+    loop = SteeringLoop(services, runner, threads=settings.steering_threads, poll_s=settings.steering_poll_s)
+
+    def forward() -> None:
+        while True:
+            try:
+                item = inbox.get(timeout=1.0)
+            except Exception:  # queue.Empty, or the parent went away
+                if os.getppid() != parent_pid:
+                    loop.stop()
+                    return
+                continue
+            if item is None:
+                loop.stop()
+                return
+            loop.notify(item)
+
+    threading.Thread(target=forward, name="steering-inbox", daemon=True).start()
+    try:
+        loop.run()
+    finally:
+        runner.close()
+        services.db.dispose()
+
+
+class ProcessSteeringHost:
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._ctx = multiprocessing.get_context("spawn")
+        self._inbox: MpQueue[list[int] | None] = self._ctx.Queue()
+        self._process: BaseProcess | None = None
+
+    def notify(self, segment_ids: Iterable[int]) -> None:
+        ids = list(segment_ids)
+        if ids:
+            self._inbox.put(ids)
+
+    def start(self) -> None:
+        self._process = self._ctx.Process(
+            target=_child_main,
+            args=(self._settings.model_dump_json(), self._inbox, os.getpid()),
+            name="hposteer-steering",
+            daemon=True,
+        )
+        self._process.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._inbox.put(None)
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            log.warning("steering process did not stop in 30 s; terminating it")
+            self._process.terminate()
+            self._process.join(timeout=5)
+        self._inbox.close()
+        self._inbox.join_thread()

@@ -1,0 +1,153 @@
+"""Shared fixtures: real databases (SQLite, and PostgreSQL when configured) and a live service.
+
+``live_service`` runs the real FastAPI app under uvicorn on a loopback port, on its own
+SQLite database, and hands out real tokens: tests talk to it over real HTTP.
+Under ``CI=true`` a test that needs PostgreSQL fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from service.config import Settings
+from service.operations.auth import create_token
+from service.operations.context import NoTrigger, Services, build_services
+from service.store.migrate import upgrade
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get("HPOSTEER_TEST_POSTGRES_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fast_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings with test-sized timings (reliability.md: heartbeat 0.5 s, TTL 2 s, reaper 0.25 s)."""
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "lease_ttl_s": 2.0,
+        "heartbeat_interval_s": 0.5,
+        "reaper_interval_s": 0.25,
+        "idle_poll_s": 0.1,
+        "steering_mode": "thread",
+        "steering_poll_s": 0.2,
+        "token_cache_s": 0.0,
+        "log_level": "warning",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class LiveService:
+    url: str
+    settings: Settings
+    services: Services
+    user_token: str
+    other_user_token: str
+    pilot_token: str
+    admin_token: str
+
+    def token(self, role: str, owner: str) -> str:
+        return create_token(self.services.db, role=role, owner=owner)[1]
+
+
+class ServerThread:
+    """uvicorn in a thread of the test process, stopped cleanly at the end."""
+
+    def __init__(self, settings: Settings):
+        from service.app import create_app
+
+        self.port = free_port()
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    settings = fast_settings(tmp_path_factory.mktemp("service"))
+    with ServerThread(settings) as server:
+        services: Services = server.app.state.services
+        yield LiveService(
+            url=server.url,
+            settings=settings,
+            services=services,
+            user_token=create_token(services.db, role="user", owner="alice")[1],
+            other_user_token=create_token(services.db, role="user", owner="bob")[1],
+            pilot_token=create_token(services.db, role="pilot", owner="site-admin")[1],
+            admin_token=create_token(services.db, role="admin", owner="root")[1],
+        )
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test module, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    assert POSTGRES_URL is not None
+    name = f"hposteer_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    """Use-case services on a fresh database of each backend (the store test suite runs on both)."""
+    if request.param == "postgresql":
+        if POSTGRES_URL is None:
+            if IN_CI:
+                pytest.fail("CI=true but HPOSTEER_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+            pytest.skip("PostgreSQL not configured (set HPOSTEER_TEST_POSTGRES_URL)")
+        databases = _postgres_database()
+        url = next(databases)
+        settings = fast_settings(tmp_path, database_url=url)
+    else:
+        databases = None
+        settings = fast_settings(tmp_path)
+    services = build_services(settings, NoTrigger())
+    upgrade(services.db.engine)
+    try:
+        yield services
+    finally:
+        services.db.dispose()
+        if databases is not None:
+            for _ in databases:
+                pass

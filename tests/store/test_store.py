@@ -1,0 +1,271 @@
+"""The store test suite, run on every backend (SQLite always; PostgreSQL when configured).
+
+Written against store functions and real databases, in the manner of optuna's shared
+storage tests: claims, fencing, expiry and guarded transitions behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from service.core.states import AttemptState, PointState, SegmentState, TaskState
+from service.operations.context import Services
+from service.store import attempts as attempt_store
+from service.store import pilots as pilot_store
+from service.store import points as point_store
+from service.store import tasks as task_store
+from service.store import tokens as token_store
+from service.store.database import StoreBusy, database_time
+from service.store.tables import attempts, points
+
+
+def _task(services: Services, **overrides: Any) -> tuple[int, int]:
+    values: dict[str, Any] = {
+        "owner": "alice",
+        "name": "user.alice.t/",
+        "optimizer": "random",
+        "optimizer_mode": "min",
+        "seed": 1,
+        "max_points": 10,
+        "n_points_per_iteration": 4,
+        "min_unevaluated_points": 0,
+        "n_parallel_evaluation": 10,
+        "max_evaluation_jobs": 20,
+        "max_attempts": 3,
+        "failure_loss": 1e5,
+        "evaluation_exec": "true",
+        "evaluation_container": None,
+        "evaluation_input": "input.json",
+        "evaluation_output": "output.json",
+        "sites": None,
+        "architecture": "",
+        "priority": 0,
+        "sandbox_sha256": None,
+        "options": {},
+        "next_point_number": 1,
+        "jobs_started": 0,
+    }
+    values.update(overrides)
+    with services.db.write() as conn:
+        task_id = task_store.insert_task(conn, values)
+        segment_id = task_store.insert_segment(
+            conn,
+            task_id=task_id,
+            idx=0,
+            name="",
+            search_space={"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}},
+            segmented=False,
+            files=None,
+            datasets=None,
+        )
+    return task_id, segment_id
+
+
+def _points(services: Services, task_id: int, segment_id: int, n: int, iteration: int = 1) -> list[int]:
+    with services.db.write() as conn:
+        return point_store.insert_points(
+            conn, task_id=task_id, segment_id=segment_id, iteration=iteration, params=[{"x": i / 10} for i in range(n)]
+        )
+
+
+def _pilot(services: Services, site: str = "SITE-A", owner: str = "ops") -> int:
+    with services.db.write() as conn:
+        return pilot_store.register_pilot(
+            conn, name="p", site=site, owner=owner, hostname="h", slots=[{"name": "0", "gpus": []}],
+            runtimes=["local"], version="t",
+        )  # fmt: skip
+
+
+def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> point_store.Claim | None:
+    with services.db.write() as conn:
+        return point_store.claim_next(
+            conn, site=site, pilot_id=pilot_id, slot="0", lease_ttl_s=ttl, skip_locked=not services.db.is_sqlite
+        )
+
+
+def test_point_numbers_are_sequential_per_task_across_iterations(backend_services: Services) -> None:
+    task_id, segment_id = _task(backend_services)
+    assert _points(backend_services, task_id, segment_id, 3) == [1, 2, 3]
+    assert _points(backend_services, task_id, segment_id, 2, iteration=2) == [4, 5]
+    other_task, other_segment = _task(backend_services)
+    assert _points(backend_services, other_task, other_segment, 1) == [1]
+
+
+def test_claim_moves_the_attempt_counter_and_issues_a_lease(backend_services: Services) -> None:
+    task_id, segment_id = _task(backend_services)
+    _points(backend_services, task_id, segment_id, 2)
+    pilot_id = _pilot(backend_services)
+    claim = _claim(backend_services, pilot_id)
+    assert claim is not None
+    assert claim.point.number == 1
+    assert claim.attempt_number == 1
+    assert claim.point.attempts == 1
+    assert claim.point.state == PointState.RUNNING.value
+    assert claim.job_number == 0
+    with backend_services.db.read() as conn:
+        now = database_time(conn)
+    assert 25 < claim.lease_expires_at - now <= 30.5
+    second = _claim(backend_services, pilot_id)
+    assert second is not None and second.point.number == 2 and second.job_number == 1
+    assert _claim(backend_services, pilot_id) is None
+
+
+def test_claim_respects_parallelism_job_budget_and_site(backend_services: Services) -> None:
+    task_id, segment_id = _task(backend_services, n_parallel_evaluation=1, max_evaluation_jobs=2, sites=",SITE-B,")
+    _points(backend_services, task_id, segment_id, 3)
+    here = _pilot(backend_services, site="SITE-A")
+    there = _pilot(backend_services, site="SITE-B")
+    assert _claim(backend_services, here, site="SITE-A") is None, "the task asked for SITE-B only"
+    first = _claim(backend_services, there, site="SITE-B")
+    assert first is not None
+    assert _claim(backend_services, there, site="SITE-B") is None, "nParallelEvaluation=1 and one is running"
+    with backend_services.db.write() as conn:
+        attempt_store.finish_attempt(
+            conn, attempt_id=first.attempt_id, lease_token=first.lease_token, target=AttemptState.SUCCEEDED,
+            loss=0.5, exit_code=0, failure_class=None, message=None, log_tail=None,
+        )  # fmt: skip
+        point_store.settle_point(conn, point_id=first.point.id, loss=0.5, max_attempts=3, failure_loss=1e5)
+    assert _claim(backend_services, there, site="SITE-B") is not None
+    with backend_services.db.write() as conn:
+        conn.execute(update(attempts).values(state=AttemptState.FAILED.value))
+        conn.execute(update(points).where(points.c.state == "running").values(state=PointState.PENDING.value))
+    assert _claim(backend_services, there, site="SITE-B") is None, "maxEvaluationJobs=2 jobs were started"
+
+
+def test_fair_share_prefers_the_owner_with_fewer_running_attempts(backend_services: Services) -> None:
+    a_task, a_seg = _task(backend_services, owner="alice", priority=5)
+    b_task, b_seg = _task(backend_services, owner="bob")
+    _points(backend_services, a_task, a_seg, 4)
+    _points(backend_services, b_task, b_seg, 4)
+    pilot_id = _pilot(backend_services)
+    owners = []
+    for _ in range(4):
+        claim = _claim(backend_services, pilot_id)
+        assert claim is not None
+        owners.append(claim.task.owner)
+    assert owners == ["alice", "bob", "alice", "bob"], "priority breaks ties, fair share comes first"
+
+
+def test_writes_are_fenced_by_lease_token_and_expiry(backend_services: Services) -> None:
+    task_id, segment_id = _task(backend_services)
+    _points(backend_services, task_id, segment_id, 1)
+    claim = _claim(backend_services, _pilot(backend_services), ttl=0.5)
+    assert claim is not None
+    with backend_services.db.write() as conn:
+        assert attempt_store.extend_lease(conn, claim.attempt_id, "wrong-token", 0.5) is None
+        remaining = attempt_store.extend_lease(conn, claim.attempt_id, claim.lease_token, 0.5)
+    assert remaining is not None and 0.3 < remaining <= 0.5
+    time.sleep(0.7)
+    with backend_services.db.write() as conn:
+        assert attempt_store.extend_lease(conn, claim.attempt_id, claim.lease_token, 0.5) is None
+        late = attempt_store.finish_attempt(
+            conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token, target=AttemptState.SUCCEEDED,
+            loss=0.1, exit_code=0, failure_class=None, message=None, log_tail=None,
+        )  # fmt: skip
+        assert late is None, "a result after the lease expired is refused"
+        view = attempt_store.lease_view(conn, claim.attempt_id, claim.lease_token)
+        assert view is not None and view.expired and view.token_matches
+        expired = attempt_store.expire_due(conn, 100)
+    assert [a.id for a in expired] == [claim.attempt_id]
+    with backend_services.db.write() as conn:
+        assert attempt_store.expire_due(conn, 100) == [], "an attempt expires once"
+        state = point_store.settle_point(conn, point_id=claim.point.id, loss=None, max_attempts=3, failure_loss=1e5)
+    assert state == PointState.PENDING
+
+
+def test_last_failed_attempt_fails_the_point_with_the_failure_loss(backend_services: Services) -> None:
+    task_id, segment_id = _task(backend_services, max_attempts=2)
+    _points(backend_services, task_id, segment_id, 1)
+    pilot_id = _pilot(backend_services)
+    states = []
+    for _ in range(2):
+        claim = _claim(backend_services, pilot_id)
+        assert claim is not None
+        with backend_services.db.write() as conn:
+            attempt_store.finish_attempt(
+                conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token, target=AttemptState.FAILED,
+                loss=None, exit_code=1, failure_class="payload_error", message="boom", log_tail="x",
+            )  # fmt: skip
+            states.append(
+                point_store.settle_point(conn, point_id=claim.point.id, loss=None, max_attempts=2, failure_loss=1e5)
+            )
+    assert states == [PointState.PENDING, PointState.FAILED]
+    assert _claim(backend_services, pilot_id) is None
+    with backend_services.db.read() as conn:
+        row = conn.execute(select(points.c.loss, points.c.is_failure, points.c.attempts)).one()
+        history = point_store.history(conn, segment_id)
+    assert (row.loss, row.is_failure, row.attempts) == (1e5, True, 2)
+    assert history[0].failed and history[0].loss == 1e5
+
+
+def test_state_changes_follow_the_transition_table(backend_services: Services) -> None:
+    task_id, segment_id = _task(backend_services)
+    with backend_services.db.write() as conn:
+        assert task_store.set_task_state(conn, task_id, TaskState.FINISHED, end_reason="max_points")
+        assert not task_store.set_task_state(conn, task_id, TaskState.KILLED), "finished is terminal"
+        assert task_store.set_segment_state(conn, segment_id, SegmentState.EXHAUSTED)
+        assert not task_store.set_segment_state(conn, segment_id, SegmentState.ACTIVE)
+        assert task_store.set_segment_state(conn, segment_id, SegmentState.DONE)
+        task = task_store.get_task(conn, task_id, None)
+    assert task is not None and task.state == "finished" and task.finished_at is not None
+
+
+def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Services) -> None:
+    task_id, segment_id = _task(backend_services, n_parallel_evaluation=100, max_evaluation_jobs=100, max_points=60)
+    _points(backend_services, task_id, segment_id, 60)
+    pilot_id = _pilot(backend_services)
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            try:
+                claim = _claim(backend_services, pilot_id)
+            except StoreBusy:
+                continue
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+            if claim is None:
+                return
+            with lock:
+                claimed.append(claim.point.number)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(claimed) == list(range(1, 61))
+
+
+def test_tokens_are_stored_hashed_and_can_be_revoked(backend_services: Services) -> None:
+    with backend_services.db.write() as conn:
+        token_id = token_store.insert_token(conn, "ab" * 32, "user", "alice", "laptop", None)
+        expired_id = token_store.insert_token(conn, "cd" * 32, "user", "alice", "old", database_time(conn) - 1)
+    with backend_services.db.read() as conn:
+        found = token_store.find_valid_token(conn, "ab" * 32)
+        assert token_store.find_valid_token(conn, "cd" * 32) is None, f"token {expired_id} has expired"
+    assert found is not None and found.owner == "alice" and found.role == "user"
+    with backend_services.db.write() as conn:
+        assert token_store.revoke_token(conn, token_id)
+        assert not token_store.revoke_token(conn, token_id)
+    with backend_services.db.read() as conn:
+        assert token_store.find_valid_token(conn, "ab" * 32) is None
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_history_shows_pending_points_as_none(backend_services: Services, n: int) -> None:
+    task_id, segment_id = _task(backend_services)
+    _points(backend_services, task_id, segment_id, n + 1)
+    with backend_services.db.read() as conn:
+        history = point_store.history(conn, segment_id)
+    assert [h.loss for h in history] == [None] * (n + 1)
+    assert all(h.pending for h in history)
