@@ -26,7 +26,11 @@ _STATUS: dict[type[OperationError], int] = {
 
 
 def error_response(
-    status: int, code: str, message: str, issues: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    issues: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if issues:
@@ -56,7 +60,10 @@ def install(app: FastAPI) -> None:
     async def _busy(request: Request, exc: StoreBusy) -> JSONResponse:
         log.warning("database busy, answering 503: %s", exc)
         return error_response(
-            503, "busy", "the server is busy; retry after the delay in Retry-After", headers={"Retry-After": "1"}
+            503,
+            "busy",
+            "the server is busy; retry after the delay in Retry-After",
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(BlobTooLarge)

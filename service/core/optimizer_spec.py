@@ -66,9 +66,7 @@ def parse_optimizer_name(text: str | None) -> OptimizerSpec:
     raw_library, _, method = text.strip().partition(":")
     library = LIBRARY_ALIASES.get(raw_library.strip().lower())
     if library is None:
-        raise OptimizerSpecError(
-            f"unknown optimizer {text!r}; choose one of: {supported_names()}"
-        )
+        raise OptimizerSpecError(f"unknown optimizer {text!r}; choose one of: {supported_names()}")
     method = method.strip() or None
     return _checked(OptimizerSpec(library, method or DEFAULT_METHODS[library], source="option"), text)
 

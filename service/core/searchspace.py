@@ -563,7 +563,9 @@ def parse_search_space(raw: object) -> SearchSpace:
             continue
         for key in entry:
             if key not in ("method", "dimension"):
-                out.add(name, key, "unknown key; allowed: 'method', 'dimension'" + _closest(key, ["dimension"]))
+                out.add(
+                    name, key, "unknown key; allowed: 'method', 'dimension'" + _closest(key, ["dimension"])
+                )
         method = entry.get("method")
         if method is None:
             out.add(name, "method", "is missing; allowed: " + ", ".join(METHODS))
@@ -572,8 +574,7 @@ def parse_search_space(raw: object) -> SearchSpace:
             out.add(
                 name,
                 "method",
-                "'loguniformint' is not part of the JSON format; use 'qloguniform' with q=1 "
-                "or 'uniformint'",
+                "'loguniformint' is not part of the JSON format; use 'qloguniform' with q=1 or 'uniformint'",
             )
             continue
         if method not in METHODS:

@@ -13,7 +13,7 @@ from service.core.states import SegmentState, TaskState
 from service.store import attempts as attempt_store
 from service.store import points as point_store
 from service.store import tasks as task_store
-from service.store.records import SegmentRecord, TaskRecord
+from service.store.records import TaskRecord
 
 _TERMINAL_SEGMENT = {SegmentState.DONE.value, SegmentState.FAILED.value, SegmentState.CANCELLED.value}
 
@@ -27,11 +27,12 @@ def budget_of(task: TaskRecord) -> SegmentBudget:
     )
 
 
-def settle_segment(conn: Connection, task: TaskRecord, segment: SegmentRecord) -> bool:
+def settle_segment(conn: Connection, task: TaskRecord, segment_id: int) -> bool:
     """End the segment if its budget, job limit or optimiser is used up; True if it ended."""
-    if segment.state in _TERMINAL_SEGMENT:
+    segment = task_store.get_segment(conn, segment_id)
+    if segment is None or segment.state in _TERMINAL_SEGMENT:
         return False
-    counts = task_store.segment_counts(conn, segment)
+    counts = segment.counts
     reason = end_reason(budget_of(task), counts, exhausted=segment.state == SegmentState.EXHAUSTED.value)
     if reason is None:
         return False

@@ -132,12 +132,16 @@ def _refusal(services: Services, attempt_id: int, lease_token: str) -> Conflict 
     if view is None:
         return NotFound(f"attempt {attempt_id} does not exist", code="attempt_not_found")
     if not view.token_matches:
-        return Conflict(f"attempt {attempt_id} is leased to someone else (wrong lease token)", code="lease_foreign")
+        return Conflict(
+            f"attempt {attempt_id} is leased to someone else (wrong lease token)", code="lease_foreign"
+        )
     if view.state == AttemptState.CANCELLED.value:
         return Conflict(f"attempt {attempt_id} was cancelled (the task was killed)", code="attempt_cancelled")
     if view.state != AttemptState.RUNNING.value:
         return Conflict(f"attempt {attempt_id} has already ended ({view.state})", code="attempt_ended")
-    return Conflict(f"the lease of attempt {attempt_id} expired; its result will not be used", code="lease_expired")
+    return Conflict(
+        f"the lease of attempt {attempt_id} expired; its result will not be used", code="lease_expired"
+    )
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,9 @@ class Report:
 def _check(report: Report) -> None:
     if report.outcome == "success":
         if report.loss is None or not math.isfinite(report.loss):
-            raise Invalid("a successful attempt needs a finite loss", [{"field": "loss", "message": "finite number"}])
+            raise Invalid(
+                "a successful attempt needs a finite loss", [{"field": "loss", "message": "finite number"}]
+            )
     elif report.outcome == "failure":
         if report.failure_class not in FAILURE_CLASSES:
             raise Invalid(
@@ -181,7 +187,9 @@ def _check(report: Report) -> None:
                 [{"field": "failure_class", "message": f"got {report.failure_class!r}"}],
             )
     else:
-        raise Invalid("outcome must be 'success' or 'failure'", [{"field": "outcome", "message": report.outcome}])
+        raise Invalid(
+            "outcome must be 'success' or 'failure'", [{"field": "outcome", "message": report.outcome}]
+        )
 
 
 def complete(services: Services, *, attempt_id: int, report: Report) -> dict[str, Any]:
@@ -202,16 +210,16 @@ def complete(services: Services, *, attempt_id: int, report: Report) -> dict[str
         )
         if attempt is not None:
             task = task_store.get_task(conn, attempt.task_id, None)
-            segment = task_store.get_segment(conn, attempt.segment_id)
-            assert task is not None and segment is not None
+            assert task is not None
             point_state = point_store.settle_point(
                 conn,
                 point_id=attempt.point_id,
+                segment_id=attempt.segment_id,
                 loss=report.loss if success else None,
                 max_attempts=task.max_attempts,
                 failure_loss=task.failure_loss,
             )
-            settle_segment(conn, task, segment)
+            settle_segment(conn, task, attempt.segment_id)
     if attempt is None:
         raise _refusal(services, attempt_id, report.lease_token)
     services.steering.notify([attempt.segment_id])

@@ -20,18 +20,18 @@ def reap_expired(services: Services, *, batch: int = 500) -> int:
         touched: set[int] = set()
         for attempt in expired:
             task = task_store.get_task(conn, attempt.task_id, None)
-            segment = task_store.get_segment(conn, attempt.segment_id)
-            if task is None or segment is None:
+            if task is None:
                 continue
             point_store.settle_point(
                 conn,
                 point_id=attempt.point_id,
+                segment_id=attempt.segment_id,
                 loss=None,
                 max_attempts=task.max_attempts,
                 failure_loss=task.failure_loss,
             )
-            settle_segment(conn, task, segment)
-            touched.add(segment.id)
+            settle_segment(conn, task, attempt.segment_id)
+            touched.add(attempt.segment_id)
     if touched:
         services.steering.notify(touched)
     return len(expired)

@@ -61,7 +61,9 @@ class SteerResult:
 
 def spec_of(task: TaskRecord) -> OptimizerSpec:
     spec = parse_optimizer_name(task.optimizer)
-    return OptimizerSpec(spec.library, spec.method, "max" if task.optimizer_mode == "max" else "min", spec.source)
+    return OptimizerSpec(
+        spec.library, spec.method, "max" if task.optimizer_mode == "max" else "min", spec.source
+    )
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,10 @@ def segments_needing_steering(services: Services) -> Scan:
             task = tasks[segment.task_id]
             if task is None:
                 continue
-            if points_to_generate(budget_of(task), task_store.counts_from(counts[segment_id], segment.jobs)) > 0:
+            if (
+                points_to_generate(budget_of(task), task_store.counts_from(counts[segment_id], segment.jobs))
+                > 0
+            ):
                 wanted.append(segment_id)
     return Scan(set(ids), wanted)
 
@@ -97,7 +102,7 @@ def steer_segment(services: Services, runner: SegmentRunner, segment_id: int) ->
         task = task_store.get_task(conn, segment.task_id, None) if segment else None
         if segment is None or task is None or not _steerable(task, segment):
             return SteerResult(segment_id, 0, 0, "skipped")
-        n = points_to_generate(budget_of(task), task_store.segment_counts(conn, segment))
+        n = points_to_generate(budget_of(task), segment.counts)
         if n <= 0:
             return SteerResult(segment_id, 0, 0, "skipped")
         history = point_store.history(conn, segment_id)
@@ -118,7 +123,7 @@ def steer_segment(services: Services, runner: SegmentRunner, segment_id: int) ->
         bad = [p for p in params if not space.contains(p)]
         if bad:
             raise ValueError(f"the optimiser proposed a point outside the search space: {bad[0]}")
-    except Exception as exc:  # noqa: BLE001 - any optimiser error is recorded, not raised
+    except Exception as exc:
         return _record_failure(
             services, runner.name, task, segment, n, started_at, began, f"{type(exc).__name__}: {exc}"
         )
@@ -141,14 +146,21 @@ def _store_points(
     with services.db.write() as conn:
         segment = task_store.get_segment(conn, seen.id)
         task = task_store.get_task(conn, seen.task_id, None)
-        if segment is None or task is None or not _steerable(task, segment) or segment.iteration != seen.iteration:
+        if (
+            segment is None
+            or task is None
+            or not _steerable(task, segment)
+            or segment.iteration != seen.iteration
+        ):
             return SteerResult(seen.id, requested, 0, "skipped", "the segment changed during the run")
-        room = points_to_generate(budget_of(task), task_store.segment_counts(conn, segment))
+        room = points_to_generate(budget_of(task), segment.counts)
         chosen = params[: max(room, 0)]
         iteration = segment.iteration + 1
         if not run_store.advance_iteration(conn, segment.id, segment.iteration):
             return SteerResult(seen.id, requested, 0, "skipped", "another run took this iteration")
-        point_store.insert_points(conn, task_id=task.id, segment_id=segment.id, iteration=iteration, params=chosen)
+        point_store.insert_points(
+            conn, task_id=task.id, segment_id=segment.id, iteration=iteration, params=chosen
+        )
         outcome = "ok" if params else "exhausted"
         run_store.record_run(
             conn,
@@ -165,9 +177,7 @@ def _store_points(
         )
         if not params:
             task_store.set_segment_state(conn, segment.id, SegmentState.EXHAUSTED, end_reason="exhausted")
-            refreshed = task_store.get_segment(conn, segment.id)
-            assert refreshed is not None
-            settle_segment(conn, task, refreshed)
+            settle_segment(conn, task, segment.id)
     return SteerResult(seen.id, requested, len(chosen), outcome)
 
 

@@ -120,9 +120,7 @@ def _plan_segments(request: TaskRequest, issues: _Issues) -> list[SegmentPlan]:
     return _plan_segmented(request.segments, raw_space, issues)
 
 
-def _plan_segmented(
-    segments: list[dict[str, Any]], raw_space: Any, issues: _Issues
-) -> list[SegmentPlan]:
+def _plan_segmented(segments: list[dict[str, Any]], raw_space: Any, issues: _Issues) -> list[SegmentPlan]:
     if not segments:
         issues.field("segments", "the segment list is empty")
         return []
@@ -132,7 +130,9 @@ def _plan_segmented(
     elif isinstance(raw_space, list):
         for i, entry in enumerate(raw_space):
             if not isinstance(entry, dict) or "model_id" not in entry or "search_space" not in entry:
-                issues.field(f"search_space[{i}]", 'each entry must be {"model_id": N, "search_space": {...}}')
+                issues.field(
+                    f"search_space[{i}]", 'each entry must be {"model_id": N, "search_space": {...}}'
+                )
                 continue
             spaces[entry["model_id"]] = entry["search_space"]
     plans = []
@@ -268,7 +268,9 @@ def _require(task: TaskRecord | None) -> TaskRecord:
     return task
 
 
-def _insert_segments(conn: Connection, task_id: int, plans: list[SegmentPlan], *, segmented: bool) -> list[int]:
+def _insert_segments(
+    conn: Connection, task_id: int, plans: list[SegmentPlan], *, segmented: bool
+) -> list[int]:
     return [
         task_store.insert_segment(
             conn,

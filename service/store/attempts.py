@@ -7,8 +7,9 @@ the database clock: a stale or foreign writer changes nothing (and the API answe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, Update, bindparam, select, update
 
 from service.core.states import AttemptState
 from service.store.database import now_expr
@@ -27,23 +28,50 @@ class LeaseView:
     pilot_owner: str | None
 
 
-def _live(attempt_id: int, lease_token: str):  # type: ignore[no-untyped-def]
+@cache
+def _live() -> ColumnElement[bool]:
+    """The attempt named by :attempt_id, held with :lease_token, and still within its lease."""
     return (
-        (attempts.c.id == attempt_id)
-        & (attempts.c.lease_token == lease_token)
+        (attempts.c.id == bindparam("p_attempt_id"))
+        & (attempts.c.lease_token == bindparam("p_lease_token"))
         & (attempts.c.state == AttemptState.RUNNING.value)
         & (attempts.c.lease_expires_at >= now_expr())
     )
 
 
-def extend_lease(conn: Connection, attempt_id: int, lease_token: str, ttl_s: float) -> float | None:
-    """Push the lease's expiry to now + ttl; the new expiry, or None if the lease is not live."""
+@cache
+def _extend() -> Update:
     now = now_expr()
-    row = conn.execute(
+    return (
         update(attempts)
-        .where(_live(attempt_id, lease_token))
-        .values(lease_expires_at=now + ttl_s, heartbeat_at=now)
+        .where(_live())
+        .values(lease_expires_at=now + bindparam("p_ttl"), heartbeat_at=now)
         .returning(attempts.c.lease_expires_at, now.label("now"))
+    )
+
+
+@cache
+def _finish(target: AttemptState) -> Update:
+    return (
+        update(attempts)
+        .where(_live(), may_enter(attempts.c.state, target))
+        .values(
+            state=target.value,
+            ended_at=now_expr(),
+            loss=bindparam("p_loss"),
+            exit_code=bindparam("p_exit_code"),
+            failure_class=bindparam("p_failure_class"),
+            message=bindparam("p_message"),
+            log_tail=bindparam("p_log_tail"),
+        )
+        .returning(*attempts.c)
+    )
+
+
+def extend_lease(conn: Connection, attempt_id: int, lease_token: str, ttl_s: float) -> float | None:
+    """Push the lease's expiry to now + ttl; the seconds left, or None if the lease is not live."""
+    row = conn.execute(
+        _extend(), {"p_attempt_id": attempt_id, "p_lease_token": lease_token, "p_ttl": ttl_s}
     ).first()
     return None if row is None else float(row.lease_expires_at) - float(row.now)
 
@@ -61,18 +89,16 @@ def finish_attempt(
     log_tail: str | None,
 ) -> AttemptRecord | None:
     row = conn.execute(
-        update(attempts)
-        .where(_live(attempt_id, lease_token), may_enter(attempts.c.state, target))
-        .values(
-            state=target.value,
-            ended_at=now_expr(),
-            loss=loss,
-            exit_code=exit_code,
-            failure_class=failure_class,
-            message=message,
-            log_tail=log_tail,
-        )
-        .returning(*attempts.c)
+        _finish(target),
+        {
+            "p_attempt_id": attempt_id,
+            "p_lease_token": lease_token,
+            "p_loss": loss,
+            "p_exit_code": exit_code,
+            "p_failure_class": failure_class,
+            "p_message": message,
+            "p_log_tail": log_tail,
+        },
     ).first()
     return None if row is None else from_row(AttemptRecord, row)
 
@@ -95,12 +121,16 @@ def lease_view(conn: Connection, attempt_id: int, lease_token: str) -> LeaseView
 
 def expire_due(conn: Connection, limit: int) -> list[AttemptRecord]:
     """Mark running attempts whose lease ran out as expired; returns them."""
-    due = conn.execute(
-        select(attempts.c.id)
-        .where(attempts.c.state == AttemptState.RUNNING.value, attempts.c.lease_expires_at < now_expr())
-        .order_by(attempts.c.lease_expires_at)
-        .limit(limit)
-    ).scalars().all()
+    due = (
+        conn.execute(
+            select(attempts.c.id)
+            .where(attempts.c.state == AttemptState.RUNNING.value, attempts.c.lease_expires_at < now_expr())
+            .order_by(attempts.c.lease_expires_at)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     expired = []
     for attempt_id in due:
         row = conn.execute(
@@ -132,7 +162,11 @@ def cancel_running_attempts(conn: Connection, task_id: int) -> int:
             attempts.c.state == AttemptState.RUNNING.value,
             may_enter(attempts.c.state, AttemptState.CANCELLED),
         )
-        .values(state=AttemptState.CANCELLED.value, ended_at=now_expr(), failure_class="killed",
-                message="the task was killed")
+        .values(
+            state=AttemptState.CANCELLED.value,
+            ended_at=now_expr(),
+            failure_class="killed",
+            message="the task was killed",
+        )
     )
     return int(result.rowcount)

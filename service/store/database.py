@@ -10,6 +10,7 @@ lock, and readers use plain ``BEGIN``. PostgreSQL gets ``FOR UPDATE SKIP LOCKED`
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ class StoreBusy(RuntimeError):
     """The database could not take the request in time (lock or pool timeout); retry later."""
 
 
-class db_now(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it stands for
+class db_now(FunctionElement[float]):
     """The database's clock in seconds since the epoch, with sub-second precision."""
 
     type = Float()
@@ -85,12 +86,23 @@ class Database:
                 pool_pre_ping=True,
             )
         self._writer = self.engine.execution_options(hposteer_write=True)
+        # SQLite has one writer at a time. Threads of this process queue on a mutex, which
+        # wakes the next one at once, instead of in SQLite's busy handler, which sleeps in
+        # steps of up to 100 ms; other processes (the steering child) still meet the busy timeout.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
-        with _busy_as_store_busy(), self._writer.begin() as conn:
-            yield conn
+        lock = self._write_lock
+        if lock is not None and not lock.acquire(timeout=self.busy_timeout_s):
+            raise StoreBusy(f"no write slot within {self.busy_timeout_s} s")
+        try:
+            with _busy_as_store_busy(), self._writer.begin() as conn:
+                yield conn
+        finally:
+            if lock is not None:
+                lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -1,4 +1,11 @@
-"""Points: insertion by steering, the atomic claim, history for optimisers, listings."""
+"""Points: insertion by steering, the atomic claim, settlement, history and listings.
+
+Every change of a point's state also moves its segment's counters (generated, pending,
+running, evaluated) in the same transaction, so the claim and the end-of-segment checks
+read one row instead of counting points. Hot-path statements are built once per process
+(``functools.cache``) with bound parameters: building SQLAlchemy expressions costs more
+than running them on SQLite.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +13,44 @@ import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from service.core.searchspace import Params
 from service.core.states import AttemptState, PointState, SegmentState, TaskState
 from service.core.steering import Observation
-from service.store.database import now_expr
+from service.store.database import database_time, now_expr
 from service.store.records import AttemptRecord, PointRecord, SegmentRecord, TaskRecord, from_row
 from service.store.tables import attempts, pilots, points, segments, tasks
 from service.store.transitions import may_enter
+
+_Statement = Select[Any] | Update | Insert | Delete
+
+
+def _move_counters(conn: Connection, segment_id: int, **deltas: int) -> None:
+    values = {name: getattr(segments.c, name) + delta for name, delta in deltas.items() if delta}
+    if values:
+        conn.execute(update(segments).where(segments.c.id == segment_id).values(**values))
 
 
 def insert_points(
     conn: Connection, *, task_id: int, segment_id: int, iteration: int, params: Sequence[Params]
 ) -> list[int]:
-    """Append points with the task's next sequential numbers; returns their numbers."""
+    """Append pending points with the task's next sequential numbers; returns their numbers."""
     if not params:
         return []
     first = conn.execute(
@@ -32,7 +60,7 @@ def insert_points(
         .returning(tasks.c.next_point_number)
     ).scalar_one() - len(params)
     numbers = list(range(first, first + len(params)))
-    stamp = conn.scalar(select(now_expr()))
+    stamp = database_time(conn)
     conn.execute(
         insert(points),
         [
@@ -51,6 +79,7 @@ def insert_points(
             for number, p in zip(numbers, params, strict=True)
         ],
     )
+    _move_counters(conn, segment_id, generated=len(params), pending=len(params))
     return numbers
 
 
@@ -75,6 +104,9 @@ def history(conn: Connection, segment_id: int) -> list[Observation]:
     return out
 
 
+# -- the claim -----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Claim:
     attempt_id: int
@@ -87,6 +119,74 @@ class Claim:
     segment: SegmentRecord
 
 
+@cache
+def _claim_statements(skip_locked: bool) -> dict[str, _Statement]:
+    running = AttemptState.RUNNING.value
+    owner_running = (
+        select(func.count())
+        .select_from(attempts)
+        .where(attempts.c.owner == tasks.c.owner, attempts.c.state == running)
+        .scalar_subquery()
+    )
+    candidate = (
+        select(segments.c.id)
+        .join(tasks, tasks.c.id == segments.c.task_id)
+        .where(
+            tasks.c.state == TaskState.RUNNING.value,
+            segments.c.state.in_([SegmentState.ACTIVE.value, SegmentState.EXHAUSTED.value]),
+            or_(tasks.c.sites.is_(None), tasks.c.sites.like(bindparam("p_site_pattern"))),
+            segments.c.pending > 0,
+            segments.c.running < tasks.c.n_parallel_evaluation,
+            segments.c.jobs < tasks.c.max_evaluation_jobs,
+        )
+        .order_by(owner_running, tasks.c.priority.desc(), tasks.c.id, segments.c.idx)
+        .limit(1)
+    )
+    pick = (
+        select(points.c.id)
+        .where(points.c.segment_id == bindparam("p_segment_id"), points.c.state == PointState.PENDING.value)
+        .order_by(points.c.number)
+        .limit(1)
+    )
+    if skip_locked:
+        candidate = candidate.with_for_update(of=segments, skip_locked=True)
+        pick = pick.with_for_update(skip_locked=True)
+    now = now_expr()
+    return {
+        "candidate": candidate,
+        "pick": pick,
+        "claim_point": update(points)
+        .where(points.c.id == bindparam("p_point_id"), may_enter(points.c.state, PointState.RUNNING))
+        .values(state=PointState.RUNNING.value, attempts=points.c.attempts + 1, updated_at=now)
+        .returning(*points.c),
+        "segment": update(segments)
+        .where(segments.c.id == bindparam("p_segment_id"))
+        .values(jobs=segments.c.jobs + 1, pending=segments.c.pending - 1, running=segments.c.running + 1)
+        .returning(*segments.c),
+        "task": update(tasks)
+        .where(tasks.c.id == bindparam("p_task_id"))
+        .values(jobs_started=tasks.c.jobs_started + 1, updated_at=now)
+        .returning(*tasks.c),
+        "attempt": insert(attempts)
+        .values(
+            point_id=bindparam("p_point_id"),
+            task_id=bindparam("p_task_id"),
+            segment_id=bindparam("p_segment_id"),
+            owner=bindparam("p_owner"),
+            number=bindparam("p_number"),
+            job_number=bindparam("p_job_number"),
+            pilot_id=bindparam("p_pilot_id"),
+            slot=bindparam("p_slot"),
+            site=bindparam("p_site"),
+            lease_token=bindparam("p_lease_token"),
+            lease_expires_at=now + bindparam("p_ttl"),
+            state=AttemptState.RUNNING.value,
+            started_at=now,
+        )
+        .returning(attempts.c.id, attempts.c.lease_expires_at),
+    }
+
+
 def claim_next(
     conn: Connection, *, site: str, pilot_id: int, slot: str, lease_ttl_s: float, skip_locked: bool
 ) -> Claim | None:
@@ -97,117 +197,139 @@ def claim_next(
     evaluation slot (nParallelEvaluation) and job budget (maxEvaluationJobs) left. Order:
     the owner with the fewest running attempts first (fair share), then task priority, then age.
     """
-    running_in_segment = (
-        select(func.count())
-        .select_from(attempts)
-        .where(attempts.c.segment_id == segments.c.id, attempts.c.state == AttemptState.RUNNING.value)
-        .scalar_subquery()
-    )
-    owner_running = (
-        select(func.count())
-        .select_from(attempts)
-        .where(attempts.c.owner == tasks.c.owner, attempts.c.state == AttemptState.RUNNING.value)
-        .scalar_subquery()
-    )
-    has_pending = exists().where(
-        points.c.segment_id == segments.c.id, points.c.state == PointState.PENDING.value
-    )
-    candidate = (
-        select(segments.c.id)
-        .join(tasks, tasks.c.id == segments.c.task_id)
-        .where(
-            tasks.c.state == TaskState.RUNNING.value,
-            segments.c.state.in_([SegmentState.ACTIVE.value, SegmentState.EXHAUSTED.value]),
-            or_(tasks.c.sites.is_(None), tasks.c.sites.like(f"%,{site},%")),
-            segments.c.jobs < tasks.c.max_evaluation_jobs,
-            has_pending,
-            running_in_segment < tasks.c.n_parallel_evaluation,
-        )
-        .order_by(owner_running, tasks.c.priority.desc(), tasks.c.id, segments.c.idx)
-        .limit(1)
-    )
-    if skip_locked:
-        candidate = candidate.with_for_update(of=segments, skip_locked=True)
-    segment_id = conn.execute(candidate).scalar()
+    sql = _claim_statements(skip_locked)
+    segment_id = conn.execute(sql["candidate"], {"p_site_pattern": f"%,{site},%"}).scalar()
     if segment_id is None:
         return None
-
-    pick = (
-        select(points.c.id)
-        .where(points.c.segment_id == segment_id, points.c.state == PointState.PENDING.value)
-        .order_by(points.c.number)
-        .limit(1)
-    )
-    if skip_locked:
-        pick = pick.with_for_update(skip_locked=True)
-    point_id = conn.execute(pick).scalar()
+    point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
     if point_id is None:
         return None
-    now = now_expr()
-    point_row = conn.execute(
-        update(points)
-        .where(points.c.id == point_id, may_enter(points.c.state, PointState.RUNNING))
-        .values(state=PointState.RUNNING.value, attempts=points.c.attempts + 1, updated_at=now)
-        .returning(*points.c)
-    ).first()
+    point_row = conn.execute(sql["claim_point"], {"p_point_id": point_id}).first()
     if point_row is None:
         return None
     point = from_row(PointRecord, point_row)
-    segment_row = conn.execute(
-        update(segments).where(segments.c.id == segment_id).values(jobs=segments.c.jobs + 1).returning(*segments.c)
-    ).one()
-    task_row = conn.execute(
-        update(tasks)
-        .where(tasks.c.id == point.task_id)
-        .values(jobs_started=tasks.c.jobs_started + 1, updated_at=now)
-        .returning(*tasks.c)
-    ).one()
+    segment = from_row(SegmentRecord, conn.execute(sql["segment"], {"p_segment_id": segment_id}).one())
+    task_row = conn.execute(sql["task"], {"p_task_id": point.task_id}).one()
     task = from_row(TaskRecord, task_row)
     token = secrets.token_urlsafe(24)
+    job_number = int(task_row.jobs_started) - 1
     attempt_row = conn.execute(
-        insert(attempts)
-        .values(
-            point_id=point.id,
-            task_id=point.task_id,
-            segment_id=segment_id,
-            owner=task.owner,
-            number=point.attempts,
-            job_number=int(task_row.jobs_started) - 1,
-            pilot_id=pilot_id,
-            slot=slot,
-            site=site,
-            lease_token=token,
-            lease_expires_at=now + lease_ttl_s,
-            state=AttemptState.RUNNING.value,
-            started_at=now,
-        )
-        .returning(attempts.c.id, attempts.c.lease_expires_at, attempts.c.job_number)
+        sql["attempt"],
+        {
+            "p_point_id": point.id,
+            "p_task_id": point.task_id,
+            "p_segment_id": segment_id,
+            "p_owner": task.owner,
+            "p_number": point.attempts,
+            "p_job_number": job_number,
+            "p_pilot_id": pilot_id,
+            "p_slot": slot,
+            "p_site": site,
+            "p_lease_token": token,
+            "p_ttl": lease_ttl_s,
+        },
     ).one()
     return Claim(
         attempt_id=int(attempt_row.id),
         lease_token=token,
         lease_expires_at=float(attempt_row.lease_expires_at),
         attempt_number=point.attempts,
-        job_number=int(attempt_row.job_number),
+        job_number=job_number,
         point=point,
         task=task,
-        segment=from_row(SegmentRecord, segment_row),
+        segment=segment,
     )
+
+
+# -- settlement ------------------------------------------------------------------------------
+
+
+@cache
+def _settle_statements() -> dict[str, _Statement]:
+    now = now_expr()
+    running = points.c.state == PointState.RUNNING.value
+    by_id = points.c.id == bindparam("p_point_id")
+    return {
+        "done": update(points)
+        .where(by_id, running, may_enter(points.c.state, PointState.DONE))
+        .values(state=PointState.DONE.value, loss=bindparam("p_loss"), updated_at=now, finished_at=now),
+        "failed": update(points)
+        .where(
+            by_id,
+            running,
+            points.c.attempts >= bindparam("p_max_attempts"),
+            may_enter(points.c.state, PointState.FAILED),
+        )
+        .values(
+            state=PointState.FAILED.value,
+            loss=bindparam("p_failure_loss"),
+            is_failure=True,
+            updated_at=now,
+            finished_at=now,
+        ),
+        "retry": update(points)
+        .where(
+            by_id,
+            running,
+            points.c.attempts < bindparam("p_max_attempts"),
+            may_enter(points.c.state, PointState.PENDING),
+        )
+        .values(state=PointState.PENDING.value, updated_at=now),
+    }
+
+
+def settle_point(
+    conn: Connection,
+    *,
+    point_id: int,
+    segment_id: int,
+    loss: float | None,
+    max_attempts: int,
+    failure_loss: float,
+) -> PointState | None:
+    """After an attempt ended: done with its loss, back to pending, or failed after the last attempt.
+
+    ``loss`` None means the attempt failed (or its lease was lost). Returns the new state, or
+    None if the point had already left ``running`` (e.g. the task was killed meanwhile).
+    """
+    sql = _settle_statements()
+    if loss is not None:
+        if conn.execute(sql["done"], {"p_point_id": point_id, "p_loss": loss}).rowcount == 1:
+            _move_counters(conn, segment_id, running=-1, evaluated=1)
+            return PointState.DONE
+        return None
+    params = {"p_point_id": point_id, "p_max_attempts": max_attempts, "p_failure_loss": failure_loss}
+    if conn.execute(sql["failed"], params).rowcount == 1:
+        _move_counters(conn, segment_id, running=-1, evaluated=1)
+        return PointState.FAILED
+    if conn.execute(sql["retry"], params).rowcount == 1:
+        _move_counters(conn, segment_id, running=-1, pending=1)
+        return PointState.PENDING
+    return None
 
 
 def cancel_unfinished_points(conn: Connection, *, segment_id: int, include_running: bool) -> int:
     """Cancel the segment's pending (and, if asked, running) points."""
-    wanted = [PointState.PENDING.value] + ([PointState.RUNNING.value] if include_running else [])
-    result = conn.execute(
-        update(points)
-        .where(
-            points.c.segment_id == segment_id,
-            points.c.state.in_(wanted),
-            may_enter(points.c.state, PointState.CANCELLED),
+    now = now_expr()
+    cancelled = 0
+    wanted = [PointState.PENDING] + ([PointState.RUNNING] if include_running else [])
+    for state in wanted:
+        result = conn.execute(
+            update(points)
+            .where(
+                points.c.segment_id == segment_id,
+                points.c.state == state.value,
+                may_enter(points.c.state, PointState.CANCELLED),
+            )
+            .values(state=PointState.CANCELLED.value, updated_at=now, finished_at=now)
         )
-        .values(state=PointState.CANCELLED.value, updated_at=now_expr(), finished_at=now_expr())
-    )
-    return int(result.rowcount)
+        count = int(result.rowcount)
+        _move_counters(conn, segment_id, **{state.value: -count})
+        cancelled += count
+    return cancelled
+
+
+# -- listings ----------------------------------------------------------------------------------
 
 
 def list_points(
@@ -239,41 +361,3 @@ def attempts_of(conn: Connection, point_ids: Sequence[int]) -> dict[int, list[di
         record = from_row(AttemptRecord, row)
         out[record.point_id].append({"record": record, "pilot": row.pilot_name})
     return out
-
-
-def settle_point(
-    conn: Connection, *, point_id: int, loss: float | None, max_attempts: int, failure_loss: float
-) -> PointState | None:
-    """After an attempt ended: done with its loss, back to pending, or failed after the last attempt.
-
-    ``loss`` None means the attempt failed (or its lease was lost). Returns the new state, or
-    None if the point had already left ``running`` (e.g. the task was killed meanwhile).
-    """
-    now = now_expr()
-    if loss is not None:
-        target = PointState.DONE
-        values: dict[str, Any] = {"state": target.value, "loss": loss, "updated_at": now, "finished_at": now}
-        guard = points.c.id == point_id
-    else:
-        current = conn.execute(select(points.c.attempts).where(points.c.id == point_id)).scalar()
-        if current is None:
-            return None
-        if current >= max_attempts:
-            target = PointState.FAILED
-            values = {
-                "state": target.value,
-                "loss": failure_loss,
-                "is_failure": True,
-                "updated_at": now,
-                "finished_at": now,
-            }
-        else:
-            target = PointState.PENDING
-            values = {"state": target.value, "updated_at": now}
-        guard = (points.c.id == point_id) & (points.c.attempts == current)
-    result = conn.execute(
-        update(points)
-        .where(guard, points.c.state == PointState.RUNNING.value, may_enter(points.c.state, target))
-        .values(**values)
-    )
-    return target if result.rowcount == 1 else None

@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Row
 
+from service.core.scheduling import SegmentCounts
+
 T = TypeVar("T")
 
 
@@ -59,8 +61,22 @@ class SegmentRecord:
     end_reason: str | None
     iteration: int
     jobs: int
+    generated: int
+    pending: int
+    running: int
+    evaluated: int
     created_at: float
     finished_at: float | None
+
+    @property
+    def counts(self) -> SegmentCounts:
+        return SegmentCounts(
+            generated=self.generated,
+            pending=self.pending,
+            running=self.running,
+            evaluated=self.evaluated,
+            jobs=self.jobs,
+        )
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,12 @@ segments = Table(
     Column("end_reason", String(32), nullable=True),
     Column("iteration", Integer, nullable=False, default=0),  # last steering iteration
     Column("jobs", Integer, nullable=False, default=0),  # attempts started
+    # Point counters, moved in the same statements that move points (store.points), so that
+    # the claim and the end-of-segment checks never count rows.
+    Column("generated", Integer, nullable=False, default=0),
+    Column("pending", Integer, nullable=False, default=0),
+    Column("running", Integer, nullable=False, default=0),
+    Column("evaluated", Integer, nullable=False, default=0),  # done or failed
     Column("files", JSON, nullable=True),
     Column("datasets", JSON, nullable=True),
     Column("created_at", Float, nullable=False),

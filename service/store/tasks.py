@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, func, insert, select, update
 
-from service.core.scheduling import SegmentCounts
 from service.core.states import PointState, SegmentState, TaskState
 from service.store.database import now_expr
 from service.store.records import PointRecord, SegmentRecord, TaskRecord, from_row
@@ -48,6 +48,10 @@ def insert_segment(
             state=SegmentState.ACTIVE.value,
             iteration=0,
             jobs=0,
+            generated=0,
+            pending=0,
+            running=0,
+            evaluated=0,
             files=files,
             datasets=datasets,
             created_at=now_expr(),
@@ -57,12 +61,18 @@ def insert_segment(
     return int(result.scalar_one())
 
 
+@cache
+def _by_id(table: Table, scoped: bool) -> Select[Any]:
+    query = select(table).where(table.c.id == bindparam("id"))
+    return query.where(table.c.owner == bindparam("owner")) if scoped else query
+
+
 def get_task(conn: Connection, task_id: int, owner: str | None) -> TaskRecord | None:
     """The task if it exists and ``owner`` may see it (None: any owner, for admins and internals)."""
-    query = select(tasks).where(tasks.c.id == task_id)
+    params: dict[str, Any] = {"id": task_id}
     if owner is not None:
-        query = query.where(tasks.c.owner == owner)
-    row = conn.execute(query).first()
+        params["owner"] = owner
+    row = conn.execute(_by_id(tasks, owner is not None), params).first()
     return None if row is None else from_row(TaskRecord, row)
 
 
@@ -76,7 +86,7 @@ def list_tasks(conn: Connection, owner: str | None, state: str | None, limit: in
 
 
 def get_segment(conn: Connection, segment_id: int) -> SegmentRecord | None:
-    row = conn.execute(select(segments).where(segments.c.id == segment_id)).first()
+    row = conn.execute(_by_id(segments, False), {"id": segment_id}).first()
     return None if row is None else from_row(SegmentRecord, row)
 
 
@@ -88,23 +98,27 @@ def segments_of(conn: Connection, task_id: int) -> list[SegmentRecord]:
 def segments_of_tasks(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[SegmentRecord]]:
     out: dict[int, list[SegmentRecord]] = defaultdict(list)
     if task_ids:
-        rows = conn.execute(
-            select(segments).where(segments.c.task_id.in_(task_ids)).order_by(segments.c.idx)
-        )
+        rows = conn.execute(select(segments).where(segments.c.task_id.in_(task_ids)).order_by(segments.c.idx))
         for row in rows:
             out[row.task_id].append(from_row(SegmentRecord, row))
     return out
 
 
-def active_segment_ids(conn: Connection) -> list[int]:
-    """Segments that steering may still have to serve, oldest first."""
-    rows = conn.execute(
-        select(segments.c.id)
+def active_segments(conn: Connection) -> list[tuple[SegmentRecord, TaskRecord]]:
+    """Segments that steering may still have to serve, with their tasks, oldest first."""
+    segment_rows = conn.execute(
+        select(segments)
         .join(tasks, tasks.c.id == segments.c.task_id)
         .where(tasks.c.state == TaskState.RUNNING.value, segments.c.state == SegmentState.ACTIVE.value)
         .order_by(segments.c.id)
-    )
-    return [int(r.id) for r in rows]
+    ).all()
+    records = [from_row(SegmentRecord, row) for row in segment_rows]
+    task_ids = sorted({r.task_id for r in records})
+    by_id = {
+        row.id: from_row(TaskRecord, row)
+        for row in (conn.execute(select(tasks).where(tasks.c.id.in_(task_ids))) if task_ids else [])
+    }
+    return [(r, by_id[r.task_id]) for r in records if r.task_id in by_id]
 
 
 def state_counts(conn: Connection, segment_ids: Sequence[int]) -> dict[int, dict[str, int]]:
@@ -119,21 +133,6 @@ def state_counts(conn: Connection, segment_ids: Sequence[int]) -> dict[int, dict
         for segment_id, state, count in rows:
             out[int(segment_id)][str(state)] = int(count)
     return out
-
-
-def segment_counts(conn: Connection, segment: SegmentRecord) -> SegmentCounts:
-    by_state = state_counts(conn, [segment.id])[segment.id]
-    return counts_from(by_state, segment.jobs)
-
-
-def counts_from(by_state: dict[str, int], jobs: int) -> SegmentCounts:
-    return SegmentCounts(
-        generated=sum(by_state.values()),
-        pending=by_state.get(PointState.PENDING.value, 0),
-        running=by_state.get(PointState.RUNNING.value, 0),
-        evaluated=by_state.get(PointState.DONE.value, 0) + by_state.get(PointState.FAILED.value, 0),
-        jobs=jobs,
-    )
 
 
 def best_point(conn: Connection, *, task_id: int, segment_id: int | None, mode: str) -> PointRecord | None:
@@ -156,7 +155,12 @@ def best_point(conn: Connection, *, task_id: int, segment_id: int | None, mode: 
 
 
 def set_task_state(
-    conn: Connection, task_id: int, target: TaskState, *, end_reason: str | None = None, message: str | None = None
+    conn: Connection,
+    task_id: int,
+    target: TaskState,
+    *,
+    end_reason: str | None = None,
+    message: str | None = None,
 ) -> bool:
     values: dict[str, Any] = {"state": target.value, "updated_at": now_expr()}
     if target != TaskState.RUNNING:
@@ -184,6 +188,8 @@ def set_segment_state(
     if end_reason is not None:
         values["end_reason"] = end_reason
     result = conn.execute(
-        update(segments).where(segments.c.id == segment_id, may_enter(segments.c.state, target)).values(**values)
+        update(segments)
+        .where(segments.c.id == segment_id, may_enter(segments.c.state, target))
+        .values(**values)
     )
     return result.rowcount == 1

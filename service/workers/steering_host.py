@@ -37,7 +37,10 @@ class ThreadSteeringHost:
     def __init__(self, services_for_loop: Services, settings: Settings):
         self._runner = make_segment_runner()
         self.loop = SteeringLoop(
-            services_for_loop, self._runner, threads=settings.steering_threads, poll_s=settings.steering_poll_s
+            services_for_loop,
+            self._runner,
+            threads=settings.steering_threads,
+            poll_s=settings.steering_poll_s,
         )
         self._thread: threading.Thread | None = None
 
@@ -56,7 +59,9 @@ class ThreadSteeringHost:
 
 def _child_main(settings_json: str, inbox: MpQueue[list[int] | None], parent_pid: int) -> None:
     settings = Settings.model_validate_json(settings_json)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s steering %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s steering %(levelname)s %(message)s"
+    )
     services = build_services(settings, NoTrigger())
     runner = make_segment_runner()
     loop = SteeringLoop(services, runner, threads=settings.steering_threads, poll_s=settings.steering_poll_s)

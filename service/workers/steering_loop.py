@@ -100,7 +100,11 @@ class SteeringLoop:
             return
         self._in_flight.add(segment_id)
         future = self._pool.submit(self._steer, segment_id)
-        future.add_done_callback(lambda _f, sid=segment_id: self._events.put(("done", sid)))
+
+        def done(_: Future[SteerResult | None]) -> None:
+            self._events.put(("done", segment_id))
+
+        future.add_done_callback(done)
 
     def _steer(self, segment_id: int) -> SteerResult | None:
         try:

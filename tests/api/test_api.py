@@ -60,7 +60,9 @@ def error(response: httpx.Response) -> dict[str, Any]:
 
 
 def register(client: httpx.Client, site: str) -> int:
-    r = client.post("/api/v1/pilot/register", json={"name": "t", "site": site, "slots": [{"name": "0", "gpus": ["0"]}]})
+    r = client.post(
+        "/api/v1/pilot/register", json={"name": "t", "site": site, "slots": [{"name": "0", "gpus": ["0"]}]}
+    )
     assert r.status_code == 200, r.text
     return int(r.json()["pilot_id"])
 
@@ -168,7 +170,9 @@ def test_unknown_optimizer_and_unhonoured_method_are_refused(live_service: LiveS
     with http(live_service, live_service.user_token) as c:
         r = c.post("/api/v1/tasks", json=submission(optimizer="hyperband"))
         assert r.status_code == 422
-        assert any(i.get("field") == "optimizer" and "unknown optimizer" in i["message"] for i in error(r)["issues"])
+        assert any(
+            i.get("field") == "optimizer" and "unknown optimizer" in i["message"] for i in error(r)["issues"]
+        )
         normal = {"w": {"method": "normal", "dimension": {"mu": 0, "sigma": 1}}}
         r = c.post("/api/v1/tasks", json=submission(search_space=normal, optimizer="tpe"))
         assert r.status_code == 422
@@ -178,7 +182,9 @@ def test_unknown_optimizer_and_unhonoured_method_are_refused(live_service: LiveS
         assert r.status_code == 201, "nevergrad honours normal"
 
 
-def test_steering_container_is_refused_until_supported_and_hpogrid_line_is_mapped(live_service: LiveService) -> None:
+def test_steering_container_is_refused_until_supported_and_hpogrid_line_is_mapped(
+    live_service: LiveService,
+) -> None:
     with http(live_service, live_service.user_token) as c:
         docker_form = 'run --rm -v "$(pwd)":/w img /bin/bash -c "hpogrid generate -n %NUM_POINTS"'
         r = c.post("/api/v1/tasks", json=submission(optimizer=None, steering_exec=docker_form))
@@ -210,7 +216,10 @@ def test_dry_run_validates_and_stores_nothing(live_service: LiveService) -> None
 
 
 def test_full_pilot_cycle_until_the_task_finishes(live_service: LiveService) -> None:
-    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+    with (
+        http(live_service, live_service.user_token) as user,
+        http(live_service, live_service.pilot_token) as pilot,
+    ):
         site = new_site()
         task_id = user.post("/api/v1/tasks", json=submission(name="user.alice.cycle", site=site)).json()["id"]
         pilot_id = register(pilot, site)
@@ -221,7 +230,10 @@ def test_full_pilot_cycle_until_the_task_finishes(live_service: LiveService) -> 
             assert set(job["params"]) == {"x", "n", "act"}
             assert -2 <= job["params"]["x"] <= 2 and job["params"]["act"] in ("relu", "tanh")
             seen_exec.add(job["evaluation_exec"])
-            hb = pilot.post(f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat", json={"lease_token": job["lease_token"]})
+            hb = pilot.post(
+                f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat",
+                json={"lease_token": job["lease_token"]},
+            )
             assert hb.status_code == 200 and hb.json()["action"] == "continue"
             loss = (job["params"]["x"] - 0.5) ** 2
             done = pilot.post(
@@ -245,13 +257,20 @@ def test_full_pilot_cycle_until_the_task_finishes(live_service: LiveService) -> 
 
 
 def test_foreign_token_and_failures_and_retries(live_service: LiveService) -> None:
-    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+    with (
+        http(live_service, live_service.user_token) as user,
+        http(live_service, live_service.pilot_token) as pilot,
+    ):
         site = new_site()
-        body = submission(name="user.alice.fail", max_points=1, n_points_per_iteration=1, max_attempts=2, site=site)
+        body = submission(
+            name="user.alice.fail", max_points=1, n_points_per_iteration=1, max_attempts=2, site=site
+        )
         task_id = user.post("/api/v1/tasks", json=body).json()["id"]
         pilot_id = register(pilot, site)
         job = acquire(pilot, pilot_id)
-        wrong = pilot.post(f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat", json={"lease_token": "nope"})
+        wrong = pilot.post(
+            f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat", json={"lease_token": "nope"}
+        )
         assert wrong.status_code == 409 and error(wrong)["code"] == "lease_foreign"
         for expected_state, attempt in (("pending", 1), ("failed", 2)):
             if attempt == 2:
@@ -259,9 +278,14 @@ def test_foreign_token_and_failures_and_retries(live_service: LiveService) -> No
             assert job["attempt_number"] == attempt
             r = pilot.post(
                 f"/api/v1/pilot/attempts/{job['attempt_id']}/complete",
-                json={"lease_token": job["lease_token"], "outcome": "failure", "failure_class": "missing_output",
-                      "exit_code": 0, "message": "output.json was not written"},
-            )  # fmt: skip
+                json={
+                    "lease_token": job["lease_token"],
+                    "outcome": "failure",
+                    "failure_class": "missing_output",
+                    "exit_code": 0,
+                    "message": "output.json was not written",
+                },
+            )
             assert r.status_code == 200 and r.json()["point_state"] == expected_state
         task = wait_state(user, task_id, "finished")
         point = user.get(f"/api/v1/tasks/{task_id}/points").json()["points"][0]
@@ -277,7 +301,10 @@ def test_foreign_token_and_failures_and_retries(live_service: LiveService) -> No
 
 
 def test_lost_lease_returns_the_point_and_refuses_the_late_result(live_service: LiveService) -> None:
-    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+    with (
+        http(live_service, live_service.user_token) as user,
+        http(live_service, live_service.pilot_token) as pilot,
+    ):
         site = new_site()
         body = submission(name="user.alice.lease", max_points=1, n_points_per_iteration=1, site=site)
         task_id = user.post("/api/v1/tasks", json=body).json()["id"]
@@ -296,13 +323,18 @@ def test_lost_lease_returns_the_point_and_refuses_the_late_result(live_service: 
 
 
 def test_kill_tells_running_attempts_to_stop(live_service: LiveService) -> None:
-    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+    with (
+        http(live_service, live_service.user_token) as user,
+        http(live_service, live_service.pilot_token) as pilot,
+    ):
         site = new_site()
         task_id = user.post("/api/v1/tasks", json=submission(name="user.alice.kill", site=site)).json()["id"]
         job = acquire(pilot, register(pilot, site))
         killed = user.post(f"/api/v1/tasks/{task_id}/kill")
         assert killed.status_code == 200 and killed.json()["state"] == "killed"
-        hb = pilot.post(f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat", json={"lease_token": job["lease_token"]})
+        hb = pilot.post(
+            f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat", json={"lease_token": job["lease_token"]}
+        )
         assert hb.status_code == 200 and hb.json()["action"] == "kill"
         again = user.post(f"/api/v1/tasks/{task_id}/kill")
         assert again.status_code == 409 and "already ended" in error(again)["message"]
@@ -326,7 +358,10 @@ def _tarball() -> bytes:
 def test_sandbox_upload_is_content_addressed_and_checked(live_service: LiveService) -> None:
     data = _tarball()
     sha = hashlib.sha256(data).hexdigest()
-    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+    with (
+        http(live_service, live_service.user_token) as user,
+        http(live_service, live_service.pilot_token) as pilot,
+    ):
         assert user.head(f"/api/v1/sandboxes/{sha}").status_code == 404
         r = user.post("/api/v1/sandboxes", content=data, headers={"X-Content-SHA256": sha})
         assert r.status_code == 201 and r.json() == {"sha256": sha, "size": len(data)}

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select
 
 from service.core.states import AttemptState, PointState, SegmentState, TaskState
 from service.operations.context import Services
@@ -21,7 +21,7 @@ from service.store import points as point_store
 from service.store import tasks as task_store
 from service.store import tokens as token_store
 from service.store.database import StoreBusy, database_time
-from service.store.tables import attempts, points
+from service.store.tables import points
 
 
 def _task(services: Services, **overrides: Any) -> tuple[int, int]:
@@ -69,7 +69,11 @@ def _task(services: Services, **overrides: Any) -> tuple[int, int]:
 def _points(services: Services, task_id: int, segment_id: int, n: int, iteration: int = 1) -> list[int]:
     with services.db.write() as conn:
         return point_store.insert_points(
-            conn, task_id=task_id, segment_id=segment_id, iteration=iteration, params=[{"x": i / 10} for i in range(n)]
+            conn,
+            task_id=task_id,
+            segment_id=segment_id,
+            iteration=iteration,
+            params=[{"x": i / 10} for i in range(n)],
         )
 
 
@@ -81,10 +85,17 @@ def _pilot(services: Services, site: str = "SITE-A", owner: str = "ops") -> int:
         )  # fmt: skip
 
 
-def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> point_store.Claim | None:
+def _claim(
+    services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0
+) -> point_store.Claim | None:
     with services.db.write() as conn:
         return point_store.claim_next(
-            conn, site=site, pilot_id=pilot_id, slot="0", lease_ttl_s=ttl, skip_locked=not services.db.is_sqlite
+            conn,
+            site=site,
+            pilot_id=pilot_id,
+            slot="0",
+            lease_ttl_s=ttl,
+            skip_locked=not services.db.is_sqlite,
         )
 
 
@@ -116,7 +127,9 @@ def test_claim_moves_the_attempt_counter_and_issues_a_lease(backend_services: Se
 
 
 def test_claim_respects_parallelism_job_budget_and_site(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services, n_parallel_evaluation=1, max_evaluation_jobs=2, sites=",SITE-B,")
+    task_id, segment_id = _task(
+        backend_services, n_parallel_evaluation=1, max_evaluation_jobs=2, sites=",SITE-B,"
+    )
     _points(backend_services, task_id, segment_id, 3)
     here = _pilot(backend_services, site="SITE-A")
     there = _pilot(backend_services, site="SITE-B")
@@ -129,11 +142,20 @@ def test_claim_respects_parallelism_job_budget_and_site(backend_services: Servic
             conn, attempt_id=first.attempt_id, lease_token=first.lease_token, target=AttemptState.SUCCEEDED,
             loss=0.5, exit_code=0, failure_class=None, message=None, log_tail=None,
         )  # fmt: skip
-        point_store.settle_point(conn, point_id=first.point.id, loss=0.5, max_attempts=3, failure_loss=1e5)
-    assert _claim(backend_services, there, site="SITE-B") is not None
+        point_store.settle_point(
+            conn, point_id=first.point.id, segment_id=segment_id, loss=0.5, max_attempts=3, failure_loss=1e5
+        )
+    second = _claim(backend_services, there, site="SITE-B")
+    assert second is not None
     with backend_services.db.write() as conn:
-        conn.execute(update(attempts).values(state=AttemptState.FAILED.value))
-        conn.execute(update(points).where(points.c.state == "running").values(state=PointState.PENDING.value))
+        attempt_store.finish_attempt(
+            conn, attempt_id=second.attempt_id, lease_token=second.lease_token, target=AttemptState.FAILED,
+            loss=None, exit_code=1, failure_class="payload_error", message=None, log_tail=None,
+        )  # fmt: skip
+        state = point_store.settle_point(
+            conn, point_id=second.point.id, segment_id=segment_id, loss=None, max_attempts=3, failure_loss=1e5
+        )
+    assert state == PointState.PENDING
     assert _claim(backend_services, there, site="SITE-B") is None, "maxEvaluationJobs=2 jobs were started"
 
 
@@ -174,7 +196,9 @@ def test_writes_are_fenced_by_lease_token_and_expiry(backend_services: Services)
     assert [a.id for a in expired] == [claim.attempt_id]
     with backend_services.db.write() as conn:
         assert attempt_store.expire_due(conn, 100) == [], "an attempt expires once"
-        state = point_store.settle_point(conn, point_id=claim.point.id, loss=None, max_attempts=3, failure_loss=1e5)
+        state = point_store.settle_point(
+            conn, point_id=claim.point.id, segment_id=segment_id, loss=None, max_attempts=3, failure_loss=1e5
+        )
     assert state == PointState.PENDING
 
 
@@ -192,7 +216,14 @@ def test_last_failed_attempt_fails_the_point_with_the_failure_loss(backend_servi
                 loss=None, exit_code=1, failure_class="payload_error", message="boom", log_tail="x",
             )  # fmt: skip
             states.append(
-                point_store.settle_point(conn, point_id=claim.point.id, loss=None, max_attempts=2, failure_loss=1e5)
+                point_store.settle_point(
+                    conn,
+                    point_id=claim.point.id,
+                    segment_id=segment_id,
+                    loss=None,
+                    max_attempts=2,
+                    failure_loss=1e5,
+                )
             )
     assert states == [PointState.PENDING, PointState.FAILED]
     assert _claim(backend_services, pilot_id) is None
@@ -216,7 +247,9 @@ def test_state_changes_follow_the_transition_table(backend_services: Services) -
 
 
 def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services, n_parallel_evaluation=100, max_evaluation_jobs=100, max_points=60)
+    task_id, segment_id = _task(
+        backend_services, n_parallel_evaluation=100, max_evaluation_jobs=100, max_points=60
+    )
     _points(backend_services, task_id, segment_id, 60)
     pilot_id = _pilot(backend_services)
     claimed: list[int] = []
@@ -229,7 +262,7 @@ def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Servic
                 claim = _claim(backend_services, pilot_id)
             except StoreBusy:
                 continue
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
                 return
             if claim is None:
@@ -249,7 +282,9 @@ def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Servic
 def test_tokens_are_stored_hashed_and_can_be_revoked(backend_services: Services) -> None:
     with backend_services.db.write() as conn:
         token_id = token_store.insert_token(conn, "ab" * 32, "user", "alice", "laptop", None)
-        expired_id = token_store.insert_token(conn, "cd" * 32, "user", "alice", "old", database_time(conn) - 1)
+        expired_id = token_store.insert_token(
+            conn, "cd" * 32, "user", "alice", "old", database_time(conn) - 1
+        )
     with backend_services.db.read() as conn:
         found = token_store.find_valid_token(conn, "ab" * 32)
         assert token_store.find_valid_token(conn, "cd" * 32) is None, f"token {expired_id} has expired"
@@ -269,3 +304,45 @@ def test_history_shows_pending_points_as_none(backend_services: Services, n: int
         history = point_store.history(conn, segment_id)
     assert [h.loss for h in history] == [None] * (n + 1)
     assert all(h.pending for h in history)
+
+
+def test_segment_counters_match_the_points(backend_services: Services) -> None:
+    """The counters the claim relies on agree with a count of the rows after every kind of move."""
+    task_id, segment_id = _task(backend_services, max_attempts=2)
+    _points(backend_services, task_id, segment_id, 6)
+    pilot_id = _pilot(backend_services)
+    outcomes = [0.5, None, None, 0.25]  # done, retry, (claim again) failed..., done
+    for loss in outcomes:
+        claim = _claim(backend_services, pilot_id)
+        assert claim is not None
+        with backend_services.db.write() as conn:
+            attempt_store.finish_attempt(
+                conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token,
+                target=AttemptState.SUCCEEDED if loss is not None else AttemptState.FAILED,
+                loss=loss, exit_code=0, failure_class=None, message=None, log_tail=None,
+            )  # fmt: skip
+            point_store.settle_point(
+                conn,
+                point_id=claim.point.id,
+                segment_id=segment_id,
+                loss=loss,
+                max_attempts=2,
+                failure_loss=1e5,
+            )
+    assert _claim(backend_services, pilot_id) is not None  # one left running
+    with backend_services.db.write() as conn:
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
+    with backend_services.db.read() as conn:
+        segment = task_store.get_segment(conn, segment_id)
+        rows = dict(
+            conn.execute(
+                select(points.c.state, func.count())
+                .where(points.c.segment_id == segment_id)
+                .group_by(points.c.state)
+            ).all()
+        )
+    assert segment is not None
+    assert segment.generated == sum(rows.values()) == 6
+    assert segment.pending == rows.get("pending", 0)
+    assert segment.running == rows.get("running", 0) == 1
+    assert segment.evaluated == rows.get("done", 0) + rows.get("failed", 0) == 3

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): steering iteration latency and control-plane throughput."""

@@ -1,0 +1,58 @@
+"""`make bench`: run the benchmarks and print (and save) their results.
+
+    python -m bench [--only latency|throughput] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from bench import latency, throughput
+from bench.harness import machine, running_service
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", choices=["latency", "throughput"])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for the docs)")
+    args = parser.parse_args()
+    report: dict[str, object] = {
+        "machine": machine(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "make bench",
+    }
+    if args.only in (None, "latency"):
+        rows = []
+        histories = (100, 200) if args.quick else (100, 1000)
+        samples = 20 if args.quick else 100
+        for optimizer in ("tpe", "nevergrad:NGOpt"):
+            for history in histories:
+                with running_service() as service:
+                    row = latency.measure(service, optimizer, history, samples)
+                print(
+                    f"latency  {optimizer:<16} history {history:>5}: p50 {row['p50_ms']:>6} ms  "
+                    f"p95 {row['p95_ms']:>6} ms  max {row['max_ms']:>6} ms  ({samples} iterations)",
+                    flush=True,
+                )
+                rows.append(row)
+        report["latency"] = rows
+    if args.only in (None, "throughput"):
+        with running_service() as service:
+            row = throughput.measure(service, duration_s=5.0 if args.quick else 20.0)
+        print(f"control plane: {row['evaluations_per_s']} zero-work evaluations/s with {row['slots']} slots", flush=True)
+        report["throughput"] = row
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / ("quick.json" if args.quick else "latest.json")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results written to {out}")
+
+
+if __name__ == "__main__":
+    main()
