@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks and print (and save) their results.
 
-    python -m bench [--only latency|throughput] [--quick]
+python -m bench [--only latency|throughput] [--quick]
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def main() -> None:
     if args.only in (None, "throughput"):
         with running_service() as service:
             row = throughput.measure(service, duration_s=5.0 if args.quick else 20.0)
-        print(f"control plane: {row['evaluations_per_s']} zero-work evaluations/s with {row['slots']} slots", flush=True)
+        print(
+            f"control plane: {row['evaluations_per_s']} zero-work evaluations/s with {row['slots']} slots",
+            flush=True,
+        )
         report["throughput"] = row
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")

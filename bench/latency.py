@@ -37,7 +37,10 @@ def _acquire(api: ApiClient, pilot_id: int) -> tuple[dict[str, Any], float]:
 
 
 def measure(service: Service, optimizer: str, history: int, samples: int) -> dict[str, Any]:
-    with ApiClient(service.url, service.user_token) as user, ApiClient(service.url, service.pilot_token) as pilot:
+    with (
+        ApiClient(service.url, service.user_token) as user,
+        ApiClient(service.url, service.pilot_token) as pilot,
+    ):
         task = user.submit_task(
             {
                 "name": f"bench.latency.{optimizer}.{history}",
@@ -52,15 +55,16 @@ def measure(service: Service, optimizer: str, history: int, samples: int) -> dic
             }
         )
         site = f"LAT{history}{optimizer.replace(':', '')}"
-        pilot_id = pilot.register_pilot({"name": "bench", "site": site, "slots": [{"name": "0", "gpus": []}]})[
-            "pilot_id"
-        ]
+        pilot_id = pilot.register_pilot(
+            {"name": "bench", "site": site, "slots": [{"name": "0", "gpus": []}]}
+        )["pilot_id"]
         job, _ = _acquire(pilot, pilot_id)
         latencies = []
         warm_started = time.perf_counter()
         for i in range(history + samples):
             pilot.complete(
-                job["attempt_id"], {"lease_token": job["lease_token"], "outcome": "success", "loss": _loss(job["params"])}
+                job["attempt_id"],
+                {"lease_token": job["lease_token"], "outcome": "success", "loss": _loss(job["params"])},
             )
             reported = time.perf_counter()
             job, claimable = _acquire(pilot, pilot_id)

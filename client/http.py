@@ -37,7 +37,9 @@ class ApiError(Exception):
             where = ", ".join(
                 f"{k} {issue[k]!r}" for k in ("parameter", "key", "field") if issue.get(k) is not None
             )
-            lines.append(f"  - {where}: {issue.get('message', '')}" if where else f"  - {issue.get('message')}")
+            lines.append(
+                f"  - {where}: {issue.get('message', '')}" if where else f"  - {issue.get('message')}"
+            )
         return "\n".join(lines)
 
 
@@ -142,6 +144,12 @@ class Acquired(TypedDict):
     retry_after_s: float
 
 
+class Completed(TypedDict):
+    accepted: bool
+    point_state: str
+    next_job: Job | None
+
+
 class Heartbeat(TypedDict):
     action: str
     lease_expires_in_s: float
@@ -227,7 +235,9 @@ class ApiClient:
             except httpx.TimeoutException as exc:
                 delay = next(delays, None) if retry_unsafe else None
                 if delay is None:
-                    raise ServerUnreachable(self.server, f"no answer in time ({exc.__class__.__name__})") from exc
+                    raise ServerUnreachable(
+                        self.server, f"no answer in time ({exc.__class__.__name__})"
+                    ) from exc
                 self.retry.sleep(delay)
                 continue
             if response.status_code == 503:
@@ -309,10 +319,10 @@ class ApiClient:
             ),
         )
 
-    def complete(self, attempt_id: int, report: dict[str, Any]) -> dict[str, Any]:
-        return cast(
-            dict[str, Any], self._json("POST", f"/pilot/attempts/{attempt_id}/complete", json=report)
-        )
+    def complete(self, attempt_id: int, report: dict[str, Any], *, acquire_next: bool = False) -> Completed:
+        """Report an attempt's end; with ``acquire_next`` the answer carries the slot's next job (or null)."""
+        body = {**report, "acquire_next": True} if acquire_next else report
+        return cast(Completed, self._json("POST", f"/pilot/attempts/{attempt_id}/complete", json=body))
 
     def download_sandbox(self, url_path: str, dest: Path) -> None:
         """Stream a sandbox to ``dest`` (written whole or not at all)."""

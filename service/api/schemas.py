@@ -227,11 +227,13 @@ class CompleteIn(_In):
     message: str | None = Field(None, max_length=65536)
     log_tail: str | None = Field(None, max_length=262144)
     duration_s: float | None = None
+    acquire_next: bool = Field(False, description="also claim this slot's next job and return it")
 
 
 class CompleteOut(BaseModel):
     accepted: bool
     point_state: str
+    next_job: JobOut | None = None
 
 
 class HealthOut(BaseModel):

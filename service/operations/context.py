@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from service.config import Settings
 from service.operations.auth import TokenCache
 from service.store.blobs import BLOB_STORES, BlobStore
 from service.store.database import Database
+from service.store.pilots import PilotRecord
 
 
 class SteeringTrigger(Protocol):
@@ -32,6 +33,8 @@ class Services:
     blobs: BlobStore
     steering: SteeringTrigger
     tokens: TokenCache
+    # Pilots never change after registration, so the hot path may remember them.
+    pilots: dict[int, PilotRecord] = field(default_factory=dict)
 
 
 def build_services(settings: Settings, steering: SteeringTrigger) -> Services:

@@ -6,6 +6,8 @@ cancelled attempt; a steering run), so the end is recorded atomically with its c
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy import Connection
 
 from service.core.scheduling import EndReason, SegmentBudget, end_reason
@@ -13,12 +15,23 @@ from service.core.states import SegmentState, TaskState
 from service.store import attempts as attempt_store
 from service.store import points as point_store
 from service.store import tasks as task_store
-from service.store.records import TaskRecord
+from service.store.records import SegmentRecord, TaskLimits, TaskRecord
 
 _TERMINAL_SEGMENT = {SegmentState.DONE.value, SegmentState.FAILED.value, SegmentState.CANCELLED.value}
 
 
-def budget_of(task: TaskRecord) -> SegmentBudget:
+class HasBudget(Protocol):
+    @property
+    def max_points(self) -> int: ...
+    @property
+    def n_points_per_iteration(self) -> int: ...
+    @property
+    def min_unevaluated_points(self) -> int: ...
+    @property
+    def max_evaluation_jobs(self) -> int: ...
+
+
+def budget_of(task: HasBudget) -> SegmentBudget:
     return SegmentBudget(
         max_points=task.max_points,
         n_points_per_iteration=task.n_points_per_iteration,
@@ -27,10 +40,12 @@ def budget_of(task: TaskRecord) -> SegmentBudget:
     )
 
 
-def settle_segment(conn: Connection, task: TaskRecord, segment_id: int) -> bool:
-    """End the segment if its budget, job limit or optimiser is used up; True if it ended."""
-    segment = task_store.get_segment(conn, segment_id)
-    if segment is None or segment.state in _TERMINAL_SEGMENT:
+def settle_segment(conn: Connection, task: TaskLimits | TaskRecord, segment: SegmentRecord) -> bool:
+    """End the segment if its budget, job limit or optimiser is used up; True if it ended.
+
+    ``segment`` must be current (as returned by the statement that last moved its counters).
+    """
+    if segment.state in _TERMINAL_SEGMENT:
         return False
     counts = segment.counts
     reason = end_reason(budget_of(task), counts, exhausted=segment.state == SegmentState.EXHAUSTED.value)

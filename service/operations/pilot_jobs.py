@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
+
 from service.core.placeholders import fill_evaluation_exec
 from service.core.states import AttemptState
 from service.operations.context import Services
@@ -23,6 +25,7 @@ from service.store import blobs as blob_store
 from service.store import pilots as pilot_store
 from service.store import points as point_store
 from service.store import tasks as task_store
+from service.store.pilots import PilotRecord
 from service.store.points import Claim
 
 FAILURE_CLASSES = (
@@ -74,31 +77,45 @@ def register_pilot(
 
 def acquire(services: Services, principal: Principal, *, pilot_id: int, slot: str) -> dict[str, Any] | None:
     """Claim the next job for this pilot slot, or None when there is no work for it."""
-    settings = services.settings
     with services.db.write() as conn:
-        pilot = pilot_store.get_pilot(conn, pilot_id, principal.owner)
+        pilot = _pilot(conn, services, pilot_id, principal.owner)
         if pilot is None:
             raise NotFound(
                 f"pilot {pilot_id} is not registered with this token; register again", code="pilot_not_found"
             )
-        claim = point_store.claim_next(
-            conn,
-            site=pilot.site,
-            pilot_id=pilot.id,
-            slot=slot,
-            lease_ttl_s=settings.lease_ttl_s,
-            skip_locked=not services.db.is_sqlite,
-        )
-        if claim is None:
-            return None
-        sandbox = None
-        if claim.task.sandbox_sha256 is not None:
-            size = blob_store.blob_size(conn, claim.task.sandbox_sha256)
-            sandbox = {
-                "sha256": claim.task.sandbox_sha256,
-                "size": size or 0,
-                "url": f"/api/v1/pilot/sandboxes/{claim.task.sandbox_sha256}",
-            }
+        return _claim_job(conn, services, pilot, slot)
+
+
+def _pilot(conn: Connection, services: Services, pilot_id: int, owner: str) -> PilotRecord | None:
+    """The pilot if this owner registered it (remembered: pilots never change)."""
+    pilot = services.pilots.get(pilot_id)
+    if pilot is None:
+        pilot = pilot_store.get_pilot(conn, pilot_id, owner)
+        if pilot is not None and len(services.pilots) < 100_000:
+            services.pilots[pilot_id] = pilot
+    return pilot if pilot is not None and pilot.owner == owner else None
+
+
+def _claim_job(conn: Connection, services: Services, pilot: PilotRecord, slot: str) -> dict[str, Any] | None:
+    settings = services.settings
+    claim = point_store.claim_next(
+        conn,
+        site=pilot.site,
+        pilot_id=pilot.id,
+        slot=slot,
+        lease_ttl_s=settings.lease_ttl_s,
+        skip_locked=not services.db.is_sqlite,
+    )
+    if claim is None:
+        return None
+    sandbox = None
+    if claim.task.sandbox_sha256 is not None:
+        size = blob_store.blob_size(conn, claim.task.sandbox_sha256)
+        sandbox = {
+            "sha256": claim.task.sandbox_sha256,
+            "size": size or 0,
+            "url": f"/api/v1/pilot/sandboxes/{claim.task.sandbox_sha256}",
+        }
     return _job(claim, sandbox, settings.lease_ttl_s, settings.heartbeat_interval_s)
 
 
@@ -192,10 +209,17 @@ def _check(report: Report) -> None:
         )
 
 
-def complete(services: Services, *, attempt_id: int, report: Report) -> dict[str, Any]:
+def complete(
+    services: Services, principal: Principal, *, attempt_id: int, report: Report, acquire_next: bool = False
+) -> dict[str, Any]:
+    """Record an attempt's end; with ``acquire_next``, claim the slot's next job in the same transaction.
+
+    Handing the next job back with the completion saves the pilot a round trip per point.
+    """
     _check(report)
     success = report.outcome == "success"
     tail = report.log_tail[-LOG_TAIL_MAX:] if report.log_tail else report.log_tail
+    next_job = None
     with services.db.write() as conn:
         attempt = attempt_store.finish_attempt(
             conn,
@@ -209,9 +233,9 @@ def complete(services: Services, *, attempt_id: int, report: Report) -> dict[str
             log_tail=tail,
         )
         if attempt is not None:
-            task = task_store.get_task(conn, attempt.task_id, None)
+            task = task_store.get_task_limits(conn, attempt.task_id)
             assert task is not None
-            point_state = point_store.settle_point(
+            settled = point_store.settle_point(
                 conn,
                 point_id=attempt.point_id,
                 segment_id=attempt.segment_id,
@@ -219,8 +243,17 @@ def complete(services: Services, *, attempt_id: int, report: Report) -> dict[str
                 max_attempts=task.max_attempts,
                 failure_loss=task.failure_loss,
             )
-            settle_segment(conn, task, attempt.segment_id)
+            if settled is not None:
+                settle_segment(conn, task, settled.segment)
+            if acquire_next and attempt.pilot_id is not None:
+                pilot = _pilot(conn, services, attempt.pilot_id, principal.owner)
+                if pilot is not None:
+                    next_job = _claim_job(conn, services, pilot, attempt.slot)
     if attempt is None:
         raise _refusal(services, attempt_id, report.lease_token)
     services.steering.notify([attempt.segment_id])
-    return {"accepted": True, "point_state": point_state.value if point_state else "cancelled"}
+    return {
+        "accepted": True,
+        "point_state": settled.state.value if settled else "cancelled",
+        "next_job": next_job,
+    }

@@ -19,10 +19,10 @@ def reap_expired(services: Services, *, batch: int = 500) -> int:
         expired = attempt_store.expire_due(conn, batch)
         touched: set[int] = set()
         for attempt in expired:
-            task = task_store.get_task(conn, attempt.task_id, None)
+            task = task_store.get_task_limits(conn, attempt.task_id)
             if task is None:
                 continue
-            point_store.settle_point(
+            settled = point_store.settle_point(
                 conn,
                 point_id=attempt.point_id,
                 segment_id=attempt.segment_id,
@@ -30,7 +30,8 @@ def reap_expired(services: Services, *, batch: int = 500) -> int:
                 max_attempts=task.max_attempts,
                 failure_loss=task.failure_loss,
             )
-            settle_segment(conn, task, attempt.segment_id)
+            if settled is not None:
+                settle_segment(conn, task, settled.segment)
             touched.add(attempt.segment_id)
     if touched:
         services.steering.notify(touched)

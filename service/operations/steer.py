@@ -75,25 +75,9 @@ class Scan:
 def segments_needing_steering(services: Services) -> Scan:
     """Active segments of running tasks, and those whose unevaluated points fell below the threshold."""
     with services.db.read() as conn:
-        ids = task_store.active_segment_ids(conn)
-        counts = task_store.state_counts(conn, ids)
-        wanted = []
-        tasks: dict[int, TaskRecord | None] = {}
-        for segment_id in ids:
-            segment = task_store.get_segment(conn, segment_id)
-            if segment is None:
-                continue
-            if segment.task_id not in tasks:
-                tasks[segment.task_id] = task_store.get_task(conn, segment.task_id, None)
-            task = tasks[segment.task_id]
-            if task is None:
-                continue
-            if (
-                points_to_generate(budget_of(task), task_store.counts_from(counts[segment_id], segment.jobs))
-                > 0
-            ):
-                wanted.append(segment_id)
-    return Scan(set(ids), wanted)
+        active = task_store.active_segments(conn)
+    wanted = [s.id for s, task in active if points_to_generate(budget_of(task), s.counts) > 0]
+    return Scan({s.id for s, _ in active}, wanted)
 
 
 def steer_segment(services: Services, runner: SegmentRunner, segment_id: int) -> SteerResult:
@@ -177,7 +161,9 @@ def _store_points(
         )
         if not params:
             task_store.set_segment_state(conn, segment.id, SegmentState.EXHAUSTED, end_reason="exhausted")
-            settle_segment(conn, task, segment.id)
+            exhausted = task_store.get_segment(conn, segment.id)
+            assert exhausted is not None
+            settle_segment(conn, task, exhausted)
     return SteerResult(seen.id, requested, len(chosen), outcome)
 
 

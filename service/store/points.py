@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
@@ -34,17 +34,31 @@ from service.core.searchspace import Params
 from service.core.states import AttemptState, PointState, SegmentState, TaskState
 from service.core.steering import Observation
 from service.store.database import database_time, now_expr
-from service.store.records import AttemptRecord, PointRecord, SegmentRecord, TaskRecord, from_row
+from service.store.records import AttemptRecord, ClaimedTask, PointRecord, SegmentRecord, from_row
 from service.store.tables import attempts, pilots, points, segments, tasks
 from service.store.transitions import may_enter
 
 _Statement = Select[Any] | Update | Insert | Delete
 
 
-def _move_counters(conn: Connection, segment_id: int, **deltas: int) -> None:
-    values = {name: getattr(segments.c, name) + delta for name, delta in deltas.items() if delta}
-    if values:
-        conn.execute(update(segments).where(segments.c.id == segment_id).values(**values))
+_COUNTERS = ("generated", "pending", "running", "evaluated")
+
+
+@cache
+def _counters_statement() -> Update:
+    return (
+        update(segments)
+        .where(segments.c.id == bindparam("p_segment_id"))
+        .values({name: getattr(segments.c, name) + bindparam(f"p_{name}") for name in _COUNTERS})
+        .returning(*segments.c)
+    )
+
+
+def _move_counters(conn: Connection, segment_id: int, **deltas: int) -> SegmentRecord:
+    """Add ``deltas`` to the segment's point counters; returns the segment as it is now."""
+    params = {f"p_{name}": deltas.get(name, 0) for name in _COUNTERS}
+    params["p_segment_id"] = segment_id
+    return from_row(SegmentRecord, conn.execute(_counters_statement(), params).one())
 
 
 def insert_points(
@@ -115,7 +129,7 @@ class Claim:
     attempt_number: int
     job_number: int
     point: PointRecord
-    task: TaskRecord
+    task: ClaimedTask
     segment: SegmentRecord
 
 
@@ -166,7 +180,7 @@ def _claim_statements(skip_locked: bool) -> dict[str, _Statement]:
         "task": update(tasks)
         .where(tasks.c.id == bindparam("p_task_id"))
         .values(jobs_started=tasks.c.jobs_started + 1, updated_at=now)
-        .returning(*tasks.c),
+        .returning(*(getattr(tasks.c, f.name) for f in fields(ClaimedTask))),
         "attempt": insert(attempts)
         .values(
             point_id=bindparam("p_point_id"),
@@ -209,10 +223,9 @@ def claim_next(
         return None
     point = from_row(PointRecord, point_row)
     segment = from_row(SegmentRecord, conn.execute(sql["segment"], {"p_segment_id": segment_id}).one())
-    task_row = conn.execute(sql["task"], {"p_task_id": point.task_id}).one()
-    task = from_row(TaskRecord, task_row)
+    task = from_row(ClaimedTask, conn.execute(sql["task"], {"p_task_id": point.task_id}).one())
     token = secrets.token_urlsafe(24)
-    job_number = int(task_row.jobs_started) - 1
+    job_number = task.jobs_started - 1
     attempt_row = conn.execute(
         sql["attempt"],
         {
@@ -278,6 +291,12 @@ def _settle_statements() -> dict[str, _Statement]:
     }
 
 
+@dataclass(frozen=True)
+class Settled:
+    state: PointState
+    segment: SegmentRecord  # with its counters after the move
+
+
 def settle_point(
     conn: Connection,
     *,
@@ -286,7 +305,7 @@ def settle_point(
     loss: float | None,
     max_attempts: int,
     failure_loss: float,
-) -> PointState | None:
+) -> Settled | None:
     """After an attempt ended: done with its loss, back to pending, or failed after the last attempt.
 
     ``loss`` None means the attempt failed (or its lease was lost). Returns the new state, or
@@ -295,16 +314,13 @@ def settle_point(
     sql = _settle_statements()
     if loss is not None:
         if conn.execute(sql["done"], {"p_point_id": point_id, "p_loss": loss}).rowcount == 1:
-            _move_counters(conn, segment_id, running=-1, evaluated=1)
-            return PointState.DONE
+            return Settled(PointState.DONE, _move_counters(conn, segment_id, running=-1, evaluated=1))
         return None
     params = {"p_point_id": point_id, "p_max_attempts": max_attempts, "p_failure_loss": failure_loss}
     if conn.execute(sql["failed"], params).rowcount == 1:
-        _move_counters(conn, segment_id, running=-1, evaluated=1)
-        return PointState.FAILED
+        return Settled(PointState.FAILED, _move_counters(conn, segment_id, running=-1, evaluated=1))
     if conn.execute(sql["retry"], params).rowcount == 1:
-        _move_counters(conn, segment_id, running=-1, pending=1)
-        return PointState.PENDING
+        return Settled(PointState.PENDING, _move_counters(conn, segment_id, running=-1, pending=1))
     return None
 
 
@@ -324,7 +340,8 @@ def cancel_unfinished_points(conn: Connection, *, segment_id: int, include_runni
             .values(state=PointState.CANCELLED.value, updated_at=now, finished_at=now)
         )
         count = int(result.rowcount)
-        _move_counters(conn, segment_id, **{state.value: -count})
+        if count:
+            _move_counters(conn, segment_id, **{state.value: -count})
         cancelled += count
     return cancelled
 

@@ -50,6 +50,35 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class TaskLimits:
+    """The few task columns the hot path needs (no JSON to decode)."""
+
+    id: int
+    state: str
+    max_points: int
+    n_points_per_iteration: int
+    min_unevaluated_points: int
+    max_evaluation_jobs: int
+    max_attempts: int
+    failure_loss: float
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """What a job needs to know of its task."""
+
+    id: int
+    owner: str
+    name: str
+    evaluation_exec: str
+    evaluation_container: str | None
+    evaluation_input: str
+    evaluation_output: str
+    sandbox_sha256: str | None
+    jobs_started: int
+
+
+@dataclass(frozen=True)
 class SegmentRecord:
     id: int
     task_id: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import fields
 from functools import cache
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import Connection, Select, Table, bindparam, func, insert, selec
 
 from service.core.states import PointState, SegmentState, TaskState
 from service.store.database import now_expr
-from service.store.records import PointRecord, SegmentRecord, TaskRecord, from_row
+from service.store.records import PointRecord, SegmentRecord, TaskLimits, TaskRecord, from_row
 from service.store.tables import points, segments, tasks
 from service.store.transitions import may_enter
 
@@ -83,6 +84,17 @@ def list_tasks(conn: Connection, owner: str | None, state: str | None, limit: in
     if state is not None:
         query = query.where(tasks.c.state == state)
     return [from_row(TaskRecord, row) for row in conn.execute(query)]
+
+
+@cache
+def _limits() -> Select[Any]:
+    columns = [getattr(tasks.c, f.name) for f in fields(TaskLimits)]
+    return select(*columns).where(tasks.c.id == bindparam("id"))
+
+
+def get_task_limits(conn: Connection, task_id: int) -> TaskLimits | None:
+    row = conn.execute(_limits(), {"id": task_id}).first()
+    return None if row is None else from_row(TaskLimits, row)
 
 
 def get_segment(conn: Connection, segment_id: int) -> SegmentRecord | None:

@@ -13,8 +13,8 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterable
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from multiprocessing.queues import Queue as MpQueue
 from typing import Protocol
 
 from service.config import Settings
@@ -57,7 +57,7 @@ class ThreadSteeringHost:
         self._runner.close()
 
 
-def _child_main(settings_json: str, inbox: MpQueue[list[int] | None], parent_pid: int) -> None:
+def _child_main(settings_json: str, inbox: Connection, parent_pid: int) -> None:
     settings = Settings.model_validate_json(settings_json)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s steering %(levelname)s %(message)s"
@@ -69,13 +69,11 @@ def _child_main(settings_json: str, inbox: MpQueue[list[int] | None], parent_pid
     def forward() -> None:
         while True:
             try:
-                item = inbox.get(timeout=1.0)
-            except Exception:  # queue.Empty, or the parent went away
-                if os.getppid() != parent_pid:
-                    loop.stop()
-                    return
-                continue
-            if item is None:
+                ready = inbox.poll(1.0)
+                item = inbox.recv() if ready else ()
+            except (EOFError, OSError):  # the service closed its end
+                item = None
+            if item is None or (not ready and os.getppid() != parent_pid):
                 loop.stop()
                 return
             loop.notify(item)
@@ -92,13 +90,23 @@ class ProcessSteeringHost:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._ctx = multiprocessing.get_context("spawn")
-        self._inbox: MpQueue[list[int] | None] = self._ctx.Queue()
+        # A pipe, not a multiprocessing.Queue: a send is one write(2) on the request thread,
+        # where a Queue would wake its feeder thread for every completion.
+        self._inbox, self._outbox = self._ctx.Pipe(duplex=False)
+        self._send_lock = threading.Lock()
         self._process: BaseProcess | None = None
 
     def notify(self, segment_ids: Iterable[int]) -> None:
         ids = list(segment_ids)
         if ids:
-            self._inbox.put(ids)
+            self._send(ids)
+
+    def _send(self, item: list[int] | None) -> None:
+        with self._send_lock:
+            try:
+                self._outbox.send(item)
+            except (BrokenPipeError, OSError):
+                log.warning("the steering process is gone; %s not delivered", item)
 
     def start(self) -> None:
         self._process = self._ctx.Process(
@@ -116,11 +124,11 @@ class ProcessSteeringHost:
     def stop(self) -> None:
         if self._process is None:
             return
-        self._inbox.put(None)
+        self._send(None)
         self._process.join(timeout=30)
         if self._process.is_alive():
             log.warning("steering process did not stop in 30 s; terminating it")
             self._process.terminate()
             self._process.join(timeout=5)
+        self._outbox.close()
         self._inbox.close()
-        self._inbox.join_thread()

@@ -240,7 +240,11 @@ def test_full_pilot_cycle_until_the_task_finishes(live_service: LiveService) -> 
                 f"/api/v1/pilot/attempts/{job['attempt_id']}/complete",
                 json={"lease_token": job["lease_token"], "outcome": "success", "loss": loss, "exit_code": 0},
             )
-            assert done.status_code == 200 and done.json() == {"accepted": True, "point_state": "done"}
+            assert done.status_code == 200 and done.json() == {
+                "accepted": True,
+                "point_state": "done",
+                "next_job": None,
+            }
             again = pilot.post(
                 f"/api/v1/pilot/attempts/{job['attempt_id']}/complete",
                 json={"lease_token": job["lease_token"], "outcome": "success", "loss": 0.0},

@@ -152,10 +152,10 @@ def test_claim_respects_parallelism_job_budget_and_site(backend_services: Servic
             conn, attempt_id=second.attempt_id, lease_token=second.lease_token, target=AttemptState.FAILED,
             loss=None, exit_code=1, failure_class="payload_error", message=None, log_tail=None,
         )  # fmt: skip
-        state = point_store.settle_point(
+        settled = point_store.settle_point(
             conn, point_id=second.point.id, segment_id=segment_id, loss=None, max_attempts=3, failure_loss=1e5
         )
-    assert state == PointState.PENDING
+    assert settled is not None and settled.state == PointState.PENDING
     assert _claim(backend_services, there, site="SITE-B") is None, "maxEvaluationJobs=2 jobs were started"
 
 
@@ -196,10 +196,10 @@ def test_writes_are_fenced_by_lease_token_and_expiry(backend_services: Services)
     assert [a.id for a in expired] == [claim.attempt_id]
     with backend_services.db.write() as conn:
         assert attempt_store.expire_due(conn, 100) == [], "an attempt expires once"
-        state = point_store.settle_point(
+        settled = point_store.settle_point(
             conn, point_id=claim.point.id, segment_id=segment_id, loss=None, max_attempts=3, failure_loss=1e5
         )
-    assert state == PointState.PENDING
+    assert settled is not None and settled.state == PointState.PENDING
 
 
 def test_last_failed_attempt_fails_the_point_with_the_failure_loss(backend_services: Services) -> None:
@@ -225,7 +225,7 @@ def test_last_failed_attempt_fails_the_point_with_the_failure_loss(backend_servi
                     failure_loss=1e5,
                 )
             )
-    assert states == [PointState.PENDING, PointState.FAILED]
+    assert [s.state if s else None for s in states] == [PointState.PENDING, PointState.FAILED]
     assert _claim(backend_services, pilot_id) is None
     with backend_services.db.read() as conn:
         row = conn.execute(select(points.c.loss, points.c.is_failure, points.c.attempts)).one()
