@@ -75,15 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _server_command(argv: Sequence[str]) -> int:
-    if importlib.util.find_spec("service") is None:
-        print(
-            "error: the steering service is not installed in this environment; "
-            "install it with: pip install 'hposteer[service]'",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    os.execv(sys.executable, [sys.executable, "-m", "service", *argv])
-    return EXIT_OK  # pragma: no cover - execv does not return
+    """Replace this process with `python -m service ...`; returns only if the service is not installed."""
+    if importlib.util.find_spec("service") is not None:
+        os.execv(sys.executable, [sys.executable, "-m", "service", *argv])
+    print(
+        "error: the steering service is not installed in this environment; "
+        "install it with: pip install 'hposteer[service]'",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
@@ -121,9 +121,7 @@ def _task_command(args: argparse.Namespace) -> int:
             else:
                 print(f"task {task['id']} killed ({task['progress']['done']} points done)")
             return EXIT_OK
-        outcome = wait_for_task(
-            api, args.task_id, interval_s=args.interval, timeout_s=args.timeout, as_json=args.json
-        )
+        outcome = wait_for_task(api, args.task_id, interval_s=args.interval, timeout_s=args.timeout, as_json=args.json)
         return {"finished": EXIT_OK, "timeout": EXIT_TIMEOUT}.get(outcome, EXIT_FAILED)
 
 

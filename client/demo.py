@@ -124,7 +124,8 @@ def run_demo(args: argparse.Namespace) -> int:
     with service_log.open("ab") as slog, pilot_log.open("ab") as plog:
         try:
             service = _start(
-                [sys.executable, "-m", "service", "serve", "--data-dir", str(data_dir), "--port", str(port)], slog
+                [sys.executable, "-m", "service", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+                slog,
             )
             _wait_healthy(url, service, service_log)
             print(f"  service   {url} (SQLite in {data_dir}; log {service_log})")
@@ -159,7 +160,7 @@ def _where_next(task_id: int, url: str, token: str, data_dir: Path) -> None:
 Where to look next:
   every point and attempt:  HPOSTEER_SERVER={url} HPOSTEER_TOKEN={token} hposteer task show {task_id} --points
                             (the demo's service has stopped; restart it with
-                             hposteer serve --data-dir {data_dir} --port {url.rsplit(':', 1)[1]})
+                             hposteer serve --data-dir {data_dir} --port {url.rsplit(":", 1)[1]})
   evaluation directories:   {data_dir / "pilot"}
   logs:                     {data_dir / "service.log"}, {data_dir / "pilot.log"}
   your own search:          docs/getting-started.md, docs/phpo.md, docs/search-space.md"""

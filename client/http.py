@@ -34,12 +34,8 @@ class ApiError(Exception):
         """The message plus one line per validation issue, for a terminal."""
         lines = [self.message]
         for issue in self.issues:
-            where = ", ".join(
-                f"{k} {issue[k]!r}" for k in ("parameter", "key", "field") if issue.get(k) is not None
-            )
-            lines.append(
-                f"  - {where}: {issue.get('message', '')}" if where else f"  - {issue.get('message')}"
-            )
+            where = ", ".join(f"{k} {issue[k]!r}" for k in ("parameter", "key", "field") if issue.get(k) is not None)
+            lines.append(f"  - {where}: {issue.get('message', '')}" if where else f"  - {issue.get('message')}")
         return "\n".join(lines)
 
 
@@ -189,9 +185,7 @@ class ApiClient:
         headers = {VERSION_HEADER: API_VERSION, "User-Agent": "hposteer-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(
-            base_url=self.server, headers=headers, timeout=timeout_s, transport=transport
-        )
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -223,9 +217,7 @@ class ApiClient:
         delays = self.retry.delays()
         while True:
             try:
-                response = self._http.request(
-                    method, path, json=json, content=content, headers=headers, params=params
-                )
+                response = self._http.request(method, path, json=json, content=content, headers=headers, params=params)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 delay = next(delays, None)
                 if delay is None:
@@ -235,9 +227,7 @@ class ApiClient:
             except httpx.TimeoutException as exc:
                 delay = next(delays, None) if retry_unsafe else None
                 if delay is None:
-                    raise ServerUnreachable(
-                        self.server, f"no answer in time ({exc.__class__.__name__})"
-                    ) from exc
+                    raise ServerUnreachable(self.server, f"no answer in time ({exc.__class__.__name__})") from exc
                 self.retry.sleep(delay)
                 continue
             if response.status_code == 503:
@@ -287,15 +277,11 @@ class ApiClient:
     def get_task(self, task_id: int) -> dict[str, Any]:
         return cast(dict[str, Any], self._json("GET", f"/tasks/{task_id}", retry_unsafe=True))
 
-    def list_points(
-        self, task_id: int, state: str | None = None, after: int = 0, limit: int = 100
-    ) -> dict[str, Any]:
+    def list_points(self, task_id: int, state: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
         params: dict[str, Any] = {"after": after, "limit": limit}
         if state:
             params["state"] = state
-        return cast(
-            dict[str, Any], self._json("GET", f"/tasks/{task_id}/points", params=params, retry_unsafe=True)
-        )
+        return cast(dict[str, Any], self._json("GET", f"/tasks/{task_id}/points", params=params, retry_unsafe=True))
 
     def kill_task(self, task_id: int) -> dict[str, Any]:
         return cast(dict[str, Any], self._json("POST", f"/tasks/{task_id}/kill"))

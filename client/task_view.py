@@ -42,14 +42,16 @@ def format_task(task: dict[str, Any], points: list[dict[str, Any]] | None = None
         f"task {task['id']}  {task['name']}  (owner {task['owner']})",
         f"  state      {task['state']}" + (f" ({task['end_reason']})" if task.get("end_reason") else ""),
         f"  optimizer  {task['optimizer']}  seed {task.get('seed')}",
-        f"  points     {p['done']} done, {p['failed']} failed, {p['running']} running, {p['pending']} pending, "
-        f"{p['cancelled']} cancelled of {p['max_points']} max; {p['jobs']} evaluation jobs",
+        f"  points     {p['done']} done, {p['failed']} failed, {p['running']} running, "
+        f"{p['pending']} pending, {p['cancelled']} cancelled of {p['max_points']} max; "
+        f"{p['jobs']} evaluation jobs",
     ]
     if task.get("message"):
         lines.append(f"  message    {task['message']}")
     best = task.get("best")
     if best:
-        lines.append(f"  best       loss {_loss(best['loss'])} at point {best['point_id']}: {json.dumps(best['params'])}")
+        params = json.dumps(best["params"])
+        lines.append(f"  best       loss {_loss(best['loss'])} at point {best['point_id']}: {params}")
     else:
         lines.append("  best       none yet")
     settings = task.get("settings") or {}

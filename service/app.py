@@ -133,6 +133,4 @@ def _health(app: FastAPI, services: Services) -> None:
 
 
 def _unhealthy(reason: str) -> Any:
-    return error_response(
-        503, "unhealthy", f"the database does not answer: {reason}", headers={"Retry-After": "5"}
-    )
+    return error_response(503, "unhealthy", f"the database does not answer: {reason}", headers={"Retry-After": "5"})

@@ -26,24 +26,18 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(120.0, gt=0, description="An attempt without heartbeat for this long is lost")
     heartbeat_interval_s: float = Field(30.0, gt=0, description="How often pilots are told to heartbeat")
     reaper_interval_s: float = Field(10.0, gt=0, description="How often expired leases are reaped")
-    idle_poll_s: float = Field(
-        2.0, gt=0, description="How long a pilot without work waits before asking again"
-    )
+    idle_poll_s: float = Field(2.0, gt=0, description="How long a pilot without work waits before asking again")
 
     steering_mode: Literal["process", "thread"] = Field(
         "process", description="Run optimisers in a child process (default) or a thread of the service"
     )
     steering_poll_s: float = Field(1.0, gt=0, description="Steering re-checks every segment this often")
     steering_threads: int = Field(4, ge=1, description="Segments steered at the same time")
-    steering_max_failures: int = Field(
-        3, ge=1, description="Failed steering runs in a row before a task fails"
-    )
+    steering_max_failures: int = Field(3, ge=1, description="Failed steering runs in a row before a task fails")
 
     sandbox_max_bytes: int = Field(100 * MiB, gt=0)
     failure_loss: float = Field(1e5, description="Loss recorded for a point whose attempts all failed")
-    busy_timeout_s: float = Field(
-        5.0, gt=0, description="Wait this long for a database lock, then answer 503"
-    )
+    busy_timeout_s: float = Field(5.0, gt=0, description="Wait this long for a database lock, then answer 503")
     db_pool_size: int = Field(16, ge=1)
     token_cache_s: float = Field(5.0, ge=0, description="Validated tokens are remembered this long")
     auto_migrate: bool = Field(True, description="Upgrade the database schema at start-up")

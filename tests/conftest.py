@@ -73,9 +73,7 @@ class ServerThread:
 
         self.port = free_port()
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 
@@ -136,9 +134,7 @@ def backend_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     if request.param == "postgresql":
         if POSTGRES_URL is None:
             if IN_CI:
-                pytest.fail(
-                    "CI=true but HPOSTEER_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI"
-                )
+                pytest.fail("CI=true but HPOSTEER_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
             pytest.skip("PostgreSQL not configured (set HPOSTEER_TEST_POSTGRES_URL)")
         databases = _postgres_database()
         url = next(databases)

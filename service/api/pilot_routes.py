@@ -61,9 +61,7 @@ def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal
         message=body.message,
         log_tail=body.log_tail,
     )
-    return pilot_jobs.complete(
-        svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next
-    )
+    return pilot_jobs.complete(svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next)
 
 
 @router.get("/sandboxes/{sha256}")

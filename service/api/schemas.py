@@ -36,9 +36,7 @@ class TaskSubmission(_In):
         None, description="hpogrid search space, or a list of {model_id, search_space} for segments"
     )
     segments: list[SegmentSpecIn] | None = None
-    optimizer: str | None = Field(
-        None, description="builtin optimiser LIB[:METHOD], e.g. tpe, nevergrad:NGOpt"
-    )
+    optimizer: str | None = Field(None, description="builtin optimiser LIB[:METHOD], e.g. tpe, nevergrad:NGOpt")
     steering_exec: str | None = None
     steering_container: str | None = None
     max_points: int = Field(10, ge=1, le=1_000_000)

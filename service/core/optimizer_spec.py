@@ -67,8 +67,8 @@ def parse_optimizer_name(text: str | None) -> OptimizerSpec:
     library = LIBRARY_ALIASES.get(raw_library.strip().lower())
     if library is None:
         raise OptimizerSpecError(f"unknown optimizer {text!r}; choose one of: {supported_names()}")
-    method = method.strip() or None
-    return _checked(OptimizerSpec(library, method or DEFAULT_METHODS[library], source="option"), text)
+    chosen = method.strip() or DEFAULT_METHODS[library]
+    return _checked(OptimizerSpec(library, chosen, source="option"), text)
 
 
 def _checked(spec: OptimizerSpec, text: str) -> OptimizerSpec:
@@ -76,8 +76,7 @@ def _checked(spec: OptimizerSpec, text: str) -> OptimizerSpec:
         upper = spec.method.upper()
         if upper not in SKOPT_METHODS:
             raise OptimizerSpecError(
-                f"unknown scikit-optimize method {spec.method!r} in {text!r}; "
-                f"choose one of: {', '.join(SKOPT_METHODS)}"
+                f"unknown scikit-optimize method {spec.method!r} in {text!r}; choose one of: {', '.join(SKOPT_METHODS)}"
             )
         return OptimizerSpec(spec.library, upper, spec.mode, spec.source)
     if spec.library in ("random", "grid") and spec.method is not None:
@@ -114,34 +113,35 @@ def is_hpogrid_line(steering_exec: str) -> bool:
     return len(words) >= 2 and words[0].rsplit("/", 1)[-1] == "hpogrid" and words[1] == "generate"
 
 
-def parse_hpogrid_line(steering_exec: str) -> OptimizerSpec:
-    """Map a bare ``hpogrid generate`` line onto the builtin optimiser it names."""
-    try:
-        words = shlex.split(steering_exec)
-    except ValueError as exc:
-        raise OptimizerSpecError(f"cannot parse steeringExec {steering_exec!r}: {exc}") from exc
-    if not is_hpogrid_line(steering_exec):
-        raise OptimizerSpecError(f"steeringExec is not an 'hpogrid generate' line: {steering_exec!r}")
+def _hpogrid_flags(words: list[str]) -> dict[str, str]:
+    """hpogrid generate's options, read leniently: ``-l x``, ``-l=x``, ``--lib=x``."""
     values: dict[str, str] = {}
-    rest = words[2:]
     i = 0
-    while i < len(rest):
-        word = rest[i]
-        flag, eq, inline = word.partition("=")
+    while i < len(words):
+        flag, eq, inline = words[i].partition("=")
         if flag not in _HPOGRID_VALUE_FLAGS:
             raise OptimizerSpecError(
-                f"unknown hpogrid generate option {word!r} in steeringExec; known options: "
+                f"unknown hpogrid generate option {words[i]!r} in steeringExec; known options: "
                 + ", ".join(sorted(set(_HPOGRID_VALUE_FLAGS)))
             )
-        if eq:
-            value = inline
-        else:
-            if i + 1 >= len(rest):
-                raise OptimizerSpecError(f"hpogrid generate option {flag!r} needs a value")
+        if not eq:
             i += 1
-            value = rest[i]
-        values[_HPOGRID_VALUE_FLAGS[flag]] = value
+            if i >= len(words):
+                raise OptimizerSpecError(f"hpogrid generate option {flag!r} needs a value")
+            inline = words[i]
+        values[_HPOGRID_VALUE_FLAGS[flag]] = inline
         i += 1
+    return values
+
+
+_HPOGRID_METHOD = {"skopt": "GP", "tpe": "TPE"}  # hpogrid's skopt generator ignores --method: always GP
+
+
+def parse_hpogrid_line(steering_exec: str) -> OptimizerSpec:
+    """Map a bare ``hpogrid generate`` line onto the builtin optimiser it names."""
+    if not is_hpogrid_line(steering_exec):
+        raise OptimizerSpecError(f"steeringExec is not an 'hpogrid generate' line: {steering_exec!r}")
+    values = _hpogrid_flags(shlex.split(steering_exec)[2:])
     raw_library = values.get("lib", HPOGRID_DEFAULT_LIBRARY).lower()
     if raw_library in HPOGRID_UNSUPPORTED:
         raise OptimizerSpecError(
@@ -151,22 +151,15 @@ def parse_hpogrid_line(steering_exec: str) -> OptimizerSpec:
     library = LIBRARY_ALIASES.get(raw_library)
     if library is None or library == "random":
         raise OptimizerSpecError(
-            f"unknown hpogrid library {raw_library!r}; hpogrid knows grid, skopt, nevergrad, hyperopt, "
-            "ax, bohb and optuna"
+            f"unknown hpogrid library {raw_library!r}; "
+            "hpogrid knows grid, skopt, nevergrad, hyperopt, ax, bohb and optuna"
         )
     mode = values.get("mode", "min").lower()
     if mode not in ("min", "max"):
         raise OptimizerSpecError(f"hpogrid --mode must be 'min' or 'max', got {mode!r}")
-    method = values.get("method")
     if library == "nevergrad":
-        method = method or HPOGRID_NEVERGRAD_DEFAULT_METHOD
-    elif library == "skopt":
-        # hpogrid's skopt generator ignores --method and always builds a GP optimiser.
-        method = "GP"
-    elif library == "tpe":
-        method = "TPE"
+        method: str | None = values.get("method") or HPOGRID_NEVERGRAD_DEFAULT_METHOD
     else:
-        method = None
-    return _checked(
-        OptimizerSpec(library, method, "max" if mode == "max" else "min", source="hpogrid"), steering_exec
-    )
+        method = _HPOGRID_METHOD.get(library)
+    spec = OptimizerSpec(library, method, "max" if mode == "max" else "min", source="hpogrid")
+    return _checked(spec, steering_exec)

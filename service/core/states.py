@@ -62,9 +62,7 @@ TRANSITIONS: dict[type[State], dict[State, frozenset[State]]] = {
     PointState: {
         PointState.PENDING: frozenset({PointState.RUNNING, PointState.CANCELLED}),
         # running -> pending: the attempt failed or expired and attempts remain
-        PointState.RUNNING: frozenset(
-            {PointState.DONE, PointState.FAILED, PointState.PENDING, PointState.CANCELLED}
-        ),
+        PointState.RUNNING: frozenset({PointState.DONE, PointState.FAILED, PointState.PENDING, PointState.CANCELLED}),
         PointState.DONE: frozenset(),
         PointState.FAILED: frozenset(),
         PointState.CANCELLED: frozenset(),

@@ -1,8 +1,10 @@
 """The steering protocol: ``generate(space, history, n, seed) -> list[point]``.
 
 Stateless per call, like iDDS: the history holds every point so far with its loss, or None
-while it is unevaluated, and a failure flag. Runners that keep an optimiser warm between
-calls (service.steering) must give the same answers as if they had rebuilt it.
+while it is unevaluated, and a failure flag, so any process can run it after a crash.
+Runners that keep an optimiser warm between calls (service.steering.warm) tell it only
+what is new; a rebuilt optimiser knows the same points and results, though its random
+draws may differ from those of the one it replaces.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ def create_token(
         raise Invalid(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
     if not _OWNER.match(owner):
         raise Invalid(
-            f"invalid owner name {owner!r}: use 1-128 letters, digits and . _ @ -, "
-            "starting with a letter or digit"
+            f"invalid owner name {owner!r}: use 1-128 letters, digits and . _ @ -, starting with a letter or digit"
         )
     if expires_in_s is not None and expires_in_s <= 0:
         raise Invalid("a token's lifetime must be positive")

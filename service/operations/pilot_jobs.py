@@ -149,16 +149,12 @@ def _refusal(services: Services, attempt_id: int, lease_token: str) -> Conflict 
     if view is None:
         return NotFound(f"attempt {attempt_id} does not exist", code="attempt_not_found")
     if not view.token_matches:
-        return Conflict(
-            f"attempt {attempt_id} is leased to someone else (wrong lease token)", code="lease_foreign"
-        )
+        return Conflict(f"attempt {attempt_id} is leased to someone else (wrong lease token)", code="lease_foreign")
     if view.state == AttemptState.CANCELLED.value:
         return Conflict(f"attempt {attempt_id} was cancelled (the task was killed)", code="attempt_cancelled")
     if view.state != AttemptState.RUNNING.value:
         return Conflict(f"attempt {attempt_id} has already ended ({view.state})", code="attempt_ended")
-    return Conflict(
-        f"the lease of attempt {attempt_id} expired; its result will not be used", code="lease_expired"
-    )
+    return Conflict(f"the lease of attempt {attempt_id} expired; its result will not be used", code="lease_expired")
 
 
 @dataclass(frozen=True)
@@ -194,9 +190,7 @@ class Report:
 def _check(report: Report) -> None:
     if report.outcome == "success":
         if report.loss is None or not math.isfinite(report.loss):
-            raise Invalid(
-                "a successful attempt needs a finite loss", [{"field": "loss", "message": "finite number"}]
-            )
+            raise Invalid("a successful attempt needs a finite loss", [{"field": "loss", "message": "finite number"}])
     elif report.outcome == "failure":
         if report.failure_class not in FAILURE_CLASSES:
             raise Invalid(
@@ -204,9 +198,7 @@ def _check(report: Report) -> None:
                 [{"field": "failure_class", "message": f"got {report.failure_class!r}"}],
             )
     else:
-        raise Invalid(
-            "outcome must be 'success' or 'failure'", [{"field": "outcome", "message": report.outcome}]
-        )
+        raise Invalid("outcome must be 'success' or 'failure'", [{"field": "outcome", "message": report.outcome}])
 
 
 def complete(

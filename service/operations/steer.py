@@ -15,7 +15,8 @@ from typing import Protocol
 
 from service.core.optimizer_spec import OptimizerSpec, parse_optimizer_name
 from service.core.scheduling import points_to_generate
-from service.core.searchspace import Params, SearchSpace, parse_search_space
+from service.core.searchspace import Params, SearchSpace
+from service.core.space_json import parse_search_space
 from service.core.states import SegmentState, TaskState
 from service.core.steering import Observation
 from service.operations.context import Services
@@ -61,9 +62,7 @@ class SteerResult:
 
 def spec_of(task: TaskRecord) -> OptimizerSpec:
     spec = parse_optimizer_name(task.optimizer)
-    return OptimizerSpec(
-        spec.library, spec.method, "max" if task.optimizer_mode == "max" else "min", spec.source
-    )
+    return OptimizerSpec(spec.library, spec.method, "max" if task.optimizer_mode == "max" else "min", spec.source)
 
 
 @dataclass(frozen=True)
@@ -130,21 +129,14 @@ def _store_points(
     with services.db.write() as conn:
         segment = task_store.get_segment(conn, seen.id)
         task = task_store.get_task(conn, seen.task_id, None)
-        if (
-            segment is None
-            or task is None
-            or not _steerable(task, segment)
-            or segment.iteration != seen.iteration
-        ):
+        if segment is None or task is None or not _steerable(task, segment) or segment.iteration != seen.iteration:
             return SteerResult(seen.id, requested, 0, "skipped", "the segment changed during the run")
         room = points_to_generate(budget_of(task), segment.counts)
         chosen = params[: max(room, 0)]
         iteration = segment.iteration + 1
         if not run_store.advance_iteration(conn, segment.id, segment.iteration):
             return SteerResult(seen.id, requested, 0, "skipped", "another run took this iteration")
-        point_store.insert_points(
-            conn, task_id=task.id, segment_id=segment.id, iteration=iteration, params=chosen
-        )
+        point_store.insert_points(conn, task_id=task.id, segment_id=segment.id, iteration=iteration, params=chosen)
         outcome = "ok" if params else "exhausted"
         run_store.record_run(
             conn,

@@ -20,7 +20,8 @@ from service.core.optimizer_spec import (
     parse_hpogrid_line,
     parse_optimizer_name,
 )
-from service.core.searchspace import SearchSpace, SearchSpaceError, parse_search_space
+from service.core.searchspace import SearchSpace, SearchSpaceError
+from service.core.space_json import parse_search_space
 from service.operations.context import Services
 from service.operations.errors import Invalid
 from service.operations.principal import Principal
@@ -130,9 +131,7 @@ def _plan_segmented(segments: list[dict[str, Any]], raw_space: Any, issues: _Iss
     elif isinstance(raw_space, list):
         for i, entry in enumerate(raw_space):
             if not isinstance(entry, dict) or "model_id" not in entry or "search_space" not in entry:
-                issues.field(
-                    f"search_space[{i}]", 'each entry must be {"model_id": N, "search_space": {...}}'
-                )
+                issues.field(f"search_space[{i}]", 'each entry must be {"model_id": N, "search_space": {...}}')
                 continue
             spaces[entry["model_id"]] = entry["search_space"]
     plans = []
@@ -268,9 +267,7 @@ def _require(task: TaskRecord | None) -> TaskRecord:
     return task
 
 
-def _insert_segments(
-    conn: Connection, task_id: int, plans: list[SegmentPlan], *, segmented: bool
-) -> list[int]:
+def _insert_segments(conn: Connection, task_id: int, plans: list[SegmentPlan], *, segmented: bool) -> list[int]:
     return [
         task_store.insert_segment(
             conn,

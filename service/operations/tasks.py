@@ -60,9 +60,7 @@ def kill_task(services: Services, principal: Principal, task_id: int) -> TaskVie
         if task is None:
             raise _not_found(task_id)
         if task.state != TaskState.RUNNING.value:
-            raise Conflict(
-                f"task {task_id} has already ended ({task.state}); nothing to kill", code="task_ended"
-            )
+            raise Conflict(f"task {task_id} has already ended ({task.state}); nothing to kill", code="task_ended")
         _cancel_everything(conn, task)
         task_store.set_task_state(conn, task_id, TaskState.KILLED, end_reason="killed")
         refreshed = task_store.get_task(conn, task_id, None)

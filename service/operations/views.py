@@ -137,9 +137,7 @@ def task_views(conn: Connection, records: Sequence[TaskRecord], *, detail: bool)
         segments = segments_by_task.get(task.id, [])
         index = {s.id: s.idx for s in segments}
         seg_progress = {s.id: _progress(counts.get(s.id, {}), s.jobs, task.max_points) for s in segments}
-        best = _best(
-            task_store.best_point(conn, task_id=task.id, segment_id=None, mode=task.optimizer_mode), index
-        )
+        best = _best(task_store.best_point(conn, task_id=task.id, segment_id=None, mode=task.optimizer_mode), index)
         base: dict[str, Any] = {
             "id": task.id,
             "name": task.name,
@@ -180,9 +178,7 @@ def _segment_view(
     )
 
 
-def point_views(
-    conn: Connection, records: Sequence[PointRecord], segment_index: dict[int, int]
-) -> list[PointView]:
+def point_views(conn: Connection, records: Sequence[PointRecord], segment_index: dict[int, int]) -> list[PointView]:
     attempts = point_store.attempts_of(conn, [p.id for p in records])
     return [
         PointView(

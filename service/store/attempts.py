@@ -70,9 +70,7 @@ def _finish(target: AttemptState) -> Update:
 
 def extend_lease(conn: Connection, attempt_id: int, lease_token: str, ttl_s: float) -> float | None:
     """Push the lease's expiry to now + ttl; the seconds left, or None if the lease is not live."""
-    row = conn.execute(
-        _extend(), {"p_attempt_id": attempt_id, "p_lease_token": lease_token, "p_ttl": ttl_s}
-    ).first()
+    row = conn.execute(_extend(), {"p_attempt_id": attempt_id, "p_lease_token": lease_token, "p_ttl": ttl_s}).first()
     return None if row is None else float(row.lease_expires_at) - float(row.now)
 
 

@@ -125,9 +125,7 @@ def record_blob(conn: Connection, blob: StoredBlob, kind: str, owner: str) -> bo
     if exists is not None:
         return False
     conn.execute(
-        insert(blobs).values(
-            sha256=blob.sha256, size=blob.size, kind=kind, owner=owner, created_at=now_expr()
-        )
+        insert(blobs).values(sha256=blob.sha256, size=blob.size, kind=kind, owner=owner, created_at=now_expr())
     )
     return True
 

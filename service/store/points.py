@@ -349,9 +349,7 @@ def cancel_unfinished_points(conn: Connection, *, segment_id: int, include_runni
 # -- listings ----------------------------------------------------------------------------------
 
 
-def list_points(
-    conn: Connection, *, task_id: int, state: str | None, after: int, limit: int
-) -> list[PointRecord]:
+def list_points(conn: Connection, *, task_id: int, state: str | None, after: int, limit: int) -> list[PointRecord]:
     query = (
         select(points)
         .where(points.c.task_id == task_id, points.c.number > after)

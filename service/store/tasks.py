@@ -181,9 +181,7 @@ def set_task_state(
         values["end_reason"] = end_reason
     if message is not None:
         values["message"] = message
-    result = conn.execute(
-        update(tasks).where(tasks.c.id == task_id, may_enter(tasks.c.state, target)).values(**values)
-    )
+    result = conn.execute(update(tasks).where(tasks.c.id == task_id, may_enter(tasks.c.state, target)).values(**values))
     return result.rowcount == 1
 
 
@@ -200,8 +198,6 @@ def set_segment_state(
     if end_reason is not None:
         values["end_reason"] = end_reason
     result = conn.execute(
-        update(segments)
-        .where(segments.c.id == segment_id, may_enter(segments.c.state, target))
-        .values(**values)
+        update(segments).where(segments.c.id == segment_id, may_enter(segments.c.state, target)).values(**values)
     )
     return result.rowcount == 1

@@ -21,9 +21,7 @@ class TokenRecord:
     revoked_at: float | None
 
 
-def insert_token(
-    conn: Connection, token_hash: str, role: str, owner: str, label: str, expires_at: float | None
-) -> int:
+def insert_token(conn: Connection, token_hash: str, role: str, owner: str, label: str, expires_at: float | None) -> int:
     result = conn.execute(
         insert(tokens)
         .values(
@@ -55,15 +53,11 @@ def find_valid_token(conn: Connection, token_hash: str) -> TokenRecord | None:
 
 def list_tokens(conn: Connection) -> list[TokenRecord]:
     rows = conn.execute(select(tokens).order_by(tokens.c.id)).all()
-    return [
-        TokenRecord(r.id, r.role, r.owner, r.label, r.created_at, r.expires_at, r.revoked_at) for r in rows
-    ]
+    return [TokenRecord(r.id, r.role, r.owner, r.label, r.created_at, r.expires_at, r.revoked_at) for r in rows]
 
 
 def revoke_token(conn: Connection, token_id: int) -> bool:
     result = conn.execute(
-        update(tokens)
-        .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
-        .values(revoked_at=now_expr())
+        update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=now_expr())
     )
     return result.rowcount == 1

@@ -59,9 +59,7 @@ class ThreadSteeringHost:
 
 def _child_main(settings_json: str, inbox: Connection, parent_pid: int) -> None:
     settings = Settings.model_validate_json(settings_json)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s steering %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s steering %(levelname)s %(message)s")
     services = build_services(settings, NoTrigger())
     runner = make_segment_runner()
     loop = SteeringLoop(services, runner, threads=settings.steering_threads, poll_s=settings.steering_poll_s)

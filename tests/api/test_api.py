@@ -60,9 +60,7 @@ def error(response: httpx.Response) -> dict[str, Any]:
 
 
 def register(client: httpx.Client, site: str) -> int:
-    r = client.post(
-        "/api/v1/pilot/register", json={"name": "t", "site": site, "slots": [{"name": "0", "gpus": ["0"]}]}
-    )
+    r = client.post("/api/v1/pilot/register", json={"name": "t", "site": site, "slots": [{"name": "0", "gpus": ["0"]}]})
     assert r.status_code == 200, r.text
     return int(r.json()["pilot_id"])
 
@@ -170,9 +168,7 @@ def test_unknown_optimizer_and_unhonoured_method_are_refused(live_service: LiveS
     with http(live_service, live_service.user_token) as c:
         r = c.post("/api/v1/tasks", json=submission(optimizer="hyperband"))
         assert r.status_code == 422
-        assert any(
-            i.get("field") == "optimizer" and "unknown optimizer" in i["message"] for i in error(r)["issues"]
-        )
+        assert any(i.get("field") == "optimizer" and "unknown optimizer" in i["message"] for i in error(r)["issues"])
         normal = {"w": {"method": "normal", "dimension": {"mu": 0, "sigma": 1}}}
         r = c.post("/api/v1/tasks", json=submission(search_space=normal, optimizer="tpe"))
         assert r.status_code == 422
@@ -266,15 +262,11 @@ def test_foreign_token_and_failures_and_retries(live_service: LiveService) -> No
         http(live_service, live_service.pilot_token) as pilot,
     ):
         site = new_site()
-        body = submission(
-            name="user.alice.fail", max_points=1, n_points_per_iteration=1, max_attempts=2, site=site
-        )
+        body = submission(name="user.alice.fail", max_points=1, n_points_per_iteration=1, max_attempts=2, site=site)
         task_id = user.post("/api/v1/tasks", json=body).json()["id"]
         pilot_id = register(pilot, site)
         job = acquire(pilot, pilot_id)
-        wrong = pilot.post(
-            f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat", json={"lease_token": "nope"}
-        )
+        wrong = pilot.post(f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat", json={"lease_token": "nope"})
         assert wrong.status_code == 409 and error(wrong)["code"] == "lease_foreign"
         for expected_state, attempt in (("pending", 1), ("failed", 2)):
             if attempt == 2:

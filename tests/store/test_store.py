@@ -85,9 +85,7 @@ def _pilot(services: Services, site: str = "SITE-A", owner: str = "ops") -> int:
         )  # fmt: skip
 
 
-def _claim(
-    services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0
-) -> point_store.Claim | None:
+def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> point_store.Claim | None:
     with services.db.write() as conn:
         return point_store.claim_next(
             conn,
@@ -127,9 +125,7 @@ def test_claim_moves_the_attempt_counter_and_issues_a_lease(backend_services: Se
 
 
 def test_claim_respects_parallelism_job_budget_and_site(backend_services: Services) -> None:
-    task_id, segment_id = _task(
-        backend_services, n_parallel_evaluation=1, max_evaluation_jobs=2, sites=",SITE-B,"
-    )
+    task_id, segment_id = _task(backend_services, n_parallel_evaluation=1, max_evaluation_jobs=2, sites=",SITE-B,")
     _points(backend_services, task_id, segment_id, 3)
     here = _pilot(backend_services, site="SITE-A")
     there = _pilot(backend_services, site="SITE-B")
@@ -247,9 +243,7 @@ def test_state_changes_follow_the_transition_table(backend_services: Services) -
 
 
 def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Services) -> None:
-    task_id, segment_id = _task(
-        backend_services, n_parallel_evaluation=100, max_evaluation_jobs=100, max_points=60
-    )
+    task_id, segment_id = _task(backend_services, n_parallel_evaluation=100, max_evaluation_jobs=100, max_points=60)
     _points(backend_services, task_id, segment_id, 60)
     pilot_id = _pilot(backend_services)
     claimed: list[int] = []
@@ -282,9 +276,7 @@ def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Servic
 def test_tokens_are_stored_hashed_and_can_be_revoked(backend_services: Services) -> None:
     with backend_services.db.write() as conn:
         token_id = token_store.insert_token(conn, "ab" * 32, "user", "alice", "laptop", None)
-        expired_id = token_store.insert_token(
-            conn, "cd" * 32, "user", "alice", "old", database_time(conn) - 1
-        )
+        expired_id = token_store.insert_token(conn, "cd" * 32, "user", "alice", "old", database_time(conn) - 1)
     with backend_services.db.read() as conn:
         found = token_store.find_valid_token(conn, "ab" * 32)
         assert token_store.find_valid_token(conn, "cd" * 32) is None, f"token {expired_id} has expired"
@@ -336,9 +328,7 @@ def test_segment_counters_match_the_points(backend_services: Services) -> None:
         segment = task_store.get_segment(conn, segment_id)
         rows = dict(
             conn.execute(
-                select(points.c.state, func.count())
-                .where(points.c.segment_id == segment_id)
-                .group_by(points.c.state)
+                select(points.c.state, func.count()).where(points.c.segment_id == segment_id).group_by(points.c.state)
             ).all()
         )
     assert segment is not None

@@ -28,9 +28,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "pilots",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=256), nullable=False),
         sa.Column("site", sa.String(length=128), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
@@ -44,9 +42,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "tokens",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
@@ -59,9 +55,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "tasks",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("owner", sa.String(length=128), nullable=False),
         sa.Column("name", sa.String(length=512), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
@@ -91,9 +85,7 @@ def upgrade() -> None:
         sa.Column("options", sa.JSON(), nullable=False),
         sa.Column("next_point_number", sa.Integer(), nullable=False),
         sa.Column("jobs_started", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["sandbox_sha256"], ["blobs.sha256"], name=op.f("fk_tasks_sandbox_sha256_blobs")
-        ),
+        sa.ForeignKeyConstraint(["sandbox_sha256"], ["blobs.sha256"], name=op.f("fk_tasks_sandbox_sha256_blobs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
@@ -102,9 +94,7 @@ def upgrade() -> None:
 
     op.create_table(
         "segments",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("task_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("idx", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=256), nullable=False),
@@ -122,9 +112,7 @@ def upgrade() -> None:
         sa.Column("datasets", sa.JSON(), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("finished_at", sa.Float(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["task_id"], ["tasks.id"], name=op.f("fk_segments_task_id_tasks"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["task_id"], ["tasks.id"], name=op.f("fk_segments_task_id_tasks"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_segments")),
         sa.UniqueConstraint("task_id", "idx", name=op.f("uq_segments_task_id_idx")),
     )
@@ -133,9 +121,7 @@ def upgrade() -> None:
 
     op.create_table(
         "points",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("task_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("segment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
@@ -151,23 +137,17 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["segment_id"], ["segments.id"], name=op.f("fk_points_segment_id_segments"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["task_id"], ["tasks.id"], name=op.f("fk_points_task_id_tasks"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["task_id"], ["tasks.id"], name=op.f("fk_points_task_id_tasks"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_points")),
         sa.UniqueConstraint("task_id", "number", name=op.f("uq_points_task_id_number")),
     )
     with op.batch_alter_table("points", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_points_segment_id_state_number", ["segment_id", "state", "number"], unique=False
-        )
+        batch_op.create_index("ix_points_segment_id_state_number", ["segment_id", "state", "number"], unique=False)
         batch_op.create_index("ix_points_task_id_state", ["task_id", "state"], unique=False)
 
     op.create_table(
         "steering_runs",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("task_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("segment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("iteration", sa.Integer(), nullable=False),
@@ -192,9 +172,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "attempts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("point_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("task_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("segment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -225,9 +203,7 @@ def upgrade() -> None:
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.create_index("ix_attempts_owner_state", ["owner", "state"], unique=False)
         batch_op.create_index("ix_attempts_segment_id_state", ["segment_id", "state"], unique=False)
-        batch_op.create_index(
-            "ix_attempts_state_lease_expires_at", ["state", "lease_expires_at"], unique=False
-        )
+        batch_op.create_index("ix_attempts_state_lease_expires_at", ["state", "lease_expires_at"], unique=False)
 
 
 def downgrade() -> None:
