@@ -45,6 +45,25 @@ def _dimension(dim: Dimension) -> Any:
     raise AssertionError(f"unsupported dimension reached the skopt adapter: {dim}")
 
 
+def _estimator(method: str, seed: int) -> Any:
+    """skopt's name for most surrogates; for GBRT an instance that newer scikit-learn accepts.
+
+    scikit-learn >= 1.6 decides "is a regressor" from estimator tags, which skopt 0.10's
+    GradientBoostingQuantileRegressor does not declare, so skopt refuses its own GBRT.
+    """
+    if method != "GBRT":
+        return method
+    from skopt.learning import GradientBoostingQuantileRegressor
+
+    class _TaggedGBRT(GradientBoostingQuantileRegressor):  # type: ignore[misc]
+        def __sklearn_tags__(self) -> Any:
+            tags = super().__sklearn_tags__()
+            tags.estimator_type = "regressor"
+            return tags
+
+    return _TaggedGBRT(random_state=seed)
+
+
 class SkoptOptimizer:
     def __init__(self, codec: SpaceCodec, *, method: str, seed: int, budget: int):
         import warnings
@@ -57,7 +76,7 @@ class SkoptOptimizer:
             warnings.simplefilter("ignore")
             self._opt = Optimizer(
                 [_dimension(d) for d in codec.searched],
-                base_estimator=method,
+                base_estimator=_estimator(method, seed),
                 random_state=seed,
                 n_initial_points=max(1, min(10, budget // 2)),
             )
