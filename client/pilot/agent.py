@@ -42,6 +42,10 @@ class PilotConfig:
     exit_when_idle_s: float | None = None
     clean_workdirs: bool = False
     verbose: bool = False
+    threads_per_slot: int | None = None  # exported as OMP_NUM_THREADS etc. unless already set
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 class Pilot:
@@ -180,6 +184,11 @@ class Pilot:
 
     def _environment(self, slot: Slot, job: Job, workdir: Path) -> dict[str, str]:
         env = dict(os.environ)
+        if self.config.threads_per_slot is not None:
+            # Numeric libraries start one thread per core in every slot otherwise, and
+            # concurrent slots then slow each other down many times over.
+            for name in THREAD_VARIABLES:
+                env.setdefault(name, str(self.config.threads_per_slot))
         env.update(
             {
                 "CUDA_VISIBLE_DEVICES": slot.cuda_visible_devices,

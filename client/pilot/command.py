@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 from pathlib import Path
@@ -37,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", default=socket.gethostname(), help="pilot name shown with each attempt")
     parser.add_argument("--clean-workdirs", action="store_true", help="delete each working directory after use")
+    parser.add_argument(
+        "--threads-per-slot",
+        type=int,
+        metavar="N",
+        help="CPU threads of numeric libraries per slot (OMP_NUM_THREADS...; default: cores / slots, "
+        "unless those variables are already set)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         exit_when_idle_s=args.exit_when_idle,
         clean_workdirs=args.clean_workdirs,
         verbose=args.verbose,
+        threads_per_slot=args.threads_per_slot or max(1, (os.cpu_count() or 1) // len(slots)),
     )
     with ApiClient(resolve_server(args.server), token) as api:
         pilot = Pilot(api, config)
