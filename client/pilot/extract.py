@@ -53,6 +53,18 @@ def _check_member(member: tarfile.TarInfo, names: set[str]) -> None:
         raise UnsafeArchive(f"member is a device, FIFO or other special file: {name!r}")
 
 
+def _read_through(tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    stream = tar.extractfile(member)
+    if stream is None:
+        return
+    remaining = member.size
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 20))
+        if not chunk:
+            raise UnsafeArchive(f"{member.name!r} is truncated")
+        remaining -= len(chunk)
+
+
 def check_archive(archive: Path) -> list[tarfile.TarInfo]:
     """Validate every member; returns them, or raises UnsafeArchive."""
     with archive.open("rb") as raw:
@@ -71,6 +83,8 @@ def check_archive(archive: Path) -> list[tarfile.TarInfo]:
                 total += max(member.size, 0)
                 if member.sparse is not None or total > MAX_EXPANDED_BYTES:
                     raise UnsafeArchive(f"expands beyond {MAX_EXPANDED_BYTES} bytes (or has sparse members)")
+                if member.isfile():
+                    _read_through(tar, member)  # a truncated or corrupt stream fails here, before any write
                 names.add(posixpath.normpath(member.name))
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UnsafeArchive(f"{archive.name} is not a readable tar.gz: {exc}") from exc
