@@ -66,9 +66,7 @@ def running_service(**env_settings: str) -> Iterator[Service]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"service did not start: {(data_dir / 'service.log').read_text()}")
                 time.sleep(0.1)
-            yield Service(
-                url, data_dir, _token(data_dir, "user", "bench"), _token(data_dir, "pilot", "bench")
-            )
+            yield Service(url, data_dir, _token(data_dir, "user", "bench"), _token(data_dir, "pilot", "bench"))
         finally:
             process.terminate()
             process.wait(timeout=60)

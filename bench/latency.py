@@ -55,9 +55,9 @@ def measure(service: Service, optimizer: str, history: int, samples: int) -> dic
             }
         )
         site = f"LAT{history}{optimizer.replace(':', '')}"
-        pilot_id = pilot.register_pilot(
-            {"name": "bench", "site": site, "slots": [{"name": "0", "gpus": []}]}
-        )["pilot_id"]
+        pilot_id = pilot.register_pilot({"name": "bench", "site": site, "slots": [{"name": "0", "gpus": []}]})[
+            "pilot_id"
+        ]
         job, _ = _acquire(pilot, pilot_id)
         latencies = []
         warm_started = time.perf_counter()

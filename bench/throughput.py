@@ -36,15 +36,12 @@ def _slot_loop(url: str, token: str, pilot_id: int, slot: str, stop_at: float, c
     counts.append(done)
 
 
-def _process(
-    url: str, token: str, pilot_id: int, slots: list[str], start_at: float, duration: float, out: Any
-) -> None:
+def _process(url: str, token: str, pilot_id: int, slots: list[str], start_at: float, duration: float, out: Any) -> None:
     while time.perf_counter() < start_at:
         time.sleep(0.001)
     counts: list[int] = []
     threads = [
-        threading.Thread(target=_slot_loop, args=(url, token, pilot_id, s, start_at + duration, counts))
-        for s in slots
+        threading.Thread(target=_slot_loop, args=(url, token, pilot_id, s, start_at + duration, counts)) for s in slots
     ]
     for t in threads:
         t.start()
@@ -53,9 +50,7 @@ def _process(
     out.put(sum(counts))
 
 
-def measure(
-    service: Service, slots: int = 16, processes: int = 4, duration_s: float = 20.0
-) -> dict[str, Any]:
+def measure(service: Service, slots: int = 16, processes: int = 4, duration_s: float = 20.0) -> dict[str, Any]:
     with (
         ApiClient(service.url, service.user_token) as user,
         ApiClient(service.url, service.pilot_token) as pilot,

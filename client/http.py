@@ -337,9 +337,19 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
+# For answers without a body (HEAD) or from something that is not hposteer.
+_DEFAULT_MESSAGES = {
+    401: "the server refused the token: it is unknown, expired or revoked (401)",
+    403: "this token's role may not do that (403)",
+    404: "not found (404)",
+}
+
+
 def _error_from(response: httpx.Response) -> ApiError:
     code = f"http_{response.status_code}"
-    message = f"the server answered {response.status_code} {response.reason_phrase}"
+    message = _DEFAULT_MESSAGES.get(
+        response.status_code, f"the server answered {response.status_code} {response.reason_phrase}"
+    )
     issues: list[dict[str, Any]] = []
     try:
         body = response.json()

@@ -47,7 +47,8 @@ class _HelpGroup(argparse.Action):
                 formatter.start_section(f"{group.title} ({group.description})")
                 formatter.add_arguments(group._group_actions)
                 formatter.end_section()
-        parser.exit(0, formatter.format_help())
+        sys.stdout.write(formatter.format_help())
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:

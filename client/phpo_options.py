@@ -122,7 +122,7 @@ def add_options(parser: argparse.ArgumentParser) -> dict[str, argparse._Argument
         group = groups[option.group]
         if option.kind == "flag":
             group.add_argument(*option.flags, dest=option.dest, action="store_true", default=option.default,
-                               help=option.help)  # fmt: skip
+                               help=option.help.replace("%", "%%"))  # fmt: skip
         else:
             group.add_argument(
                 *option.flags,
@@ -130,6 +130,6 @@ def add_options(parser: argparse.ArgumentParser) -> dict[str, argparse._Argument
                 type=int if option.kind == "int" else str,
                 default=option.default,
                 metavar=option.dest.upper() if option.kind == "str" else "N",
-                help=option.help,
+                help=option.help.replace("%", "%%"),
             )
     return groups

@@ -53,6 +53,13 @@ def collect(root: Path) -> list[Path]:
     return found
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def build(root: Path, limit: int = MAX_SANDBOX_BYTES) -> Sandbox:
     files = collect(root)
     raw = io.BytesIO()
@@ -66,9 +73,9 @@ def build(root: Path, limit: int = MAX_SANDBOX_BYTES) -> Sandbox:
     data = raw.getvalue()
     if len(data) > limit:
         biggest = sorted(files, key=lambda r: (root / r).stat().st_size, reverse=True)[:5]
-        listing = ", ".join(f"{r} ({(root / r).stat().st_size / 2**20:.1f} MiB)" for r in biggest)
+        listing = ", ".join(f"{r} ({_size((root / r).stat().st_size)})" for r in biggest)
         raise SandboxTooLarge(
-            f"the sandbox is {len(data) / 2**20:.1f} MiB compressed, above the {limit / 2**20:.0f} MiB limit; "
+            f"the sandbox is {_size(len(data))} compressed, above the {_size(limit)} limit; "
             f"largest files: {listing}. Move data out of the submission directory (or give it another extension)."
         )
     return Sandbox(data, hashlib.sha256(data).hexdigest(), [f.as_posix() for f in files])
