@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import pytest
 import uvicorn
 
@@ -25,7 +26,25 @@ from service.operations.context import NoTrigger, Services, build_services
 from service.store.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-POSTGRES_URL = os.environ.get("HPOSTEER_TEST_POSTGRES_URL")
+# Property tests explore new examples on developer machines and replay a fixed set in CI.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if IN_CI:
+    hypothesis.settings.load_profile("ci")
+LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_url() -> str | None:
+    """$HPOSTEER_TEST_POSTGRES_URL, else a PostgreSQL answering on the usual local port."""
+    if "HPOSTEER_TEST_POSTGRES_URL" in os.environ:
+        return os.environ["HPOSTEER_TEST_POSTGRES_URL"] or None
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=0.2).close()
+    except OSError:
+        return None
+    return LOCAL_POSTGRES
+
+
+POSTGRES_URL = _postgres_url()
 
 
 def free_port() -> int:

@@ -96,7 +96,7 @@ def _is_number(value: object) -> bool:
 
 def _decimals(q: float) -> int:
     """Decimal places needed to print multiples of q without float noise (0.1 -> 1)."""
-    text = repr(float(q))
+    text = repr(float(f"{q:.12g}"))
     if "e" in text:
         mantissa, exp = text.split("e")
         digits = len(mantissa.split(".")[1].rstrip("0")) if "." in mantissa else 0
@@ -250,7 +250,8 @@ class Continuous(Dimension):
         if self.q is None:
             return True
         steps = value / self.q
-        return math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-6)
+        # Values far from 0 carry float error proportional to their size.
+        return abs(steps - round(steps)) <= max(1e-6, abs(steps) * 1e-9)
 
     def _number(self, value: JsonValue) -> float | None:
         if not _is_number(value) or not math.isfinite(value):
