@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
 
 from service import __version__
@@ -25,6 +26,12 @@ from service.operations.sandboxes import sandbox_path
 router = APIRouter(prefix="/api/v1/pilot", tags=["pilots"])
 
 
+def _json(body: Any) -> Response:
+    """The hot routes build their answers themselves (the use cases return exactly the documented
+    shape), which spares FastAPI re-validating them against the response model on every call."""
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
 @router.post("/register", response_model=RegisterOut)
 def post_register(body: RegisterIn, svc: ServicesDep, principal: PilotDep) -> Any:
     return pilot_jobs.register_pilot(
@@ -42,12 +49,13 @@ def post_register(body: RegisterIn, svc: ServicesDep, principal: PilotDep) -> An
 @router.post("/acquire", response_model=AcquireOut)
 def post_acquire(body: AcquireIn, svc: ServicesDep, principal: PilotDep) -> Any:
     job = pilot_jobs.acquire(svc, principal, pilot_id=body.pilot_id, slot=body.slot)
-    return {"job": job, "retry_after_s": svc.settings.idle_poll_s}
+    return _json({"job": job, "retry_after_s": svc.settings.idle_poll_s})
 
 
 @router.post("/attempts/{attempt_id}/heartbeat", response_model=HeartbeatOut)
 def post_heartbeat(attempt_id: int, body: HeartbeatIn, svc: ServicesDep, principal: PilotDep) -> Any:
-    return pilot_jobs.heartbeat(svc, attempt_id=attempt_id, lease_token=body.lease_token)
+    answer = pilot_jobs.heartbeat(svc, attempt_id=attempt_id, lease_token=body.lease_token)
+    return _json({"action": answer.action, "lease_expires_in_s": answer.lease_expires_in_s})
 
 
 @router.post("/attempts/{attempt_id}/complete", response_model=CompleteOut)
@@ -61,7 +69,9 @@ def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal
         message=body.message,
         log_tail=body.log_tail,
     )
-    return pilot_jobs.complete(svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next)
+    return _json(
+        pilot_jobs.complete(svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next)
+    )
 
 
 @router.get("/sandboxes/{sha256}")

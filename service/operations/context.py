@@ -6,11 +6,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy import Connection
+
 from service.config import Settings
 from service.operations.auth import TokenCache
 from service.store.blobs import BLOB_STORES, BlobStore
 from service.store.database import Database
 from service.store.pilots import PilotRecord
+from service.store.records import TaskLimits
+from service.store.tasks import get_task_limits
 
 
 class SteeringTrigger(Protocol):
@@ -35,6 +39,16 @@ class Services:
     tokens: TokenCache
     # Pilots never change after registration, so the hot path may remember them.
     pilots: dict[int, PilotRecord] = field(default_factory=dict)
+    # Likewise a task's budgets and limits.
+    task_limits: dict[int, TaskLimits] = field(default_factory=dict)
+
+    def limits(self, conn: Connection, task_id: int) -> TaskLimits | None:
+        limits = self.task_limits.get(task_id)
+        if limits is None:
+            limits = get_task_limits(conn, task_id)
+            if limits is not None and len(self.task_limits) < 100_000:
+                self.task_limits[task_id] = limits
+        return limits
 
 
 def build_services(settings: Settings, steering: SteeringTrigger) -> Services:

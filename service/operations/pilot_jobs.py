@@ -24,7 +24,6 @@ from service.store import attempts as attempt_store
 from service.store import blobs as blob_store
 from service.store import pilots as pilot_store
 from service.store import points as point_store
-from service.store import tasks as task_store
 from service.store.pilots import PilotRecord
 from service.store.points import Claim
 
@@ -225,7 +224,7 @@ def complete(
             log_tail=tail,
         )
         if attempt is not None:
-            task = task_store.get_task_limits(conn, attempt.task_id)
+            task = services.limits(conn, attempt.task_id)
             assert task is not None
             settled = point_store.settle_point(
                 conn,

@@ -10,7 +10,6 @@ from service.operations.context import Services
 from service.operations.lifecycle import settle_segment
 from service.store import attempts as attempt_store
 from service.store import points as point_store
-from service.store import tasks as task_store
 
 
 def reap_expired(services: Services, *, batch: int = 500) -> int:
@@ -19,7 +18,7 @@ def reap_expired(services: Services, *, batch: int = 500) -> int:
         expired = attempt_store.expire_due(conn, batch)
         touched: set[int] = set()
         for attempt in expired:
-            task = task_store.get_task_limits(conn, attempt.task_id)
+            task = services.limits(conn, attempt.task_id)
             if task is None:
                 continue
             settled = point_store.settle_point(

@@ -51,10 +51,9 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class TaskLimits:
-    """The few task columns the hot path needs (no JSON to decode)."""
+    """The few task columns the hot path needs; none of them ever changes after submission."""
 
     id: int
-    state: str
     max_points: int
     n_points_per_iteration: int
     min_unevaluated_points: int
