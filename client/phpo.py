@@ -1,9 +1,10 @@
 """`phpo`: submit an HPO task with panda-client's options (docs/phpo.md).
 
 Same option names, --loadJson keys, types and defaults as PanDA's phpo (client/phpo_options.py);
-the JSON file overrides the command line and numeric strings become ints, as there. The
-search space is validated by the server, so the rules live in one place; `--noSubmit`
-asks the server to validate without storing anything when one is reachable.
+the JSON file overrides the command line and numeric strings become ints, as there
+(client/phpo_inputs.py). The search space and the optimiser are validated by the server, so
+the rules live in one place; `--noSubmit` asks the server to validate without storing anything
+when one is reachable.
 """
 
 from __future__ import annotations
@@ -16,133 +17,68 @@ from pathlib import Path
 from typing import Any
 
 from client import __version__
-from client.http import ApiClient, ApiError, ServerUnreachable, Unauthorized
-from client.phpo_options import BY_DEST, GROUPS, SECRET_DESTS, add_options
-from client.sandbox import SandboxTooLarge, build
+from client.http import ApiClient, ApiError, Forbidden, RetryPolicy, ServerUnreachable, Unauthorized
+from client.phpo_inputs import (
+    PhpoError,
+    check_values,
+    command_line,
+    merge_json,
+    read_search_space,
+    read_segments,
+    warn,
+)
+from client.phpo_options import SECRET_DESTS, build_parser, name_options
+from client.sandbox import Sandbox, SandboxError, build
 from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
 
 EXIT_OK, EXIT_FAILED = 0, 1
-
-
-class PhpoError(Exception):
-    """A problem with the user's options or files; the message says what and where."""
-
-
-def _warn(message: str) -> None:
-    print(f"WARNING : {message}", file=sys.stderr)
+TOKEN_HINT = "An operator creates one on the server host with `hposteer token create --role user --owner NAME`."
+# Outcome as PanDA's --dumpJson has it: (returnCode: None on success, 1 on failure; returnOut; jediTaskID)
+Outcome = tuple[int | None, str, int | None]
 
 
 def _error(message: str) -> None:
     print(f"ERROR : {message}", file=sys.stderr)
 
 
-class _HelpGroup(argparse.Action):
-    """``--helpGroup NAME``: print one group's options (or ALL) and exit, as PanDA's phpo does."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
-        wanted = str(values).lower()
-        formatter = parser._get_formatter()
-        for group in parser._action_groups:
-            if group.title and group.title.lower() in GROUPS and wanted in ("all", group.title.lower()):
-                formatter.start_section(f"{group.title} ({group.description})")
-                formatter.add_arguments(group._group_actions)
-                formatter.end_section()
-        sys.stdout.write(formatter.format_help())
-        parser.exit(0)
+def load_options(options: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Merge --loadJson into the parsed command line and record both (PanDA's cliParams)."""
+    recorded = command_line(argv)
+    if options.loadJson is not None:
+        recorded += merge_json(options, options.loadJson)
+    options.cliParams = recorded
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="phpo",
-        usage="phpo [options]",
-        description="Submit a hyperparameter-optimisation task to hposteer (PanDA phpo compatible).",
-    )
-    add_options(parser)
-    choices = [*(g.upper() for g in GROUPS), "ALL"]
-    parser.add_argument(
-        "--helpGroup",
-        action=_HelpGroup,
-        metavar="{" + ",".join(choices) + "}",
-        type=lambda s: s if s.upper() in choices else _bad_group(s, choices),
-        help="print the options of one group (not case-sensitive); ALL prints every group",
-    )
-    return parser
+def check_options(options: argparse.Namespace) -> None:
+    """PanDA's checks and derived values, after the merge."""
+    check_values(options, f" in {options.loadJson}" if options.loadJson else "")
+    for dest in ("outDS", "evaluationExec"):
+        if not getattr(options, dest):
+            raise PhpoError(f"--{dest} is not specified")
+    if not options.steeringExec and not options.optimizer:
+        # PanDA requires --steeringExec; a task that names no optimiser gets the default here.
+        warn("neither --steeringExec nor --optimizer is given: the task uses the default optimizer, tpe")
+    if not options.outDS.endswith("/"):
+        options.outDS += "/"
+    if options.maxEvaluationJobs is None:
+        options.maxEvaluationJobs = 2 * options.maxPoints
+    options.server = resolve_server(options.server)
 
 
-def _bad_group(value: str, choices: list[str]) -> str:
-    raise argparse.ArgumentTypeError(f"invalid group {value!r}; choose from {', '.join(choices)}")
-
-
-def _read_json(path: str, option: str) -> Any:
-    file = Path(path).expanduser()
-    try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise PhpoError(f"{option} {path}: no such file") from None
-    except OSError as exc:
-        raise PhpoError(f"{option} {path}: cannot read it ({exc.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PhpoError(f"{option} {path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-
-
-def _int_if_numeric(value: Any) -> Any:
-    """PanDA turns every string that int() accepts into an int, and leaves the rest alone."""
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return value
-    return value
-
-
-def merge_json(options: argparse.Namespace, path: str) -> str:
-    """Apply a --loadJson file as PanDA does; returns what it adds to the recorded command line."""
-    loaded = _read_json(path, "--loadJson")
-    if not isinstance(loaded, dict):
-        raise PhpoError(f"--loadJson {path}: must hold a JSON object of option names, got {type(loaded).__name__}")
-    recorded = ""
-    for key, raw in loaded.items():
-        if key not in vars(options):
-            _warn(f"ignore unknown option {key} in {path}")
-            continue
-        value = _int_if_numeric(raw)
-        setattr(options, key, value)
-        if value is True:
-            recorded += f" --{key}"
-        elif isinstance(value, str):
-            recorded += f" --{key}='{value}'"
-        else:
-            recorded += f" --{key}={value}"
-    return recorded
-
-
-def _check_types(options: argparse.Namespace, source: str) -> None:
-    for dest, option in BY_DEST.items():
-        value = getattr(options, dest, None)
-        if value is None:
-            continue
-        if option.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise PhpoError(f"{dest}{source} must be an integer, got {json.dumps(value)}")
-        if option.kind == "str" and not isinstance(value, str):
-            raise PhpoError(f"{dest}{source} must be a string, got {json.dumps(value)}")
-        if option.kind == "flag" and not isinstance(value, bool):
-            raise PhpoError(f"{dest}{source} must be true or false, got {json.dumps(value)}")
-
-
-def _segments(path: str) -> list[dict[str, Any]]:
-    segments = _read_json(path, "--segmentSpecFile")
-    if not isinstance(segments, list) or not all(isinstance(s, dict) and "name" in s for s in segments):
-        raise PhpoError(f'--segmentSpecFile {path}: must be a JSON list of objects with a "name"')
-    return [{**s, "id": i} for i, s in enumerate(segments)]
+def prepare(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse, merge --loadJson and check, as `main` does before submitting (raises PhpoError)."""
+    options = build_parser().parse_args(list(argv))
+    load_options(options, argv)
+    check_options(options)
+    return options
 
 
 def submission(options: argparse.Namespace, sandbox_sha256: str | None) -> dict[str, Any]:
-    """The TaskSubmission body of docs/api.md."""
-    space = _read_json(options.searchSpaceFile, "--searchSpaceFile") if options.searchSpaceFile else None
-    segments = _segments(options.segmentSpecFile) if options.segmentSpecFile else None
-    recorded = {k: v for k, v in vars(options).items() if k not in SECRET_DESTS}
+    """The TaskSubmission body of docs/api.md (reads the search-space and segment files)."""
+    segments = read_segments(options.segmentSpecFile) if options.segmentSpecFile else None
+    space = None
+    if options.searchSpaceFile:
+        space = read_search_space(options.searchSpaceFile, len(segments) if segments is not None else None)
     return {
         "name": options.outDS,
         "evaluation_exec": options.evaluationExec,
@@ -164,110 +100,163 @@ def submission(options: argparse.Namespace, sandbox_sha256: str | None) -> dict[
         "architecture": options.architecture,
         "seed": options.seed,
         "sandbox_sha256": sandbox_sha256,
-        "options": recorded,
+        "options": {k: v for k, v in vars(options).items() if k not in SECRET_DESTS},
     }
 
 
-def prepare(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse the command line, merge --loadJson, apply PanDA's checks and derived defaults."""
-    parser = build_parser()
-    options = parser.parse_args(argv)
-    recorded = " ".join(["phpo", *(argv if argv is not None else sys.argv[1:])])
-    if options.loadJson is not None:
-        recorded += merge_json(options, options.loadJson)
-        _check_types(options, f" in {options.loadJson}")
-    options.cliParams = recorded
-    if options.version:
-        print(f"Version: hposteer {__version__} (phpo compatible)")
-        raise SystemExit(EXIT_OK)
-    for dest in ("outDS", "evaluationExec"):
-        if getattr(options, dest) is None:
-            raise PhpoError(f"--{dest} is not specified")
-    if options.steeringExec is None and options.optimizer is None:
-        _warn("neither --steeringExec nor --optimizer given: using the default optimizer (tpe)")
-    if not options.outDS.endswith("/"):
-        options.outDS += "/"
-    if options.maxEvaluationJobs is None:
-        options.maxEvaluationJobs = 2 * options.maxPoints
-    return options
+def _token(options: argparse.Namespace) -> str | None:
+    try:
+        return resolve_token(options.token)
+    except SystemExit as exc:  # an unreadable HPOSTEER_TOKEN_FILE
+        raise PhpoError(str(exc.code)) from None
 
 
-def _dump(options: argparse.Namespace, code: int | None, out: str, task_id: int | None) -> None:
-    if options.dumpJson is None:
-        return
-    item = {k: v for k, v in vars(options).items() if k not in SECRET_DESTS}
-    item.update(returnCode=code, returnOut=out, jediTaskID=task_id)
-    with open(Path(options.dumpJson).expanduser(), "w") as f:
-        json.dump(item, f)
-
-
-def _submit(options: argparse.Namespace) -> tuple[int | None, str, int | None]:
-    """Returns (PanDA-style returnCode: None on success, message, task id)."""
+def _sandbox(options: argparse.Namespace) -> Sandbox:
     try:
         sandbox = build(Path.cwd())
-    except SandboxTooLarge as exc:
+    except SandboxError as exc:
         raise PhpoError(str(exc)) from None
     if options.verbose:
         print(f"sandbox: {len(sandbox.files)} files, {len(sandbox.data)} bytes, sha256 {sandbox.sha256}")
-    body = submission(options, sandbox.sha256)  # reads the JSON files: their errors come first
-    token = resolve_token(options.token)
+        for name in sandbox.files:
+            print(f"  {name}")
+    return sandbox
+
+
+def _submit(options: argparse.Namespace) -> Outcome:
+    body = submission(options, None)  # the user's files are checked before anything else happens
+    sandbox = _sandbox(options)
+    token = _token(options)
+    if options.noSubmit:
+        return _dry_run(options, body, sandbox, token)
     if token is None:
-        if options.noSubmit:
-            _warn(f"no token: the task was not validated by a server ({MISSING_TOKEN_HINT})")
-            return None, _describe(body, sandbox.files, validated=False), None
         raise PhpoError(MISSING_TOKEN_HINT)
-    with ApiClient(resolve_server(options.server), token) as api:
-        if options.noSubmit:
-            return _dry_run(api, {**body, "sandbox_sha256": None}, sandbox.files)
-        if not api.has_sandbox(sandbox.sha256):
+    body["sandbox_sha256"] = sandbox.sha256
+    with ApiClient(options.server, token) as api:
+        if api.has_sandbox(sandbox.sha256):
+            if options.verbose:
+                print("the server already holds this sandbox: not uploading it again")
+        else:
             api.upload_sandbox(sandbox.data, sandbox.sha256)
+            if options.verbose:
+                print(f"uploaded the sandbox to {options.server}")
         if options.verbose:
-            print(json.dumps(body, indent=2))
+            print("request body:\n" + json.dumps(body, indent=2))
         task = api.submit_task(body)
-    message = f"submitted task {task['id']} ({task['name']}); follow it with: hposteer task wait {task['id']}"
+    message = (
+        f"submitted task {task['id']} ({task['name']})\n"
+        f"  optimizer {task.get('optimizer')}, sandbox {sandbox.sha256[:12]} ({len(sandbox.files)} files)\n"
+        f"  watch it with: hposteer task wait {task['id']}   (details: hposteer task show {task['id']})"
+    )
     return None, message, int(task["id"])
 
 
-def _dry_run(api: ApiClient, body: dict[str, Any], files: list[str]) -> tuple[int | None, str, int | None]:
-    try:
-        api.submit_task({**body, "dry_run": True})
-    except ServerUnreachable as exc:
-        _warn(f"{exc} The search space was only checked for JSON syntax.")
-        return None, _describe(body, files, validated=False), None
-    return None, _describe(body, files, validated=True), None
+def _dry_run(options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox, token: str | None) -> Outcome:
+    answer: dict[str, Any] | None = None
+    reason = MISSING_TOKEN_HINT
+    if token is not None:
+        try:
+            with ApiClient(options.server, token, retry=RetryPolicy(attempts=2)) as api:
+                answer = api.submit_task({**body, "dry_run": True})
+        except ServerUnreachable as exc:
+            reason = str(exc)
+    lines = [f"dry run (--noSubmit): nothing was submitted or stored. Task {body['name']} would be:"]
+    lines += _summary(body, sandbox)
+    if answer is not None:
+        lines.append(
+            f"validated by the server at {options.server}: search space, optimizer "
+            f"({answer.get('optimizer')}) and budgets are accepted"
+        )
+    else:
+        warn(f"not validated by a server: {reason}")
+        lines.append(
+            "NOT validated by a server: the search space was only checked for JSON syntax; "
+            "its parameters, the optimizer and the budgets were not checked"
+        )
+    if options.verbose:
+        lines.append("request body:\n" + json.dumps(body, indent=2))
+    return None, "\n".join(lines), None
 
 
-def _describe(body: dict[str, Any], files: list[str], *, validated: bool) -> str:
-    check = "validated by the server" if validated else "NOT validated by a server"
-    return (
-        f"dry run: task {body['name']} would be submitted ({check}); nothing was stored.\n"
-        f"  sandbox: {len(files)} files ({', '.join(files[:8])}{', ...' if len(files) > 8 else ''})\n"
+def _summary(body: dict[str, Any], sandbox: Sandbox) -> list[str]:
+    space = body["search_space"]
+    if isinstance(space, dict):
+        params = ", ".join(space) or "(none)"
+    elif isinstance(space, list):
+        params = f"{len(space)} per-segment spaces"
+    else:
+        params = "(no --searchSpaceFile)"
+    steering = f"--optimizer {body['optimizer']}" if body["optimizer"] else f"--steeringExec {body['steering_exec']!r}"
+    shown = ", ".join(sandbox.files[:8]) + (", ..." if len(sandbox.files) > 8 else "")
+    lines = [
+        f"  evaluation: {body['evaluation_exec']}",
+        f"  steering: {steering}; search space: {params}",
         f"  maxPoints {body['max_points']}, nPointsPerIteration {body['n_points_per_iteration']}, "
-        f"nParallelEvaluation {body['n_parallel_evaluation']}, maxEvaluationJobs {body['max_evaluation_jobs']}"
-    )
+        f"nParallelEvaluation {body['n_parallel_evaluation']}, maxEvaluationJobs {body['max_evaluation_jobs']}, "
+        f"maxAttempts {body['max_attempts']}",
+        f"  site: {body['site'] or 'any'}",
+        f"  sandbox: {len(sandbox.files)} files, {len(sandbox.data)} bytes ({shown})",
+    ]
+    if body["segments"] is not None:
+        lines.insert(2, f"  segments: {', '.join(s['name'] for s in body['segments'])}")
+    return lines
+
+
+def _run(options: argparse.Namespace) -> Outcome:
+    try:
+        return _submit(options)
+    except PhpoError as exc:
+        return EXIT_FAILED, str(exc), None
+    except ServerUnreachable as exc:
+        return EXIT_FAILED, str(exc), None
+    except Unauthorized as exc:
+        return (
+            EXIT_FAILED,
+            f"{exc.message}. Check --token (or HPOSTEER_TOKEN / HPOSTEER_TOKEN_FILE). {TOKEN_HINT}",
+            None,
+        )
+    except Forbidden as exc:
+        return EXIT_FAILED, f"{exc.message}: phpo needs a token with the user role. {TOKEN_HINT}", None
+    except ApiError as exc:
+        name_options(exc.issues)
+        return EXIT_FAILED, f"task submission failed: {exc.describe()}", None
+
+
+def _dump(options: argparse.Namespace, outcome: Outcome) -> None:
+    if not isinstance(options.dumpJson, str):
+        return
+    code, out, task_id = outcome
+    item = {k: v for k, v in vars(options).items() if k not in SECRET_DESTS}
+    item.update(returnCode=code, returnOut=out, jediTaskID=task_id)
+    try:
+        with open(Path(options.dumpJson).expanduser(), "w") as f:
+            json.dump(item, f)
+    except OSError as exc:
+        _error(f"--dumpJson {options.dumpJson}: cannot write it ({exc.strerror})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        options = prepare(argv)
-    except PhpoError as exc:
-        _error(str(exc))
-        return EXIT_FAILED
+        options = build_parser().parse_args(args)
+    except SystemExit as exc:  # -h, --helpGroup, or a usage error (argparse has printed it)
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
     try:
-        code, message, task_id = _submit(options)
+        load_options(options, args)
+        if options.version is True:
+            print(f"Version: hposteer {__version__} (phpo compatible)")
+            return EXIT_OK
+        check_options(options)
     except PhpoError as exc:
-        code, message, task_id = EXIT_FAILED, str(exc), None
-    except ServerUnreachable as exc:
-        code, message, task_id = EXIT_FAILED, str(exc), None
-    except Unauthorized as exc:
-        code, message, task_id = EXIT_FAILED, f"{exc.message}. {MISSING_TOKEN_HINT}", None
-    except ApiError as exc:
-        code, message, task_id = EXIT_FAILED, f"task submission failed: {exc.describe()}", None
+        outcome: Outcome = (EXIT_FAILED, str(exc), None)
+    else:
+        outcome = _run(options)
+    code, message, _ = outcome
     if code is None:
         print(message)
     else:
         _error(message)
-    _dump(options, code, message, task_id)
+    _dump(options, outcome)
     return EXIT_OK if code is None else EXIT_FAILED
 
 

@@ -1,17 +1,19 @@
 """phpo's options: the same option strings, argparse dests (the --loadJson keys), types, defaults
 and groups as panda-client 2.2.0's phpo (panda_protocol.md §2.1), plus hposteer's extensions.
 
-Help texts are ours. `status` says what hposteer does with each option today: "used" (it
-steers the task), "stored" (kept with the task for a later feature), or "ignored"
-(PanDA-only, kept for compatible configs).
+Help texts are ours. ``status`` says what hposteer does with an option today: "used" (it
+steers the task), "stored" (kept with the task for a later feature) or "ignored" (PanDA-only;
+accepted so that existing configs keep working, and stored like every other value).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from typing import Any
 
+# PanDA's five groups, then ours. The keys are the --helpGroup names (matched case-insensitively).
 GROUPS = {
     "input": "input dataset(s)/files/format",
     "output": "output dataset/files",
@@ -20,6 +22,7 @@ GROUPS = {
     "expert": "for experts/developers only",
     "hposteer": "hposteer extensions (not in PanDA's phpo)",
 }
+PANDA_GROUPS = ("input", "output", "config", "submit", "expert")
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Option:
     flags: tuple[str, ...]
     dest: str
     group: str
-    kind: str  # str | int | flag
+    kind: str  # "str" | "int" | "flag"
     default: Any
     help: str
     status: str = "used"
@@ -36,100 +39,184 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option(("--version",), "version", "config", "flag", False, "print the version and exit"),
     Option(("--loadJson",), "loadJson", "config", "str", None,
-           "read options from a JSON file whose keys are the option names above (dests); "
-           "its values override the command line"),
+           "read options from a JSON object whose keys are option dests (e.g. vomsRoles for --voms); "
+           "its values win over the command line"),
     Option(("--dumpJson",), "dumpJson", "config", "str", None,
-           "after submission, write every option value plus returnCode, returnOut and jediTaskID to this file"),
+           "at the end, write every option value plus returnCode, returnOut and jediTaskID to this file"),
     Option(("--nParallelEvaluation",), "nParallelEvaluation", "config", "int", 1,
-           "points evaluated at the same time (per segment). 1 by default"),
+           "how many points of a segment are evaluated at the same time. 1 by default"),
     Option(("--maxPoints",), "maxPoints", "config", "int", 10,
-           "points to evaluate in the whole search (per segment). 10 by default"),
+           "how many points the search evaluates (per segment when segmented). 10 by default"),
     Option(("--maxEvaluationJobs",), "maxEvaluationJobs", "config", "int", None,
-           "evaluation jobs (attempts) allowed in the whole search (per segment); the task ends when reached. "
-           "2*maxPoints by default"),
+           "evaluation jobs (attempts) a segment may use before it ends. 2*maxPoints by default"),
     Option(("--maxPointsPerEvaluationJob",), "maxPointsPerEvaluationJob", "config", "int", None,
-           "points one evaluation job may take in turn", "stored"),
+           "points one evaluation job may take one after the other", "stored"),
     Option(("--nPointsPerIteration",), "nPointsPerIteration", "config", "int", 2,
-           "unevaluated points a steering iteration tops the segment up to. 2 by default"),
+           "a steering run tops the unevaluated points of a segment up to this number. 2 by default"),
     Option(("--minUnevaluatedPoints",), "minUnevaluatedPoints", "config", "int", None,
-           "steer again as soon as fewer points than this are unevaluated. 0 by default (when all are done)"),
+           "steer again as soon as fewer points than this are unevaluated. 0 (all evaluated) by default"),
     Option(("--steeringContainer",), "steeringContainer", "config", "str", None,
-           "container image of the steering", "stored"),
+           "container image of a user steering", "stored"),
     Option(("--steeringExec",), "steeringExec", "config", "str", None,
-           "steering command; a bare `hpogrid generate ... -l LIB [--method M]` line runs that library "
-           "in-process (see also --optimizer)"),
+           "steering command line; a bare `hpogrid generate ... -l LIB [--method M]` runs that library as a "
+           "builtin optimiser. Required unless --optimizer is given"),
     Option(("--searchSpaceFile",), "searchSpaceFile", "config", "str", None,
-           "JSON file with the search space (hpogrid format); with --segmentSpecFile it may hold one space "
-           "for every segment or a list of {model_id, search_space}"),
+           "JSON file with the search space (hpogrid format); with --segmentSpecFile either one space for "
+           "every segment or a list of {model_id, search_space}"),
     Option(("--evaluationContainer",), "evaluationContainer", "config", "str", None,
-           "container image of the evaluation (not needed by the pilot's local runtime)", "stored"),
+           "container image of the evaluation; optional here, since the pilot's local runtime needs none",
+           "stored"),
     Option(("--evaluationExec",), "evaluationExec", "config", "str", None,
-           "command run in the evaluation's working directory; %RNDM:n and %SEGMENT_NAME are filled in"),
+           "command that evaluates one point in its working directory; %RNDM:n and %SEGMENT_NAME are filled "
+           "in. Required"),
     Option(("--evaluationInput",), "evaluationInput", "config", "str", "input.json",
            "file that receives the point. input.json by default"),
     Option(("--evaluationTrainingData",), "evaluationTrainingData", "config", "str", "input_ds.json",
            "file that receives the training file list (with --trainingDS). input_ds.json by default", "stored"),
     Option(("--evaluationOutput",), "evaluationOutput", "config", "str", "output.json",
-           "file the evaluation writes its loss to. output.json by default"),
+           "file in which the evaluation writes its loss. output.json by default"),
     Option(("--evaluationMeta",), "evaluationMeta", "config", "str", None,
            "metadata JSON file written by the evaluation", "stored"),
     Option(("--evaluationMetrics",), "evaluationMetrics", "config", "str", None,
            "metrics file (or tarball) written by the evaluation", "stored"),
     Option(("--checkPointToSave",), "checkPointToSave", "config", "str", None,
-           "comma-separated files/directories of the working directory saved periodically", "stored"),
+           "comma-separated files and directories of the working directory to save periodically", "stored"),
     Option(("--checkPointToLoad",), "checkPointToLoad", "config", "str", None,
-           "name under which a saved checkpoint tarball is handed over instead of being unpacked", "stored"),
+           "hand a saved checkpoint over under this name instead of unpacking it", "stored"),
     Option(("--checkPointInterval",), "checkPointInterval", "config", "int", None,
-           "minutes between checkpoint checks. 5 by default", "stored"),
+           "minutes between two checkpoint checks. 5 by default", "stored"),
     Option(("--alrbArgs",), "alrbArgs", "config", "str", None,
-           "extra arguments of PanDA's container wrapper (ALRB)", "ignored"),
+           "extra arguments for the container wrapper of the evaluation", "stored"),
     Option(("--architecture",), "architecture", "config", "str", "",
-           "CPU/GPU requirement, e.g. '#x86_64-*-avx2&nvidia', or a JSON dict", "stored"),
+           "CPU/GPU requirement, e.g. '#x86_64-*-avx2&nvidia', or a JSON dictionary", "stored"),
     Option(("--segmentSpecFile",), "segmentSpecFile", "config", "str", None,
-           "JSON list of segments [{\"name\": ..., \"files\": [...]}] optimised independently"),
-    Option(("-v",), "verbose", "config", "flag", False, "verbose output"),
+           'JSON list of segments [{"name": ..., "files": [...]}], each optimised on its own'),
+    Option(("-v",), "verbose", "config", "flag", False, "print details (sandbox files, request body)"),
     Option(("--trainingDS",), "trainingDS", "input", "str", None, "training dataset", "stored"),
-    Option(("--outDS",), "outDS", "output", "str", None, "name of the task (PanDA's output dataset)"),
-    Option(("--official",), "official", "output", "flag", False, "official dataset naming", "ignored"),
+    Option(("--outDS",), "outDS", "output", "str", None,
+           "the task's name (PanDA's output dataset); a trailing '/' is added. Required"),
+    Option(("--official",), "official", "output", "flag", False, "PanDA's official dataset naming", "ignored"),
     Option(("--site",), "site", "submit", "str", None,
-           "site, or comma-separated sites, whose pilots may evaluate the task"),
+           "site, or comma-separated sites, whose pilots may evaluate the task (any site by default)"),
     Option(("--workingGroup",), "workingGroup", "submit", "str", None, "working group", "stored"),
     Option(("--noSubmit",), "noSubmit", "submit", "flag", False,
-           "dry run: check everything (with the server, when reachable) and submit nothing"),
-    Option(("-3",), "python3", "submit", "flag", False, "legacy, unused", "ignored"),
-    Option(("--voms",), "vomsRoles", "submit", "str", None, "VOMS roles of the grid proxy", "ignored"),
+           "dry run: check everything (with the server when one answers), store nothing"),
+    Option(("-3",), "python3", "submit", "flag", False, "legacy switch, no effect", "ignored"),
+    Option(("--voms",), "vomsRoles", "submit", "str", None, "VOMS roles of a grid proxy", "ignored"),
     Option(("--noEmail",), "noEmail", "submit", "flag", False, "no email notification", "stored"),
     Option(("--intrSrv",), "intrSrv", "expert", "flag", False, "PanDA's integration server", "ignored"),
     Option(("--optimizer",), "optimizer", "hposteer", "str", None,
-           "builtin optimiser LIB[:METHOD]: tpe (the default), nevergrad[:NAME] (default NGOpt), "
-           "skopt[:GP|RF|ET|GBRT], random, grid; replaces --steeringExec"),
+           "builtin optimiser LIB[:METHOD]: tpe, nevergrad[:NAME] (NGOpt by default), skopt[:GP|RF|ET|GBRT], "
+           "random or grid; replaces --steeringExec"),
     Option(("--seed",), "seed", "hposteer", "int", None, "optimiser seed (random by default)"),
-    Option(("--maxAttempts",), "maxAttempts", "hposteer", "int", 3, "attempts per point (1-10). 3 by default"),
+    Option(("--maxAttempts",), "maxAttempts", "hposteer", "int", 3,
+           "attempts per point before it counts as failed (1-10). 3 by default"),
     Option(("--server",), "server", "hposteer", "str", None,
-           "hposteer server URL (default $HPOSTEER_SERVER, else http://127.0.0.1:8750)"),
+           "hposteer server URL ($HPOSTEER_SERVER, else http://127.0.0.1:8750)"),
     Option(("--token",), "token", "hposteer", "str", None,
-           "user token (default $HPOSTEER_TOKEN, or the file named by $HPOSTEER_TOKEN_FILE)"),
+           "user token ($HPOSTEER_TOKEN, else the file named by $HPOSTEER_TOKEN_FILE)"),
 )  # fmt: skip
 
 BY_DEST = {o.dest: o for o in OPTIONS}
-# Options whose value the dump and the stored task never carry.
+# Values never written to the dump, the recorded command line or the stored task.
 SECRET_DESTS = frozenset({"token"})
+# Smallest (and largest) values that make sense; the server checks them again.
+BOUNDS: dict[str, tuple[int, int | None]] = {
+    "nParallelEvaluation": (1, None),
+    "maxPoints": (1, None),
+    "maxEvaluationJobs": (1, None),
+    "maxPointsPerEvaluationJob": (1, None),
+    "nPointsPerIteration": (1, None),
+    "minUnevaluatedPoints": (0, None),
+    "checkPointInterval": (1, None),
+    "seed": (0, 2**31 - 1),
+    "maxAttempts": (1, 10),
+}
 
 
-def add_options(parser: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+# Request fields as the server names them -> the phpo option the user typed.
+_FIELD_OPTIONS = {
+    "name": "outDS",
+    "evaluation_exec": "evaluationExec",
+    "evaluation_container": "evaluationContainer",
+    "evaluation_input": "evaluationInput",
+    "evaluation_output": "evaluationOutput",
+    "search_space": "searchSpaceFile",
+    "segments": "segmentSpecFile",
+    "optimizer": "optimizer",
+    "steering_exec": "steeringExec",
+    "steering_container": "steeringContainer",
+    "max_points": "maxPoints",
+    "n_points_per_iteration": "nPointsPerIteration",
+    "min_unevaluated_points": "minUnevaluatedPoints",
+    "n_parallel_evaluation": "nParallelEvaluation",
+    "max_evaluation_jobs": "maxEvaluationJobs",
+    "max_attempts": "maxAttempts",
+    "site": "site",
+    "architecture": "architecture",
+    "seed": "seed",
+}
+
+
+def name_options(issues: list[dict[str, Any]]) -> None:
+    """Add the phpo option to the server's field issues: 'body.max_points' -> 'body.max_points (--maxPoints)'."""
+    for issue in issues:
+        field = issue.get("field")
+        if isinstance(field, str):
+            root = field.removeprefix("body.").split(".")[0].split("[")[0]
+            if root in _FIELD_OPTIONS:
+                issue["field"] = f"{field} ({BY_DEST[_FIELD_OPTIONS[root]].flags[-1]})"
+
+
+class _HelpGroup(argparse.Action):
+    """``--helpGroup NAME``: print one group's options (ALL: every group) and exit 0."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
+        wanted = str(values).lower()
+        formatter = parser._get_formatter()
+        for group in parser._action_groups:
+            name = (group.title or "").lower()
+            if name in GROUPS and wanted in ("all", name):
+                formatter.start_section(f"{group.title} ({group.description})")
+                formatter.add_arguments(group._group_actions)
+                formatter.end_section()
+        sys.stdout.write(formatter.format_help())
+        parser.exit(0)
+
+
+def _group_name(value: str) -> str:
+    if value.lower() in GROUPS or value.lower() == "all":
+        return value
+    choices = ", ".join([*(g.upper() for g in GROUPS), "ALL"])
+    raise argparse.ArgumentTypeError(f"unknown group {value!r}; choose from {choices} (any case)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phpo",
+        usage="phpo [options]",
+        description="Submit a hyperparameter-optimisation task to hposteer (PanDA phpo compatible). "
+        "Guide: docs/phpo.md.",
+    )
     groups = {name: parser.add_argument_group(name.upper(), title) for name, title in GROUPS.items()}
     for option in OPTIONS:
-        group = groups[option.group]
+        group, text = groups[option.group], option.help.replace("%", "%%")
         if option.kind == "flag":
-            group.add_argument(*option.flags, dest=option.dest, action="store_true", default=option.default,
-                               help=option.help.replace("%", "%%"))  # fmt: skip
-        else:
-            group.add_argument(
-                *option.flags,
-                dest=option.dest,
-                type=int if option.kind == "int" else str,
-                default=option.default,
-                metavar=option.dest.upper() if option.kind == "str" else "N",
-                help=option.help.replace("%", "%%"),
-            )
-    return groups
+            group.add_argument(*option.flags, dest=option.dest, action="store_true", default=option.default, help=text)
+            continue
+        group.add_argument(
+            *option.flags,
+            dest=option.dest,
+            type=int if option.kind == "int" else str,
+            default=option.default,
+            metavar="N" if option.kind == "int" else option.flags[-1].lstrip("-").upper(),
+            help=text,
+        )
+    parser.add_argument(
+        "--helpGroup",
+        action=_HelpGroup,
+        type=_group_name,
+        metavar="GROUP",
+        help="print the options of one group: " + ", ".join(g.upper() for g in GROUPS) + ", or ALL (any case)",
+    )
+    return parser
