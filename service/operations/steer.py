@@ -20,6 +20,7 @@ from service.core.space_json import parse_search_space
 from service.core.states import SegmentState, TaskState
 from service.core.steering import Observation
 from service.operations.context import Services
+from service.operations.history import HistoryCache
 from service.operations.lifecycle import budget_of, fail_task, settle_segment
 from service.store import points as point_store
 from service.store import steering_runs as run_store
@@ -79,7 +80,9 @@ def segments_needing_steering(services: Services) -> Scan:
     return Scan({s.id for s, _ in active}, wanted)
 
 
-def steer_segment(services: Services, runner: SegmentRunner, segment_id: int) -> SteerResult:
+def steer_segment(
+    services: Services, runner: SegmentRunner, segment_id: int, histories: HistoryCache | None = None
+) -> SteerResult:
     with services.db.read() as conn:
         segment = task_store.get_segment(conn, segment_id)
         task = task_store.get_task(conn, segment.task_id, None) if segment else None
@@ -88,7 +91,7 @@ def steer_segment(services: Services, runner: SegmentRunner, segment_id: int) ->
         n = points_to_generate(budget_of(task), segment.counts)
         if n <= 0:
             return SteerResult(segment_id, 0, 0, "skipped")
-        history = point_store.history(conn, segment_id)
+        history = histories.history(conn, segment_id) if histories else point_store.history(conn, segment_id)
         started_at = database_time(conn)
     began = time.perf_counter()
     try:

@@ -97,25 +97,38 @@ def insert_points(
     return numbers
 
 
-def history(conn: Connection, segment_id: int) -> list[Observation]:
-    """Every point of the segment (cancelled ones aside) as optimisers see it."""
-    rows = conn.execute(
+def observations(
+    conn: Connection, segment_id: int, *, changed_since: float | None = None
+) -> dict[int, Observation | None]:
+    """The segment's points as optimisers see them, by number; None for a cancelled point.
+
+    With ``changed_since`` only points changed at or after that database time are read.
+    """
+    query = (
         select(points.c.number, points.c.params, points.c.state, points.c.loss, points.c.is_failure)
-        .where(points.c.segment_id == segment_id, points.c.state != PointState.CANCELLED.value)
+        .where(points.c.segment_id == segment_id)
         .order_by(points.c.number)
     )
-    out = []
-    for row in rows:
+    if changed_since is not None:
+        query = query.where(points.c.updated_at >= changed_since)
+    out: dict[int, Observation | None] = {}
+    for row in conn.execute(query):
+        if row.state == PointState.CANCELLED.value:
+            out[int(row.number)] = None
+            continue
         finished = row.state in (PointState.DONE.value, PointState.FAILED.value)
-        out.append(
-            Observation(
-                point_id=int(row.number),
-                params=row.params,
-                loss=float(row.loss) if finished and row.loss is not None else None,
-                failed=bool(row.is_failure) and finished,
-            )
+        out[int(row.number)] = Observation(
+            point_id=int(row.number),
+            params=row.params,
+            loss=float(row.loss) if finished and row.loss is not None else None,
+            failed=bool(row.is_failure) and finished,
         )
     return out
+
+
+def history(conn: Connection, segment_id: int) -> list[Observation]:
+    """Every point of the segment (cancelled ones aside), in order."""
+    return [o for o in observations(conn, segment_id).values() if o is not None]
 
 
 # -- the claim -----------------------------------------------------------------------------

@@ -140,6 +140,7 @@ points = Table(
     UniqueConstraint("task_id", "number"),
     Index("ix_points_segment_id_state_number", "segment_id", "state", "number"),
     Index("ix_points_task_id_state", "task_id", "state"),
+    Index("ix_points_segment_id_updated_at", "segment_id", "updated_at"),  # incremental history reads
 )
 
 attempts = Table(

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from service.operations.context import Services
+from service.operations.history import HistoryCache
 from service.operations.steer import SegmentRunner, SteerResult, segments_needing_steering, steer_segment
 from service.store.database import StoreBusy
 
@@ -32,6 +33,7 @@ class SteeringLoop:
         self._in_flight: set[int] = set()
         self._dirty: set[int] = set()
         self._cooldown: dict[int, float] = {}
+        self._histories = HistoryCache()
         self.runs = 0
 
     def notify(self, segment_ids: Iterable[int]) -> None:
@@ -88,6 +90,7 @@ class SteeringLoop:
             log.exception("steering scan failed")
             return set()
         self.runner.retain(scan.active | self._in_flight)
+        self._histories.retain(scan.active | self._in_flight)
         now = time.monotonic()
         self._cooldown = {k: v for k, v in self._cooldown.items() if v > now}
         return set(scan.wanted)
@@ -108,7 +111,7 @@ class SteeringLoop:
 
     def _steer(self, segment_id: int) -> SteerResult | None:
         try:
-            result = steer_segment(self.services, self.runner, segment_id)
+            result = steer_segment(self.services, self.runner, segment_id, self._histories)
         except StoreBusy as exc:
             log.warning("steering of segment %d postponed, database busy: %s", segment_id, exc)
             self._cooldown[segment_id] = time.monotonic() + self.poll_s

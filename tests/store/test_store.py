@@ -336,3 +336,39 @@ def test_segment_counters_match_the_points(backend_services: Services) -> None:
     assert segment.pending == rows.get("pending", 0)
     assert segment.running == rows.get("running", 0) == 1
     assert segment.evaluated == rows.get("done", 0) + rows.get("failed", 0) == 3
+
+
+def test_incremental_history_matches_a_full_read(backend_services: Services) -> None:
+    from service.operations.history import HistoryCache
+
+    task_id, segment_id = _task(backend_services, max_attempts=2)
+    cache = HistoryCache(margin_s=5)
+    pilot_id = _pilot(backend_services)
+
+    def check() -> None:
+        with backend_services.db.read() as conn:
+            assert cache.history(conn, segment_id) == point_store.history(conn, segment_id)
+
+    check()
+    _points(backend_services, task_id, segment_id, 3)
+    check()
+    for loss in (0.5, None):
+        claim = _claim(backend_services, pilot_id)
+        assert claim is not None
+        check()
+        with backend_services.db.write() as conn:
+            attempt_store.finish_attempt(
+                conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token,
+                target=AttemptState.SUCCEEDED if loss is not None else AttemptState.FAILED,
+                loss=loss, exit_code=0, failure_class=None, message=None, log_tail=None,
+            )  # fmt: skip
+            point_store.settle_point(
+                conn, point_id=claim.point.id, segment_id=segment_id, loss=loss, max_attempts=2, failure_loss=1e5
+            )
+        check()
+    _points(backend_services, task_id, segment_id, 2, iteration=2)
+    with backend_services.db.write() as conn:
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
+    check()
+    with backend_services.db.read() as conn:
+        assert [o.point_id for o in cache.history(conn, segment_id)] == [1]

@@ -143,6 +143,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("points", schema=None) as batch_op:
         batch_op.create_index("ix_points_segment_id_state_number", ["segment_id", "state", "number"], unique=False)
+        batch_op.create_index("ix_points_segment_id_updated_at", ["segment_id", "updated_at"], unique=False)
         batch_op.create_index("ix_points_task_id_state", ["task_id", "state"], unique=False)
 
     op.create_table(
@@ -159,10 +160,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float(), nullable=False),
         sa.Column("duration_ms", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["segment_id"],
-            ["segments.id"],
-            name=op.f("fk_steering_runs_segment_id_segments"),
-            ondelete="CASCADE",
+            ["segment_id"], ["segments.id"], name=op.f("fk_steering_runs_segment_id_segments"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["task_id"], ["tasks.id"], name=op.f("fk_steering_runs_task_id_tasks"), ondelete="CASCADE"
@@ -216,6 +214,7 @@ def downgrade() -> None:
     op.drop_table("steering_runs")
     with op.batch_alter_table("points", schema=None) as batch_op:
         batch_op.drop_index("ix_points_task_id_state")
+        batch_op.drop_index("ix_points_segment_id_updated_at")
         batch_op.drop_index("ix_points_segment_id_state_number")
 
     op.drop_table("points")
