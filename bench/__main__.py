@@ -11,7 +11,7 @@ import platform
 import time
 from pathlib import Path
 
-from bench import latency, throughput
+from bench import isolation, latency, throughput
 from bench.harness import machine, running_service
 
 RESULTS = Path(__file__).parent / "results"
@@ -19,7 +19,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["latency", "throughput"])
+    parser.add_argument("--only", choices=["latency", "throughput", "isolation"])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for the docs)")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -51,6 +51,20 @@ def main() -> None:
             flush=True,
         )
         report["throughput"] = row
+    if args.only in (None, "isolation"):
+        rows = []
+        for mode in ("process", "thread"):
+            with running_service(steering_mode=mode) as service:
+                row = isolation.measure(service, points=30 if args.quick else 80)
+            row["steering_mode"] = mode
+            print(
+                f"isolation steering in a {mode:<7}: heartbeat p50 {row['heartbeat_p50_ms']} ms, "
+                f"p95 {row['heartbeat_p95_ms']} ms, max {row['heartbeat_max_ms']} ms while skopt GP steered "
+                f"{row['gp_points']} points ({row['gp_seconds']} s)",
+                flush=True,
+            )
+            rows.append(row)
+        report["isolation"] = rows
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 import httpx
 
@@ -126,6 +126,7 @@ class Job(TypedDict):
     evaluation_input: str
     evaluation_output: str
     sandbox: SandboxRef | None
+    job_number: NotRequired[int]  # the task's job counter (%RNDM offset), when the server sends it
 
 
 class Registration(TypedDict):

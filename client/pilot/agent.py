@@ -1,16 +1,15 @@
-"""The pilot agent: one thread per slot pulls a job, runs it, heartbeats, and reports.
+"""The pilot agent: registers once, then one thread per slot acquires a job, runs it, reports it.
 
 Signals: the first SIGTERM/SIGINT drains (no new work; running evaluations finish and are
 reported), a second one stops the payloads (reported as ``killed``). With
-``exit_when_idle`` the pilot also exits once no slot has had work for that long.
+``exit_when_idle_s`` the pilot also exits once no slot has had work for that long.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
-import shutil
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -18,18 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from client import __version__
-from client.http import ApiClient, ApiError, Conflict, Job, ServerUnreachable
-from client.pilot.output import Result, read_result
-from client.pilot.runtime import Runtime, RuntimeStartError, log_tail
+from client.http import ApiClient, ApiError, Conflict, Forbidden, Job, NotFound, ServerUnreachable, Unauthorized
+from client.pilot.evaluation import Evaluator, Report, short_params
+from client.pilot.logs import Logger
+from client.pilot.runtime import Runtime
 from client.pilot.slots import Slot
-from client.pilot.workdir import SandboxError, Workspace
-
-LOG_NAME = "payload.log"
-
-
-def log(message: str) -> None:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"{stamp} pilot: {message}", file=sys.stderr, flush=True)
+from client.pilot.workdir import Workspace
 
 
 @dataclass
@@ -45,45 +38,106 @@ class PilotConfig:
     threads_per_slot: int | None = None  # exported as OMP_NUM_THREADS etc. unless already set
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+class _Backoff:
+    """Ask again soon after work dried up (new points usually follow a completion within
+    milliseconds), then less and less often, up to the server's ``retry_after_s``."""
+
+    def __init__(self, first_s: float = 0.05):
+        self.first_s = first_s
+        self._delay = first_s
+
+    def next(self, cap_s: float) -> float:
+        delay = min(self._delay, max(cap_s, 0.0))
+        self._delay = min(self._delay * 2, max(cap_s, self.first_s))
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self.first_s
 
 
 class Pilot:
-    def __init__(self, api: ApiClient, config: PilotConfig):
+    def __init__(self, api: ApiClient, config: PilotConfig, logger: Logger | None = None):
         self.api = api
         self.config = config
-        self.workspace = Workspace(config.workdir, api)
+        self.log = logger or Logger(config.verbose)
+        self.workspace = Workspace(config.workdir, api, self.log)
         self.draining = threading.Event()
         self.killing = threading.Event()
-        self._lock = threading.Lock()
-        self._busy: set[str] = set()
-        self._last_work = time.monotonic()
+        self.evaluator = Evaluator(
+            api,
+            self.workspace,
+            config.runtime,
+            self.log,
+            self.killing,
+            clean_workdirs=config.clean_workdirs,
+            threads_per_slot=config.threads_per_slot,
+        )
         self.pilot_id = 0
-        self.idle_poll_s = 2.0
+        self.retry_after_s = 2.0
         self.evaluated = 0
+        self.exit_code = 0
+        self._lock = threading.Lock()
+        self._register_lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._idle_slots: set[str] = set()
+        self._last_work = time.monotonic()
+        self._signals = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def register(self) -> None:
-        answer = self.api.register_pilot(
-            {
-                "name": self.config.name,
-                "site": self.config.site,
-                "hostname": socket.gethostname(),
-                "slots": [{"name": s.name, "gpus": list(s.gpus)} for s in self.config.slots],
-                "runtimes": [self.config.runtime.name],
-                "version": __version__,
-            }
-        )
+    def registration(self) -> dict[str, Any]:
+        """What the pilot declares about itself (POST /pilot/register)."""
+        return {
+            "name": self.config.name,
+            "site": self.config.site,
+            "hostname": socket.gethostname(),
+            "slots": [{"name": s.name, "gpus": list(s.gpus)} for s in self.config.slots],
+            "runtimes": [self.config.runtime.name],
+            "version": __version__,
+        }
+
+    def register(self) -> bool:
+        """Register (retrying while the server cannot be reached); False when the pilot must stop."""
+        started = time.monotonic()
+        delay = 1.0
+        while True:
+            try:
+                answer = self.api.register_pilot(self.registration())
+                break
+            except ServerUnreachable as exc:
+                limit = self.config.exit_when_idle_s
+                if limit is not None and time.monotonic() - started >= limit:
+                    self.log.info(f"error: {exc} Giving up after {limit:g} s (--exit-when-idle)")
+                    self.exit_code = 1
+                    return False
+                self.log.info(f"{exc} Retrying in {delay:g} s")
+                if self.draining.wait(delay):
+                    return False
+                delay = min(delay * 2, 60.0)
+            except ApiError as exc:
+                self.log.info(f"error: the server refused the registration: {exc.describe()}")
+                self.exit_code = 1
+                return False
         self.pilot_id = answer["pilot_id"]
-        self.idle_poll_s = answer["idle_poll_s"]
-        log(
-            f"registered as pilot {self.pilot_id} at site {self.config.site} with {len(self.config.slots)} slot(s), "
-            f"runtime {self.config.runtime.name}, working directories under {self.workspace.root}"
+        self.retry_after_s = float(answer["idle_poll_s"])
+        slots = ", ".join(
+            f"{s.name}" + (f" (GPU {s.cuda_visible_devices})" if s.gpus else " (CPU)") for s in self.config.slots
         )
+        self.log.info(
+            f"registered as pilot {self.pilot_id} ({self.config.name}) at site {self.config.site} with slots {slots}, "
+            f"runtime {self.config.runtime.name}; working directories under {self.workspace.root}"
+        )
+        return True
 
     def run(self) -> int:
-        self.register()
+        if not self.register():
+            return self.exit_code
+        if not self.config.runtime.isolated:
+            self.log.info(
+                f"WARNING: runtime {self.config.runtime.name!r} runs payloads WITHOUT ISOLATION, as user "
+                f"{_user()} on this machine: use it only for trusted payloads"
+            )
+        self._last_work = time.monotonic()
         threads = [
             threading.Thread(target=self._slot_loop, args=(slot,), name=f"slot-{slot.name}", daemon=True)
             for slot in self.config.slots
@@ -92,20 +146,27 @@ class Pilot:
             thread.start()
         while any(t.is_alive() for t in threads):
             for thread in threads:
-                thread.join(timeout=0.2)
-        log(f"stopped after {self.evaluated} evaluation(s)")
-        return 0
+                thread.join(timeout=0.2)  # short joins: the main thread stays free for signal handlers
+        self.log.info(f"stopped after {self.evaluated} evaluation(s)")
+        return self.exit_code
 
     def signal(self) -> None:
-        """Called on SIGTERM/SIGINT: drain first, kill on the second."""
-        if not self.draining.is_set():
+        """Called on SIGTERM/SIGINT: drain first, stop the payloads on the second."""
+        self._signals += 1
+        if self._signals == 1:
             with self._lock:
                 running = len(self._busy)
-            log(f"draining: no new work; waiting for {running} running evaluation(s) (signal again to stop them)")
+            self.log.info(
+                f"draining: no new work; waiting for {running} running evaluation(s) to finish and report "
+                "(signal again to stop them)"
+            )
+            self.draining.set()
+        elif self._signals == 2:
+            self.log.info("second signal: stopping the running evaluations (they are reported as killed)")
+            self.killing.set()
             self.draining.set()
         else:
-            log("stopping running evaluations")
-            self.killing.set()
+            self.log.info("already stopping")
 
     # -- slots -------------------------------------------------------------------------------
 
@@ -118,178 +179,102 @@ class Pilot:
 
     def _slot_loop(self, slot: Slot) -> None:
         job: Job | None = None
-        backoff = _Backoff(first_s=0.05, max_s=self.idle_poll_s)
-        # A job already claimed (handed back with a completion) is run even when draining:
-        # dropping it would cost the point one of its attempts for nothing.
+        asked = False  # the last completion already asked for the next job (and got none)
+        backoff = _Backoff()
+        # A job handed back with a completion is run even when draining: it is claimed already,
+        # and dropping it would cost the point one of its attempts for nothing.
         while job is not None or not self.draining.is_set():
             if job is None:
-                try:
-                    job = self.api.acquire(self.pilot_id, slot.name)["job"]
-                except ServerUnreachable as exc:
-                    log(f"slot {slot.name}: {exc}; retrying in {self.idle_poll_s:g} s")
+                if not asked:
+                    job = self._acquire(slot)
+                asked = False
                 if job is None:
                     if self._idle_too_long():
-                        log(f"no work for {self.config.exit_when_idle_s:g} s; exiting")
+                        if not self.draining.is_set():
+                            self.log.info(f"no work for {self.config.exit_when_idle_s:g} s; exiting")
                         self.draining.set()
                         break
-                    self.draining.wait(backoff.next())
+                    self.draining.wait(backoff.next(self.retry_after_s))
                     continue
                 backoff.reset()
             with self._lock:
                 self._busy.add(slot.name)
             try:
-                job = self._evaluate_and_report(slot, job)
+                job, asked = self._run_job(slot, job)
             finally:
                 with self._lock:
                     self._busy.discard(slot.name)
                     self._last_work = time.monotonic()
 
-    def _evaluate_and_report(self, slot: Slot, job: Job) -> Job | None:
-        """Run one job; returns the next job handed back with the completion, if any."""
-        log(
-            f"slot {slot.name}: task {job['task_id']} point {job['point_id']} attempt {job['attempt_number']} "
-            f"{_short(job['params'])}"
-        )
-        started = time.monotonic()
-        report = self._evaluate(slot, job)
-        if report is None:
-            return None  # the lease was lost: the result must not be reported
-        report["duration_s"] = round(time.monotonic() - started, 3)
-        if report["outcome"] == "success":
-            log(f"slot {slot.name}: point {job['point_id']} loss {report['loss']:.6g}")
-        else:
-            log(f"slot {slot.name}: point {job['point_id']} failed ({report['failure_class']}): {report['message']}")
-        self.evaluated += 1
-        return self._complete(job, report)
-
-    def _complete(self, job: Job, report: dict[str, Any]) -> Job | None:
-        acquire_next = not self.draining.is_set()
-        for _ in range(10):
-            try:
-                answer = self.api.complete(job["attempt_id"], report, acquire_next=acquire_next)
-                return answer.get("next_job") if acquire_next else None
-            except Conflict as exc:
-                log(f"point {job['point_id']}: result not accepted: {exc.message}")
-                return None
-            except ServerUnreachable as exc:
-                log(f"point {job['point_id']}: cannot report yet ({exc.reason}); retrying")
-                time.sleep(min(self.idle_poll_s, 5.0))
-            except ApiError as exc:
-                log(f"point {job['point_id']}: the server refused the report: {exc.describe()}")
-                return None
-        log(f"point {job['point_id']}: giving up reporting; the lease will expire and the point be retried")
-        return None
-
-    # -- one evaluation ----------------------------------------------------------------------
-
-    def _environment(self, slot: Slot, job: Job, workdir: Path) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.config.threads_per_slot is not None:
-            # Numeric libraries start one thread per core in every slot otherwise, and
-            # concurrent slots then slow each other down many times over.
-            for name in THREAD_VARIABLES:
-                env.setdefault(name, str(self.config.threads_per_slot))
-        env.update(
-            {
-                "CUDA_VISIBLE_DEVICES": slot.cuda_visible_devices,
-                "HPOSTEER_SLOT": slot.name,
-                "HPOSTEER_TASK_ID": str(job["task_id"]),
-                "HPOSTEER_POINT_ID": str(job["point_id"]),
-                "HPOSTEER_ATTEMPT": str(job["attempt_number"]),
-                "HPOSTEER_SEGMENT_NAME": job["segment"]["name"],
-                "PATH": env.get("PATH", "/usr/bin:/bin") + os.pathsep + str(workdir),
-            }
-        )
-        return env
-
-    def _evaluate(self, slot: Slot, job: Job) -> dict[str, Any] | None:
+    def _acquire(self, slot: Slot) -> Job | None:
+        pilot_id = self.pilot_id
         try:
-            workdir = self.workspace.prepare(job)
-        except (SandboxError, OSError) as exc:
-            return _report(job, Result("failure", None, "pilot_error", str(exc)), None, "")
-        log_path = workdir / LOG_NAME
-        try:
-            payload = self.config.runtime.start(
-                job["evaluation_exec"], workdir, self._environment(slot, job, workdir), log_path
-            )
-        except RuntimeStartError as exc:
-            return _report(job, Result("failure", None, "pilot_error", str(exc)), None, "")
-        exit_code, stop_reason = self._supervise(job, payload)
-        tail = log_tail(log_path)
-        if stop_reason == "lease_lost":
-            self._clean(workdir)
+            answer = self.api.acquire(pilot_id, slot.name)
+        except ServerUnreachable as exc:
+            self.log.info(f"slot {slot.name}: {exc}")
             return None
-        if stop_reason is not None:
-            result = Result("failure", None, "killed", stop_reason)
+        except (Unauthorized, Forbidden) as exc:
+            self.log.info(f"error: the server refuses this pilot's token: {exc.message}; stopping")
+            self.exit_code = 1
+            self.draining.set()
+            return None
+        except NotFound as exc:
+            self.log.info(f"slot {slot.name}: {exc.message}")
+            with self._register_lock:
+                if self.pilot_id == pilot_id and not self.register():
+                    self.draining.set()
+            return None
+        except ApiError as exc:
+            self.log.info(f"slot {slot.name}: acquire failed: {exc.describe()}")
+            return None
+        self.retry_after_s = float(answer.get("retry_after_s", self.retry_after_s))
+        job = answer["job"]
+        if job is None and slot.name not in self._idle_slots:
+            self._idle_slots.add(slot.name)  # said once per idle spell, not at every poll
+            self.log.debug(f"slot {slot.name}: no work; asking again every {self.retry_after_s:g} s at most")
+        return job
+
+    def _run_job(self, slot: Slot, job: Job) -> tuple[Job | None, bool]:
+        """Run one job and report it; returns the next job handed back with the completion
+        (if any) and whether one was asked for."""
+        self._idle_slots.discard(slot.name)
+        label = f"slot {slot.name}: task {job['task_id']} point {job['point_id']}"
+        self.log.info(f"{label}: acquired attempt {job['attempt_number']} {short_params(job['params'])}")
+        report = self.evaluator.evaluate(slot, job)
+        if report is None:
+            self.log.info(f"{label}: lease lost; the result is dropped")
+            return None, False
+        if report["outcome"] == "success":
+            self.log.info(f"{label}: finished, loss {report['loss']:.6g} ({report['duration_s']:.1f} s)")
         else:
-            result = read_result(workdir / job["evaluation_output"], exit_code)
-        report = _report(job, result, exit_code, tail)
-        self._clean(workdir)
-        return report
+            self.log.info(f"{label}: failed ({report['failure_class']}): {report['message']}")
+        with self._lock:
+            self.evaluated += 1
+        return self._complete(job, report, label)
 
-    def _supervise(self, job: Job, payload: Any) -> tuple[int, str | None]:
-        """Wait for the payload, heartbeating; returns (exit code, why it was stopped or None)."""
-        interval = max(0.1, float(job["heartbeat_interval_s"]))
-        next_beat = time.monotonic() + interval
+    def _complete(self, job: Job, report: Report, label: str) -> tuple[Job | None, bool]:
+        acquire_next = not self.draining.is_set()
+        deadline = time.monotonic() + max(float(job["lease_ttl_s"]), 10.0)
         while True:
-            code = payload.wait(min(0.2, max(0.0, next_beat - time.monotonic())))
-            if code is not None:
-                return code, None
-            if self.killing.is_set():
-                return payload.terminate(), "stopped by the pilot's operator (second signal)"
-            if time.monotonic() < next_beat:
-                continue
-            next_beat = time.monotonic() + interval
             try:
-                answer = self.api.heartbeat(job["attempt_id"], job["lease_token"])
+                answer = self.api.complete(job["attempt_id"], dict(report), acquire_next=acquire_next)
+                self.log.debug(f"{label}: reported; point {answer['point_state']}")
+                return (answer.get("next_job"), True) if acquire_next else (None, False)
             except Conflict as exc:
-                log(f"point {job['point_id']}: lease lost ({exc.message}); stopping the payload")
-                payload.terminate()
-                return -1, "lease_lost"
-            except (ServerUnreachable, ApiError) as exc:
-                log(f"point {job['point_id']}: heartbeat failed ({exc}); the payload keeps running")
-                continue
-            if answer["action"] == "kill":
-                log(f"point {job['point_id']}: the task was killed; stopping the payload")
-                return payload.terminate(), "the task was killed"
-
-    def _clean(self, workdir: Path) -> None:
-        if self.config.clean_workdirs:
-            shutil.rmtree(workdir, ignore_errors=True)
+                self.log.info(f"{label}: result not accepted (lease expired or taken over): {exc.message}")
+            except ServerUnreachable as exc:
+                if time.monotonic() < deadline and not self.killing.is_set():
+                    self.log.info(f"{label}: cannot report yet ({exc.reason}); retrying")
+                    time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+                    continue
+                self.log.info(f"{label}: giving up reporting ({exc.reason}); the point will be retried")
+            except ApiError as exc:
+                self.log.info(f"{label}: the server refused the report: {exc.describe()}")
+            return None, False
 
 
-class _Backoff:
-    """Ask again soon after work dried up (new points usually follow a completion within
-    milliseconds), then less and less often, up to the server's idle hint."""
-
-    def __init__(self, first_s: float, max_s: float):
-        self.first_s = first_s
-        self.max_s = max(max_s, first_s)
-        self._delay = first_s
-
-    def next(self) -> float:
-        delay = self._delay
-        self._delay = min(self._delay * 2, self.max_s)
-        return delay
-
-    def reset(self) -> None:
-        self._delay = self.first_s
-
-
-def _report(job: Job, result: Result, exit_code: int | None, tail: str) -> dict[str, Any]:
-    return {
-        "lease_token": job["lease_token"],
-        "outcome": result.outcome,
-        "loss": result.loss,
-        "failure_class": result.failure_class,
-        "exit_code": exit_code,
-        "message": result.message,
-        "log_tail": tail,
-    }
-
-
-def _short(params: Any, limit: int = 160) -> str:
-    import json
-
-    text = json.dumps(params)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"

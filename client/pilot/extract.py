@@ -1,107 +1,97 @@
-"""Safe extraction of sandbox tarballs into a fresh directory.
+"""Safe extraction of sandbox tarballs into a fresh, empty directory.
 
-Every member is checked before anything is written (so a rejected archive writes
-nothing), with our own rules rather than tarfile's filter alone, which has been bypassed
-repeatedly (reliability.md §3.4): no absolute names, no '..', no NUL, no over-long names,
-no links pointing outside, no devices or FIFOs, no setuid/setgid bits, and caps on the
-member count and the expanded size. The archive must be gzip, by its magic bytes.
+Two passes over the archive. The first checks every member against our own rules and
+writes nothing; the second writes the members itself (``O_CREAT|O_EXCL|O_NOFOLLOW``, modes
+masked to 0644/0755, no owners) after tarfile's ``data_filter`` agrees as well. The filter is
+only defence in depth: it has been bypassed repeatedly (reliability.md §3.4), and this
+machine's Python lacks the 2025 fixes. If anything still fails while writing, whatever was
+written is removed again, so a refused archive never leaves files behind.
+
+Rules, each with its own exception (client/pilot/archive_errors.py): gzip input only, by the
+magic bytes; no absolute names, no ``..``, no NUL, names at most 4096 bytes (components 255);
+symlinks must resolve inside the directory (following the archive's other symlinks) and no
+member may go through one; hard links only to an earlier regular file of the archive; no
+devices, FIFOs or sparse members; no setuid/setgid bits; at most 10,000 members and 1 GiB of
+expanded data. The decompressed stream itself is capped too, so oversized pax or long-name
+headers cannot exhaust memory.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import stat
+import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
-MAX_MEMBERS = 10_000
-MAX_EXPANDED_BYTES = 1024**3
-MAX_NAME_BYTES = 4096
-GZIP_MAGIC = b"\x1f\x8b"
+from client.pilot.archive_check import DEFAULT_LIMITS, Budget, Limits, check_archive, open_tar, read_through, unreadable
+from client.pilot.archive_errors import CorruptArchive, DestinationNotEmpty, UnsafeArchive
+
+__all__ = ["DEFAULT_LIMITS", "Limits", "UnsafeArchive", "check_archive", "safe_extract"]
 
 
-class UnsafeArchive(ValueError):
-    """The archive was refused; nothing was extracted."""
+def safe_extract(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> int:
+    """Extract ``archive`` into ``dest`` (created, or empty); returns the number of files written.
 
-
-def _inside(name: str) -> bool:
-    normal = posixpath.normpath(name)
-    return not (normal.startswith("/") or normal == ".." or normal.startswith("../"))
-
-
-def _check_member(member: tarfile.TarInfo, names: set[str]) -> None:
-    name = member.name
-    if "\x00" in name:
-        raise UnsafeArchive(f"member name contains a NUL byte: {name!r}")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise UnsafeArchive(f"member name longer than {MAX_NAME_BYTES} bytes: {name[:60]!r}...")
-    if name.startswith("/") or posixpath.isabs(name):
-        raise UnsafeArchive(f"absolute member path: {name!r}")
-    if ".." in name.split("/") or not _inside(name):
-        raise UnsafeArchive(f"member path escapes the directory: {name!r}")
-    if member.mode & (stat.S_ISUID | stat.S_ISGID):
-        raise UnsafeArchive(f"member has a setuid/setgid bit: {name!r}")
-    if member.issym():
-        target = posixpath.join(posixpath.dirname(name), member.linkname)
-        if member.linkname.startswith("/") or not _inside(target):
-            raise UnsafeArchive(f"symlink points outside the directory: {name!r} -> {member.linkname!r}")
-    elif member.islnk():
-        if member.linkname not in names:
-            raise UnsafeArchive(f"hard link to something outside the archive: {name!r} -> {member.linkname!r}")
-    elif not (member.isfile() or member.isdir()):
-        raise UnsafeArchive(f"member is a device, FIFO or other special file: {name!r}")
-
-
-def _read_through(tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-    stream = tar.extractfile(member)
-    if stream is None:
-        return
-    remaining = member.size
-    while remaining > 0:
-        chunk = stream.read(min(remaining, 1 << 20))
-        if not chunk:
-            raise UnsafeArchive(f"{member.name!r} is truncated")
-        remaining -= len(chunk)
-
-
-def check_archive(archive: Path) -> list[tarfile.TarInfo]:
-    """Validate every member; returns them, or raises UnsafeArchive."""
-    with archive.open("rb") as raw:
-        if raw.read(2) != GZIP_MAGIC:
-            raise UnsafeArchive(f"{archive.name} is not a gzip-compressed tar (wrong magic bytes)")
-    members: list[tarfile.TarInfo] = []
-    names: set[str] = set()
-    total = 0
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                members.append(member)
-                if len(members) > MAX_MEMBERS:
-                    raise UnsafeArchive(f"more than {MAX_MEMBERS} members")
-                _check_member(member, names)
-                total += max(member.size, 0)
-                if member.sparse is not None or total > MAX_EXPANDED_BYTES:
-                    raise UnsafeArchive(f"expands beyond {MAX_EXPANDED_BYTES} bytes (or has sparse members)")
-                if member.isfile():
-                    _read_through(tar, member)  # a truncated or corrupt stream fails here, before any write
-                names.add(posixpath.normpath(member.name))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise UnsafeArchive(f"{archive.name} is not a readable tar.gz: {exc}") from exc
-    return members
-
-
-def safe_extract(archive: Path, dest: Path) -> int:
-    """Extract a checked archive into ``dest``; returns the number of files written."""
-    members = check_archive(archive)
+    Raises an :class:`UnsafeArchive` subclass, having written nothing, when any rule is broken.
+    """
+    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
+        raise DestinationNotEmpty(f"{dest} is not an empty directory; sandboxes are only extracted into fresh ones")
+    checked = check_archive(archive, limits)
     dest.mkdir(parents=True, exist_ok=True)
-    real_dest = os.path.realpath(dest)
-    count = 0
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in members:
-            target = os.path.realpath(os.path.join(real_dest, member.name))
-            if os.path.commonpath([real_dest, target]) != real_dest:
-                raise UnsafeArchive(f"member would land outside the directory: {member.name!r}")
-            tar.extract(member, dest, set_attrs=False, filter="data")
-            count += member.isfile()
-    return count
+    try:
+        return _write(archive, dest, checked, limits)
+    except BaseException:
+        for child in dest.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        raise
+
+
+def _write(archive: Path, dest: Path, checked: list[tuple[tarfile.TarInfo, str]], limits: Limits) -> int:
+    root = os.path.realpath(dest)
+    budget = Budget(limits, members=len(checked), data_bytes=limits.max_expanded_bytes + len(checked) * 512)
+    files = 0
+    try:
+        with open_tar(archive, budget) as tar:
+            for (expected, name), member in zip(checked, tar, strict=True):
+                if member.name != expected.name or member.size != expected.size or member.type != expected.type:
+                    raise CorruptArchive(f"{archive.name} changed while it was being extracted")
+                if name == ".":
+                    continue
+                try:
+                    tarfile.data_filter(member, root)
+                except tarfile.FilterError as exc:
+                    raise UnsafeArchive(f"tarfile's data filter refuses {member.name!r}: {exc}") from exc
+                files += _write_member(tar, member, Path(root), name)
+    except (tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
+        if isinstance(exc, UnsafeArchive):
+            raise
+        raise unreadable(archive, exc) from exc
+    return files
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: str) -> int:
+    path = root / name
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if member.isdir():
+        if not path.is_dir() or path.is_symlink():
+            path.mkdir(mode=0o755)
+        return 0
+    if member.issym():
+        os.symlink(member.linkname, path)
+        return 0
+    if member.islnk():
+        os.link(root / posixpath.normpath(member.linkname), path, follow_symlinks=False)
+        return 1
+    mode = 0o755 if member.mode & 0o111 else 0o644
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(fd, mode)  # exactly 0644 or 0755, whatever the umask and the archive say
+        read_through(tar, member, out)
+        os.utime(fd, (member.mtime, member.mtime))
+    return 1

@@ -1,9 +1,17 @@
-"""Container runtimes behind one small protocol, resolved by name from one table.
+"""How payloads run: runtimes behind one small protocol, resolved by name from one table.
 
-``local`` runs the evaluation command with ``/bin/sh -c`` in the working directory, as
-PanDA's ``__run_main_exec.sh`` does inside its container. It gives NO isolation: the
-payload runs as the pilot's user with the pilot's environment. Use it for trusted payloads
-and development; the container runtimes (docker, podman, apptainer) come later.
+A runtime starts the evaluation command in a prepared working directory and hands back a
+:class:`Payload` that can be waited for and terminated as a whole. Only ``local`` exists
+so far; ``docker``, ``podman`` and ``apptainer`` (hardened containers, DESIGN.md
+"Security") will be added to :data:`RUNTIMES`.
+
+``local``: **NO ISOLATION.** The payload runs directly on this machine, as the pilot's
+user, with the pilot's environment (minus its token), able to read and write whatever that
+user can, and with network access. Use it only for payloads you trust, and for development.
+It runs ``/bin/sh -c <evaluation_exec>`` in the working directory with ``PATH`` extended by
+that directory, as PanDA's ``__run_main_exec.sh`` does inside its container, in a process
+group of its own (so stopping it stops everything it started), with stdout and stderr going
+to a log file in the working directory.
 """
 
 from __future__ import annotations
@@ -17,63 +25,78 @@ from pathlib import Path
 from typing import Protocol
 
 LOG_TAIL_BYTES = 64 * 1024
+KILL_GRACE_S = 10.0
 
 
 class RuntimeStartError(Exception):
-    """The runtime could not start the payload (or does not exist)."""
+    """The runtime does not exist, or could not start the payload."""
 
 
 class Payload(Protocol):
-    def poll(self) -> int | None: ...
+    """A started evaluation."""
 
-    def wait(self, timeout_s: float) -> int | None: ...
+    def poll(self) -> int | None:
+        """The exit code, or None while it runs."""
 
-    def terminate(self, grace_s: float = 10.0) -> int: ...
+    def wait(self, timeout_s: float) -> int | None:
+        """Wait up to ``timeout_s``; the exit code, or None if it still runs."""
+
+    def terminate(self, grace_s: float = KILL_GRACE_S) -> int:
+        """Stop it and everything it started: SIGTERM, then SIGKILL after ``grace_s``."""
 
 
 class Runtime(Protocol):
     name: str
+    isolated: bool  # False: the payload can touch this machine as the pilot's user
 
-    def start(self, command: str, workdir: Path, env: dict[str, str], log_path: Path) -> Payload: ...
+    def start(self, command: str, workdir: Path, env: dict[str, str], log_path: Path) -> Payload:
+        """Run ``command`` (a shell command line) in ``workdir``; output appended to ``log_path``."""
 
 
 class LocalPayload:
     def __init__(self, process: subprocess.Popen[bytes]):
         self._process = process
+        self.pid = process.pid  # also the process group id
 
     def poll(self) -> int | None:
-        return self._process.poll()
+        code = self._process.poll()
+        if code is not None:
+            self._kill_leftovers()
+        return code
 
     def wait(self, timeout_s: float) -> int | None:
         try:
-            return self._process.wait(timeout=timeout_s)
+            code = self._process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return None
+        self._kill_leftovers()
+        return code
 
-    def terminate(self, grace_s: float = 10.0) -> int:
-        """SIGTERM the payload's whole process group, SIGKILL it after ``grace_s``."""
-        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, sig)
-            code = self.wait(wait)
+    def terminate(self, grace_s: float = KILL_GRACE_S) -> int:
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 30.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            code = self.wait(wait_s)
             if code is not None:
-                _reap_group(self._process.pid)
                 return code
         return self._process.wait()
 
-
-def _reap_group(pgid: int) -> None:
-    """Children that outlived their parent in the group are killed too."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    def _kill_leftovers(self) -> None:
+        """Processes the payload left behind in its group (daemons, stray workers) go with it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
 
 class LocalRuntime:
+    """``/bin/sh -c`` on this machine. NO ISOLATION: trusted payloads and development only."""
+
     name = "local"
+    isolated = False
 
     def start(self, command: str, workdir: Path, env: dict[str, str], log_path: Path) -> Payload:
-        with log_path.open("ab") as log:
-            try:
+        env = {**env, "PATH": env.get("PATH", os.defpath) + os.pathsep + str(workdir), "PWD": str(workdir)}
+        try:
+            with log_path.open("ab") as log:
                 process = subprocess.Popen(
                     ["/bin/sh", "-c", command],
                     cwd=workdir,
@@ -82,9 +105,10 @@ class LocalRuntime:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group, so it can be stopped as a whole
+                    close_fds=True,
                 )
-            except OSError as exc:
-                raise RuntimeStartError(f"cannot start /bin/sh: {exc}") from exc
+        except OSError as exc:
+            raise RuntimeStartError(f"cannot start /bin/sh in {workdir}: {exc}") from exc
         return LocalPayload(process)
 
 
@@ -94,17 +118,23 @@ RUNTIMES: dict[str, Callable[[], Runtime]] = {"local": LocalRuntime}
 def make_runtime(name: str) -> Runtime:
     factory = RUNTIMES.get(name)
     if factory is None:
-        raise RuntimeStartError(f"unknown runtime {name!r}; available: {', '.join(sorted(RUNTIMES))}")
+        raise RuntimeStartError(f"unknown runtime {name!r}; known runtimes: {', '.join(sorted(RUNTIMES))}")
     return factory()
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
-    """The last ``limit`` bytes of a log, decoded leniently."""
+    """The last ``limit`` bytes of a log, decoded leniently (a character cut in two is dropped)."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - limit))
-            return f.read().decode(errors="replace")
+            data = f.read(limit)
     except OSError:
         return ""
+    if size > limit:
+        skip = 0
+        while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:  # UTF-8 continuation bytes
+            skip += 1
+        data = data[skip:]
+    return data.decode(errors="replace")

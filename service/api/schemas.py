@@ -193,6 +193,7 @@ class JobOut(BaseModel):
     task_name: str
     point_id: int
     attempt_number: int
+    job_number: int = Field(description="the task's job counter, from 0 (what %RNDM:n adds to n)")
     segment: SegmentRefOut
     params: Any
     evaluation_exec: str

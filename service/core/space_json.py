@@ -168,7 +168,19 @@ def _lognormal(out: _Collector, name: str, dim: Dim) -> Dimension | None:
     base = _base(out, name, dim, math.e)
     if not ok or mu is None or sigma is None or base is None:
         return None
+    # base ** (mu ± 10 sigma) must stay a finite, non-zero float, or draws overflow.
+    if (abs(mu) + 10 * sigma) * abs(math.log(base)) > _MAX_LOG:
+        out.add(
+            name,
+            "sigma",
+            f"base ** normal(mu={mu}, sigma={sigma}) with base {base} leaves the floating-point range; "
+            "mu and sigma are exponents: use smaller values",
+        )
+        return None
     return LogNormal(name, q=q, mu=mu, sigma=sigma, base=base)
+
+
+_MAX_LOG = 700.0  # math.exp(709.8) is the largest float
 
 
 _PARSERS: dict[str, Callable[[_Collector, str, Dim], Dimension | None]] = {

@@ -130,6 +130,7 @@ def _job(claim: Claim, sandbox: dict[str, Any] | None, ttl: float, heartbeat: fl
         "task_name": task.name,
         "point_id": claim.point.number,
         "attempt_number": claim.attempt_number,
+        "job_number": claim.job_number,
         "segment": {"index": segment.idx, "name": segment.name},
         "params": params,
         "evaluation_exec": fill_evaluation_exec(

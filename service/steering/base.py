@@ -1,8 +1,10 @@
 """The ask-and-tell protocol every optimiser adapter implements, and the value encoding they share.
 
-Adapters never see fixed parameters (they are added back to every point) nor raw
-categories (they choose an index; any JSON value can be a category). q-variants are
-searched unquantised and rounded on the way out, so every point satisfies the space.
+Adapters never see constants (fixed parameters and one-category choices are added back to
+every point) nor raw categories (they choose an index, so any JSON value can be a category).
+q-variants are searched unquantised and rounded on the way out, so every point an adapter
+returns satisfies ``space.contains``. Losses reach adapters already oriented for
+minimisation: the runner negates them when the task maximises.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ class AskTell(Protocol):
         ...
 
     def adopt(self, params: Params) -> Handle:
-        """Make a point the optimiser did not propose its own (a replay after a restart)."""
+        """Make a point the optimiser did not propose its own (a replay after a restart, or a
+        point from another source); it is pending until told."""
         ...
 
     def tell(self, handle: Handle, loss: float) -> None:
-        """A result, already negated when the task maximises."""
+        """A finite result, already negated when the task maximises."""
         ...
 
     def tell_failure(self, handle: Handle) -> None:
@@ -51,10 +54,12 @@ class AskTell(Protocol):
         ...
 
     def discard(self, handle: Handle) -> None:
-        """A suggestion that was never stored (the steering run lost a race)."""
+        """A suggestion that was never stored (the steering run lost a race, or was cut short)."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the library's resources (nevergrad threads); the adapter is unusable after."""
+        ...
 
 
 def is_constant(dim: Dimension) -> bool:
@@ -83,6 +88,9 @@ class SpaceCodec:
             value = internal[dim.name]
             if isinstance(dim, Categorical):
                 out[dim.name] = dim.categories[int(value)]
+            elif isinstance(dim, Uniform | LogUniform) and dim.q is None:
+                # A library's exp(log(high)) may land a hair outside the range: clip.
+                out[dim.name] = min(max(float(value), float(dim.low)), float(dim.high))
             elif isinstance(dim, Continuous):
                 out[dim.name] = dim.quantize(float(value))
             else:
@@ -90,8 +98,8 @@ class SpaceCodec:
         return out
 
     def encode(self, params: Params) -> dict[str, Any]:
-        """The internal point of stored params; values are clamped into bounded ranges,
-        since a quantised value may lie just outside them (quniform rounds to multiples of q)."""
+        """The internal point of stored params. Values are clamped into bounded ranges, since a
+        quantised value may lie just outside them (quniform rounds to multiples of q)."""
         out: dict[str, Any] = {}
         for dim in self.searched:
             value = params[dim.name]
@@ -101,7 +109,7 @@ class SpaceCodec:
                     raise ValueError(f"{value!r} is not a category of {dim.name!r}")
                 out[dim.name] = index
             elif isinstance(dim, Uniform | LogUniform):
-                out[dim.name] = min(max(float(value), dim.low), dim.high)
+                out[dim.name] = min(max(float(value), float(dim.low)), float(dim.high))
             elif isinstance(dim, Continuous):
                 out[dim.name] = float(value)
             else:

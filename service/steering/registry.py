@@ -1,10 +1,11 @@
 """Builtin optimisers by name: what each can honour, and how to build one.
 
-One explicit table; the heavy libraries are imported only when their optimiser is used.
-``validate`` is what submission calls: it refuses, with the parameter and the reason,
-every method an optimiser cannot honour, and it builds the optimiser once and asks it
-for a point, so that a library's own objection surfaces at submit, not at the first
-steering run.
+One explicit table, no string-built imports; the heavy libraries are imported only inside
+the adapter that uses them. ``validate`` is what submission calls: it refuses, naming the
+parameter, the method and the optimisers that would honour it, every method an optimiser
+cannot honour (never turning it into a constant, as hpogrid's nevergrad adapter did), then
+builds the optimiser once and asks it for points, so that a library's own objection
+surfaces at submit, not at the first steering run.
 """
 
 from __future__ import annotations
@@ -17,27 +18,36 @@ from service.core.searchspace import Dimension, SearchSpace, SpaceIssue
 from service.steering import grid, nevergrad_adapter, optuna_tpe, random_search, skopt_adapter
 from service.steering.base import AskTell, SpaceCodec, is_constant, unsupported_grid_search
 
+Builder = Callable[[OptimizerSpec, SearchSpace, int, int, int], AskTell]  # spec, space, seed, budget, parallelism
+
 
 @dataclass(frozen=True)
 class Library:
-    unsupported: Callable[[Dimension], str | None]
-    build: Callable[[OptimizerSpec, SearchSpace, int, int, int], AskTell]
+    unsupported: Callable[[Dimension], str | None]  # why a dimension cannot be honoured, or None
+    build: Builder
     honours_grid_search: bool = False
-    unknown_method: Callable[[str], str | None] | None = None
+    method_problem: Callable[[str], str | None] | None = None  # why a method name cannot run, or None
+    needs_a_searched_parameter: bool = True  # model-based optimisers have nothing to do with constants
 
 
 def _tpe(spec: OptimizerSpec, space: SearchSpace, seed: int, budget: int, parallelism: int) -> AskTell:
-    return optuna_tpe.TpeOptimizer(SpaceCodec(space), seed=seed, parallelism=parallelism)
+    return optuna_tpe.TpeOptimizer(SpaceCodec(space), seed=seed)
 
 
 def _nevergrad(spec: OptimizerSpec, space: SearchSpace, seed: int, budget: int, parallelism: int) -> AskTell:
     return nevergrad_adapter.NevergradOptimizer(
-        SpaceCodec(space), method=spec.method or "NGOpt", seed=seed, budget=budget, parallelism=parallelism
+        SpaceCodec(space),
+        method=spec.method or nevergrad_adapter.DEFAULT_METHOD,
+        seed=seed,
+        budget=budget,
+        parallelism=parallelism,
     )
 
 
 def _skopt(spec: OptimizerSpec, space: SearchSpace, seed: int, budget: int, parallelism: int) -> AskTell:
-    return skopt_adapter.SkoptOptimizer(SpaceCodec(space), method=spec.method or "GP", seed=seed, budget=budget)
+    return skopt_adapter.SkoptOptimizer(
+        SpaceCodec(space), method=spec.method or skopt_adapter.DEFAULT_METHOD, seed=seed, budget=budget
+    )
 
 
 def _random(spec: OptimizerSpec, space: SearchSpace, seed: int, budget: int, parallelism: int) -> AskTell:
@@ -50,52 +60,54 @@ def _grid(spec: OptimizerSpec, space: SearchSpace, seed: int, budget: int, paral
 
 LIBRARIES: dict[str, Library] = {
     "tpe": Library(optuna_tpe.unsupported, _tpe),
-    "nevergrad": Library(nevergrad_adapter.unsupported, _nevergrad, unknown_method=nevergrad_adapter.unknown_method),
+    "nevergrad": Library(nevergrad_adapter.unsupported, _nevergrad, method_problem=nevergrad_adapter.method_problem),
     "skopt": Library(skopt_adapter.unsupported, _skopt),
-    "random": Library(random_search.unsupported, _random),
-    "grid": Library(grid.unsupported, _grid, honours_grid_search=True),
+    "random": Library(random_search.unsupported, _random, needs_a_searched_parameter=False),
+    "grid": Library(grid.unsupported, _grid, honours_grid_search=True, needs_a_searched_parameter=False),
 }
 
-# For messages: who honours what.
-_HONOURED_BY = {
-    "normal": "nevergrad, random",
-    "qnormal": "nevergrad, random",
-    "lognormal": "nevergrad, random",
-    "qlognormal": "nevergrad, random",
-}
+
+def honoured_by(dim: Dimension) -> list[str]:
+    """The builtin optimisers that can honour this dimension, in table order."""
+    return [name for name, library in LIBRARIES.items() if library.unsupported(dim) is None]
 
 
 def validate(spec: OptimizerSpec, space: SearchSpace) -> list[SpaceIssue]:
     """Everything that would stop this optimiser on this space (empty: it will run)."""
     library = LIBRARIES[spec.library]
-    issues: list[SpaceIssue] = []
-    if library.unknown_method is not None and spec.method:
-        problem = library.unknown_method(spec.method)
+    if library.method_problem is not None and spec.method:
+        problem = library.method_problem(spec.method)
         if problem:
             return [SpaceIssue(None, "optimizer", problem)]
+    issues: list[SpaceIssue] = []
     for dim in space:
         reason = library.unsupported(dim)
         if reason:
-            also = _HONOURED_BY.get(dim.json_method)
-            suffix = f" (optimizers that honour it: {also})" if also else ""
-            issues.append(SpaceIssue(dim.name, "method", f"{spec.name} cannot honour it: {reason}{suffix}"))
+            others = ", ".join(honoured_by(dim)) or "none of the builtin optimizers"
+            message = f"{spec.name} cannot honour it: {reason} (optimizers that honour {dim.json_method!r}: {others})"
+            issues.append(SpaceIssue(dim.name, "method", message))
     if not library.honours_grid_search:
         issues += [SpaceIssue(p, k, m) for p, k, m in unsupported_grid_search(list(space), spec.name)]
-    if not issues and all(is_constant(d) for d in space) and spec.library not in ("grid", "random"):
-        issues.append(SpaceIssue(None, None, f"every parameter is fixed: there is nothing for {spec.name} to search"))
-    if not issues:
-        issues += _probe(spec, space)
-    return issues
+    if not issues and library.needs_a_searched_parameter and all(is_constant(d) for d in space):
+        issues.append(
+            SpaceIssue(
+                None,
+                None,
+                f"every parameter is fixed: there is nothing for {spec.name} to search "
+                "(--optimizer grid evaluates the single point once)",
+            )
+        )
+    return issues or _probe(spec, space)
 
 
 def _probe(spec: OptimizerSpec, space: SearchSpace) -> list[SpaceIssue]:
-    """Build the optimiser and ask it once: a library's objection is reported at submit."""
+    """Build the optimiser and ask it for a batch: a library's objection is reported at submit."""
     try:
-        optimizer = create(spec, space, seed=0, budget=10, parallelism=1)
+        optimizer = create(spec, space, seed=0, budget=10, parallelism=2)
     except Exception as exc:
         return [SpaceIssue(None, "optimizer", f"{spec.name} cannot be built for this space: {exc}")]
     try:
-        optimizer.ask(1)
+        optimizer.ask(2)
     except Exception as exc:
         return [SpaceIssue(None, "optimizer", f"{spec.name} failed on this space: {type(exc).__name__}: {exc}")]
     finally:
@@ -104,4 +116,5 @@ def _probe(spec: OptimizerSpec, space: SearchSpace) -> list[SpaceIssue]:
 
 
 def create(spec: OptimizerSpec, space: SearchSpace, *, seed: int, budget: int, parallelism: int) -> AskTell:
+    """A fresh optimiser; ``budget`` is the segment's maxPoints, ``parallelism`` its nParallelEvaluation."""
     return LIBRARIES[spec.library].build(spec, space, seed, budget, parallelism)

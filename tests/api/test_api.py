@@ -256,6 +256,28 @@ def test_full_pilot_cycle_until_the_task_finishes(live_service: LiveService) -> 
         assert all(p["attempts"][0]["state"] == "succeeded" for p in points)
 
 
+def test_complete_can_hand_back_the_next_job(live_service: LiveService) -> None:
+    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+        site = new_site()
+        task_id = user.post("/api/v1/tasks", json=submission(name="user.alice.next", site=site)).json()["id"]
+        pilot_id = register(pilot, site)
+        job = acquire(pilot, pilot_id)
+        handed_back = []
+        for completed in range(1, 5):
+            answer = pilot.post(
+                f"/api/v1/pilot/attempts/{job['attempt_id']}/complete",
+                json={"lease_token": job["lease_token"], "outcome": "success", "loss": 1.0, "acquire_next": True},
+            ).json()
+            assert answer["accepted"]
+            if answer["next_job"] is not None:
+                handed_back.append(answer["next_job"]["point_id"])
+                job = answer["next_job"]
+            elif completed < 4:
+                job = acquire(pilot, pilot_id)  # the next iteration's points were not steered yet
+        assert handed_back[0] == 2, "the second point of the first iteration came back with the first completion"
+        assert wait_state(user, task_id, "finished")["progress"]["done"] == 4
+
+
 def test_foreign_token_and_failures_and_retries(live_service: LiveService) -> None:
     with (
         http(live_service, live_service.user_token) as user,

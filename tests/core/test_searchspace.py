@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.core.searchspace import METHODS, SearchSpaceError, Uniform
+from service.core.searchspace import METHODS, Categorical, SearchSpaceError, Uniform, canonical
 from service.core.space_json import parse_search_space
 
 EVERY_METHOD: dict[str, Any] = {
@@ -32,6 +33,15 @@ def issues(raw: Any) -> list[tuple[str | None, str | None, str]]:
     with pytest.raises(SearchSpaceError) as info:
         parse_search_space(raw)
     return [(i.parameter, i.key, i.message) for i in info.value.issues]
+
+
+@pytest.mark.parametrize("name", list(EVERY_METHOD))
+def test_each_method_parses_alone(name: str) -> None:
+    space = parse_search_space({name: EVERY_METHOD[name]})
+    (dim,) = space
+    assert dim.name == name and dim.json_method == EVERY_METHOD[name]["method"]
+    assert dim.contains(dim.sample(random.Random(0)))
+    assert parse_search_space({name: dim.to_json()}) == space
 
 
 def test_all_eleven_methods_parse_and_round_trip() -> None:
@@ -90,6 +100,47 @@ def test_lognormal_draws_are_base_to_a_normal() -> None:
         ({"x": {"method": "fixed", "dimension": 3}}, ("x", "dimension", "must be an object")),
         ({"x": [1, 2]}, ("x", None, "must be an object")),
         ({"x": {"method": "uniform", "dimension": {"low": 0, "high": float("inf")}}}, ("x", "high", "finite")),
+        # low >= high, for every bounded method
+        ({"x": {"method": "uniform", "dimension": {"low": 1, "high": 1}}}, ("x", "high", "greater than low (1)")),
+        ({"x": {"method": "uniformint", "dimension": {"low": 3, "high": 3}}}, ("x", "high", "greater than low")),
+        ({"x": {"method": "quniform", "dimension": {"low": 5, "high": 1, "q": 1}}}, ("x", "high", "greater than low")),
+        ({"x": {"method": "loguniform", "dimension": {"low": 2, "high": 1}}}, ("x", "high", "greater than low")),
+        # wrong types
+        ({"x": {"method": "quniform", "dimension": {"low": 0, "high": 1, "q": "1"}}}, ("x", "q", "must be a number")),
+        ({"x": {"method": "normal", "dimension": {"mu": [0], "sigma": 1}}}, ("x", "mu", "must be a number")),
+        ({"x": {"method": "normal", "dimension": {"mu": 0, "sigma": None}}}, ("x", "sigma", "must be a number")),
+        ({"x": {"method": "uniform", "dimension": {"low": True, "high": 2}}}, ("x", "low", "must be a number")),
+        ({"x": {"method": "uniformint", "dimension": {"low": 0, "high": "9"}}}, ("x", "high", "must be an integer")),
+        ({"x": {"method": "loguniform", "dimension": {"low": 1, "high": 9, "base": "e"}}}, ("x", "base", "a number")),
+        ({"c": {"method": "categorical", "dimension": {"categories": "abc"}}}, ("c", "categories", "non-empty list")),
+        (
+            {"c": {"method": "categorical", "dimension": {"categories": [1], "grid_search": True}}},
+            ("c", "grid_search", "0 or 1"),
+        ),
+        ({"x": {"method": 3, "dimension": {}}}, ("x", "method", "allowed: categorical, uniform")),
+        # non-positive q, sigma, base; base 1; log scale starting at or below 0
+        ({"x": {"method": "qnormal", "dimension": {"mu": 0, "sigma": 1, "q": -1}}}, ("x", "q", "greater than 0")),
+        ({"x": {"method": "qloguniform", "dimension": {"low": 1, "high": 9, "q": 0}}}, ("x", "q", "greater than 0")),
+        ({"x": {"method": "lognormal", "dimension": {"mu": 0, "sigma": 0}}}, ("x", "sigma", "greater than 0")),
+        (
+            {"x": {"method": "lognormal", "dimension": {"mu": 0, "sigma": 1, "base": 0}}},
+            ("x", "base", "greater than 0"),
+        ),
+        ({"x": {"method": "loguniform", "dimension": {"low": 1, "high": 9, "base": -2}}}, ("x", "base", "than 0")),
+        ({"x": {"method": "qlognormal", "dimension": {"mu": 0, "sigma": 1, "q": 1, "base": 1}}}, ("x", "base", "1")),
+        ({"x": {"method": "loguniform", "dimension": {"low": -1, "high": 1}}}, ("x", "low", "for a log scale")),
+        ({"x": {"method": "qloguniform", "dimension": {"low": 0, "high": 9, "q": 1}}}, ("x", "low", "for a log scale")),
+        ({"x": {"method": "lognormal", "dimension": {"mu": 300, "sigma": 50}}}, ("x", "sigma", "floating-point")),
+        # missing and unknown keys say which keys the method takes
+        ({"x": {"method": "normal", "dimension": {"mu": 0}}}, ("x", "sigma", "(keys: mu, sigma)")),
+        ({"x": {"method": "fixed", "dimension": {}}}, ("x", "value", "is required by method 'fixed'")),
+        ({"x": {"method": "uniform", "dimension": {"low": 0, "high": 1, "q": 1}}}, ("x", "q", "allowed: low, high")),
+        ({"x": {"method": "normal", "dimension": {"mu": 0, "sigma": 1, "sigmaa": 1}}}, ("x", "sigmaa", "'sigma'?")),
+        ({"x": {"method": "uniformint", "dimension": {"low": 0, "high": 1}, "q": 1}}, ("x", "q", "allowed: 'method'")),
+        (
+            {"x": {"method": "categorical", "dimension": {"categories": [1], "gridsearch": 1}}},
+            ("x", "gridsearch", "'grid_search'?"),
+        ),
     ],
 )
 def test_each_bad_input_names_parameter_key_and_rule(raw: Any, expected: tuple[str, str | None, str]) -> None:
@@ -127,10 +178,10 @@ def dimensions(draw: st.DrawFn) -> dict[str, Any]:
     if method == "fixed":
         return {"method": method, "dimension": {"value": draw(st.one_of(st.integers(), st.text(max_size=4)))}}
     if method == "uniformint":
-        low = draw(st.integers(-1000, 1000))
-        return {"method": method, "dimension": {"low": low, "high": low + draw(st.integers(1, 1000))}}
+        first = draw(st.integers(-1000, 1000))
+        return {"method": method, "dimension": {"low": first, "high": first + draw(st.integers(1, 1000))}}
     if method in ("uniform", "quniform"):
-        low = draw(finite)
+        low: float = draw(finite)
         high = low + draw(st.floats(min_value=1e-3, max_value=1e6))
         dim: dict[str, Any] = {"low": low, "high": high}
         if method == "quniform":
@@ -171,3 +222,69 @@ def test_json_round_trip_preserves_the_space(raw: dict[str, Any]) -> None:
 def test_quantised_uniform_values_enumerate_the_grid() -> None:
     dim = Uniform("x", q=0.1, low=0.0, high=0.5)
     assert list(dim.values()) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert dim.cardinality == 6 and dim.value_at(3) == 0.3
+
+
+def test_categories_compare_as_json() -> None:
+    dim = parse_search_space(
+        {"c": {"method": "categorical", "dimension": {"categories": [1, 1.0, True, [1], {"a": 1}]}}}
+    )
+    c = dim["c"]
+    assert isinstance(c, Categorical)
+    assert [c.index_of(v) for v in (1, 1.0, True, [1], {"a": 1}, "1", None)] == [0, 1, 2, 3, 4, None, None]
+
+
+def test_points_outside_the_space_are_not_contained() -> None:
+    space = parse_search_space(EVERY_METHOD)
+    good = space.sample(random.Random(0))
+    assert space.contains(good)
+    for name, bad in [
+        ("u", 2.6),
+        ("ui", 2.5),
+        ("ui", True),
+        ("qu", 24),
+        ("lu", 0.5),
+        ("qlu", 3),
+        ("qn", 10.25),
+        ("ln", -1.0),
+        ("cat", "b"),
+        ("f", "sgd"),
+        ("n", math.nan),
+        ("u", "1"),
+    ]:
+        assert not space.contains({**good, name: bad}), (name, bad)
+    assert not space.contains({k: v for k, v in good.items() if k != "f"}), "a missing parameter"
+    assert not space.contains({**good, "extra": 1}), "an unknown parameter"
+
+
+def test_a_finite_space_is_counted_and_indexed_without_enumeration() -> None:
+    raw = {k: EVERY_METHOD[k] for k in ("cat", "ui", "qu", "f")}
+    space = parse_search_space(raw)
+    dims = list(space)
+    assert space.cardinality == 4 * 30 * 16 * 1
+    product = [dict(zip(space.names, combo, strict=True)) for combo in itertools.product(*(d.values() for d in dims))]
+    assert [space.point_at(i) for i in range(len(product))] == product
+    with pytest.raises(IndexError):
+        space.point_at(len(product))
+    assert parse_search_space(EVERY_METHOD).cardinality is None
+    huge = Uniform("h", q=1e-3, low=0.0, high=1e6)
+    assert huge.cardinality == 10**9 + 1 and huge.value_at(10**9) == 1e6
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=dimensions(), seed=st.integers(0, 2**31))
+def test_finite_dimensions_sample_among_their_values(raw: dict[str, Any], seed: int) -> None:
+    dim = parse_search_space({"p": raw})["p"]
+    size = dim.cardinality
+    if size is None:
+        with pytest.raises(TypeError, match="no finite set of values"):
+            dim.value_at(0)
+        return
+    assert dim.is_finite and size >= 1
+    if size > 2000:
+        return
+    values = {canonical(v) for v in dim.values()}
+    assert len(values) == size, "values are distinct"
+    assert all(dim.contains(v) for v in dim.values())
+    rng = random.Random(seed)
+    assert all(canonical(dim.sample(rng)) in values for _ in range(20))

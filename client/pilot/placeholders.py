@@ -1,0 +1,38 @@
+"""A fallback for evaluationExec placeholders the server left unfilled (panda_protocol.md §2.8).
+
+The hposteer service fills ``%RNDM:n`` / ``%RNDM=n`` (n + the task's job number, counting
+from 0) and ``%SEGMENT_NAME`` before it hands a job out, so normally nothing is left. If a
+literal one still remains (an older or foreign server), the pilot fills it here:
+
+* ``%RNDM:n`` / ``%RNDM=n`` -> n + ``job_number`` when the job carries one, else
+  n + (point id - 1): still one distinct value per point, but not the service's numbering
+  when points were retried;
+* ``%SEGMENT_NAME`` -> the job's segment name (shell-quoted unless it is a plain word).
+
+A bare ``%RNDM`` without a number is left alone, as PanDA does.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from client.http import Job
+
+_RNDM = re.compile(r"%RNDM[:=](\d+)")
+_PLAIN = re.compile(r"^[A-Za-z0-9._-]*$")
+
+
+def unfilled(command: str) -> bool:
+    return _RNDM.search(command) is not None or "%SEGMENT_NAME" in command
+
+
+def fill_leftovers(command: str, job: Job) -> str:
+    """``command`` with any unfilled %RNDM:n and %SEGMENT_NAME filled from ``job``."""
+    if not unfilled(command):
+        return command
+    number = job.get("job_number")
+    base = number if isinstance(number, int) else job["point_id"] - 1
+    filled = _RNDM.sub(lambda m: str(int(m.group(1)) + base), command)
+    name = job["segment"]["name"]
+    return filled.replace("%SEGMENT_NAME", name if _PLAIN.match(name) else shlex.quote(name))
