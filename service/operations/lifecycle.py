@@ -12,10 +12,11 @@ from sqlalchemy import Connection
 
 from service.core.scheduling import EndReason, SegmentBudget, end_reason
 from service.core.states import SegmentState, TaskState
+from service.operations.context import Services
 from service.store import attempts as attempt_store
 from service.store import points as point_store
 from service.store import tasks as task_store
-from service.store.records import SegmentRecord, TaskLimits, TaskRecord
+from service.store.records import AttemptRecord, SegmentRecord, TaskLimits, TaskRecord
 
 _TERMINAL_SEGMENT = {SegmentState.DONE.value, SegmentState.FAILED.value, SegmentState.CANCELLED.value}
 
@@ -57,6 +58,27 @@ def settle_segment(conn: Connection, task: TaskLimits | TaskRecord, segment: Seg
         return False
     finish_task_if_over(conn, task.id)
     return True
+
+
+def attempt_ended(
+    conn: Connection, services: Services, attempt: AttemptRecord, loss: float | None
+) -> point_store.Settled | None:
+    """Settle the point of an attempt that just ended (``loss`` None: it failed or expired),
+    then end its segment and task if that was their last point."""
+    task = services.limits(conn, attempt.task_id)
+    if task is None:
+        return None
+    settled = point_store.settle_point(
+        conn,
+        point_id=attempt.point_id,
+        segment_id=attempt.segment_id,
+        loss=loss,
+        max_attempts=task.max_attempts,
+        failure_loss=task.failure_loss,
+    )
+    if settled is not None:
+        settle_segment(conn, task, settled.segment)
+    return settled
 
 
 def finish_task_if_over(conn: Connection, task_id: int) -> bool:

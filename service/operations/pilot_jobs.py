@@ -18,7 +18,7 @@ from service.core.placeholders import fill_evaluation_exec
 from service.core.states import AttemptState
 from service.operations.context import Services
 from service.operations.errors import Conflict, Invalid, NotFound
-from service.operations.lifecycle import settle_segment
+from service.operations.lifecycle import attempt_ended
 from service.operations.principal import Principal
 from service.store import attempts as attempt_store
 from service.store import blobs as blob_store
@@ -225,18 +225,7 @@ def complete(
             log_tail=tail,
         )
         if attempt is not None:
-            task = services.limits(conn, attempt.task_id)
-            assert task is not None
-            settled = point_store.settle_point(
-                conn,
-                point_id=attempt.point_id,
-                segment_id=attempt.segment_id,
-                loss=report.loss if success else None,
-                max_attempts=task.max_attempts,
-                failure_loss=task.failure_loss,
-            )
-            if settled is not None:
-                settle_segment(conn, task, settled.segment)
+            settled = attempt_ended(conn, services, attempt, report.loss if success else None)
             if acquire_next and attempt.pilot_id is not None:
                 pilot = _pilot(conn, services, attempt.pilot_id, principal.owner)
                 if pilot is not None:

@@ -63,28 +63,16 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.busy_timeout_s = busy_timeout_s
+        pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": busy_timeout_s}
         if self.is_sqlite:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_engine(
-                url,
-                echo=echo,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_timeout=busy_timeout_s,
-                connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
-            )
+            connect_args = {"timeout": busy_timeout_s, "check_same_thread": False}
+            self.engine = create_engine(url, echo=echo, connect_args=connect_args, **pool)
             _configure_sqlite(self.engine, busy_timeout_s)
         else:
-            self.engine = create_engine(
-                url,
-                echo=echo,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_timeout=busy_timeout_s,
-                pool_pre_ping=True,
-            )
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, **pool)
         self._writer = self.engine.execution_options(hposteer_write=True)
         # SQLite has one writer at a time. Threads of this process queue on a mutex, which
         # wakes the next one at once, instead of in SQLite's busy handler, which sleeps in
