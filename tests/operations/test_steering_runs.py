@@ -1,0 +1,102 @@
+"""Steering runs through the use case, on every backend: exhaustion, failures, races."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.core.optimizer_spec import OptimizerSpec
+from service.core.searchspace import Params, SearchSpace
+from service.core.steering import Observation
+from service.operations import pilot_jobs
+from service.operations.context import Services
+from service.operations.principal import Principal
+from service.operations.steer import segments_needing_steering, steer_segment
+from service.operations.submit import TaskRequest, submit_task
+from service.operations.tasks import show_task
+from service.steering.warm import WarmRunner
+from service.store import tasks as task_store
+
+ALICE = Principal("alice", "user", 1)
+PILOT = Principal("site", "pilot", 2)
+GRID = {"a": {"method": "categorical", "dimension": {"categories": [1, 2, 3]}}}
+
+
+class BrokenRunner:
+    """A runner whose optimiser raises, as a library bug would."""
+
+    name = "broken"
+
+    def run(self, *, key: int, spec: OptimizerSpec, space: SearchSpace, history: Sequence[Observation], n: int,
+            seed: int, budget: int, parallelism: int) -> list[Params]:  # fmt: skip
+        raise RuntimeError("the optimiser exploded")
+
+    def retain(self, keys: set[int]) -> None:
+        return None
+
+
+def submit(services: Services, **overrides: object) -> int:
+    request = TaskRequest(name="t", evaluation_exec="true", search_space=GRID, optimizer="grid", max_points=10)
+    for key, value in overrides.items():
+        setattr(request, key, value)
+    return submit_task(services, ALICE, request, dry_run=False).id
+
+
+def segment_of(services: Services, task_id: int) -> int:
+    with services.db.read() as conn:
+        return task_store.segments_of(conn, task_id)[0].id
+
+
+def test_an_exhausted_optimizer_ends_the_task_once_its_points_are_done(backend_services: Services) -> None:
+    task_id = submit(backend_services, n_points_per_iteration=10)
+    segment_id = segment_of(backend_services, task_id)
+    runner = WarmRunner()
+    try:
+        first = steer_segment(backend_services, runner, segment_id)
+        assert (first.outcome, first.produced) == ("ok", 3), "the grid has three points, not ten"
+        assert segments_needing_steering(backend_services).wanted == [], "3 unevaluated: wait for them"
+        pilot = pilot_jobs.register_pilot(
+            backend_services, PILOT, name="p", site="S", hostname="h", slots=[{"name": "0", "gpus": []}],
+            runtimes=["local"], version="t",
+        )["pilot_id"]  # fmt: skip
+        for _ in range(3):
+            job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
+            assert job is not None
+            report = pilot_jobs.Report(lease_token=job["lease_token"], outcome="success", loss=1.0)
+            pilot_jobs.complete(backend_services, PILOT, attempt_id=job["attempt_id"], report=report)
+        assert show_task(backend_services, ALICE, task_id).state == "running", "the optimiser may have more"
+        second = steer_segment(backend_services, runner, segment_id)
+        assert second.outcome == "exhausted"
+    finally:
+        runner.close()
+    task = show_task(backend_services, ALICE, task_id)
+    assert task.state == "finished" and task.end_reason == "exhausted"
+
+
+def test_repeated_optimizer_failures_fail_the_task_with_the_error(backend_services: Services) -> None:
+    task_id = submit(backend_services, optimizer="random")
+    segment_id = segment_of(backend_services, task_id)
+    for _ in range(backend_services.settings.steering_max_failures):
+        result = steer_segment(backend_services, BrokenRunner(), segment_id)
+        assert result.outcome == "failed" and "the optimiser exploded" in (result.message or "")
+    task = show_task(backend_services, ALICE, task_id)
+    assert task.state == "failed" and task.end_reason == "steering_failed"
+    assert task.message is not None and "RuntimeError: the optimiser exploded" in task.message
+    assert steer_segment(backend_services, WarmRunner(), segment_id).outcome == "skipped"
+
+
+def test_a_run_that_lost_the_race_stores_nothing(backend_services: Services) -> None:
+    task_id = submit(backend_services, optimizer="random", n_points_per_iteration=2)
+    segment_id = segment_of(backend_services, task_id)
+
+    class RacingRunner(WarmRunner):
+        """Another steering run completes while this one is asking its optimiser."""
+
+        def run(self, **kw: object) -> list[Params]:  # type: ignore[override]
+            points = super().run(**kw)  # type: ignore[arg-type]
+            steer_segment(backend_services, WarmRunner(), segment_id)
+            return points
+
+    result = steer_segment(backend_services, RacingRunner(), segment_id)
+    assert result.outcome == "skipped"
+    task = show_task(backend_services, ALICE, task_id)
+    assert task.progress.generated == 2, "only the winner's points, never both"
