@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from service.config import Settings
 from service.operations.auth import TokenCache
-from service.store.blobs import BLOB_STORES, BlobStore
+from service.store.blobs import BLOB_STORES, BlobStore, blob_size
 from service.store.database import Database
 from service.store.pilots import PilotRecord
 from service.store.records import TaskLimits
@@ -41,6 +41,17 @@ class Services:
     pilots: dict[int, PilotRecord] = field(default_factory=dict)
     # Likewise a task's budgets and limits.
     task_limits: dict[int, TaskLimits] = field(default_factory=dict)
+
+    # And a stored sandbox's size (content-addressed: it never changes).
+    sandbox_sizes: dict[str, int] = field(default_factory=dict)
+
+    def sandbox_size(self, conn: Connection, sha256: str) -> int:
+        size = self.sandbox_sizes.get(sha256)
+        if size is None:
+            size = blob_size(conn, sha256) or 0
+            if len(self.sandbox_sizes) < 100_000:
+                self.sandbox_sizes[sha256] = size
+        return size
 
     def limits(self, conn: Connection, task_id: int) -> TaskLimits | None:
         limits = self.task_limits.get(task_id)

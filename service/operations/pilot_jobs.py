@@ -21,7 +21,6 @@ from service.operations.errors import Conflict, Invalid, NotFound
 from service.operations.lifecycle import attempt_ended
 from service.operations.principal import Principal
 from service.store import attempts as attempt_store
-from service.store import blobs as blob_store
 from service.store import pilots as pilot_store
 from service.store import points as point_store
 from service.store.pilots import PilotRecord
@@ -109,7 +108,7 @@ def _claim_job(conn: Connection, services: Services, pilot: PilotRecord, slot: s
         return None
     sandbox = None
     if claim.task.sandbox_sha256 is not None:
-        size = blob_store.blob_size(conn, claim.task.sandbox_sha256)
+        size = services.sandbox_size(conn, claim.task.sandbox_sha256)
         sandbox = {
             "sha256": claim.task.sandbox_sha256,
             "size": size or 0,
