@@ -278,6 +278,42 @@ def test_complete_can_hand_back_the_next_job(live_service: LiveService) -> None:
         assert wait_state(user, task_id, "finished")["progress"]["done"] == 4
 
 
+def test_segmented_task_steers_each_segment_and_sends_model_id_points(live_service: LiveService) -> None:
+    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+        site = new_site()
+        body = submission(
+            name="user.alice.seg",
+            site=site,
+            max_points=2,
+            n_points_per_iteration=2,
+            segments=[{"name": "segA", "files": ["a.root"]}, {"name": "segB", "datasets": ["user.x.dsB"]}],
+            evaluation_exec="python train.py --segment %SEGMENT_NAME",
+        )
+        task = user.post("/api/v1/tasks", json=body).json()
+        assert [(s["index"], s["name"]) for s in task["segments"]] == [(0, "segA"), (1, "segB")]
+        assert task["progress"]["max_points"] == 4, "maxPoints is per segment"
+        pilot_id = register(pilot, site)
+        seen = set()
+        for _ in range(4):
+            job = acquire(pilot, pilot_id)
+            model_id, params = job["params"]
+            assert job["segment"]["index"] == model_id and set(params) == {"x", "n", "act"}
+            assert job["evaluation_exec"] == f"python train.py --segment {job['segment']['name']}"
+            seen.add(job["segment"]["name"])
+            pilot.post(
+                f"/api/v1/pilot/attempts/{job['attempt_id']}/complete",
+                json={"lease_token": job["lease_token"], "outcome": "success", "loss": 0.5},
+            )
+        assert seen == {"segA", "segB"}
+        done = wait_state(user, task["id"], "finished")
+        assert [s["state"] for s in done["segments"]] == ["done", "done"]
+        bad = submission(
+            name="user.alice.seg2", segments=[{"name": "s"}], search_space=[{"model_id": 3, "search_space": SPACE}]
+        )
+        r = user.post("/api/v1/tasks", json=bad)
+        assert r.status_code == 422 and "no search space for segment 's' (model_id 0)" in r.text
+
+
 def test_foreign_token_and_failures_and_retries(live_service: LiveService) -> None:
     with (
         http(live_service, live_service.user_token) as user,
