@@ -6,7 +6,7 @@ the database clock: a stale or foreign writer changes nothing (and the API answe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 
 from sqlalchemy import ColumnElement, Connection, Update, bindparam, select, update
@@ -26,6 +26,10 @@ class LeaseView:
     token_matches: bool
     expired: bool
     pilot_owner: str | None
+
+
+# What an AttemptRecord holds: never the 64 KiB log tail, which only its own readers need.
+RECORD_COLUMNS = tuple(attempts.c[f.name] for f in fields(AttemptRecord))
 
 
 @cache
@@ -64,7 +68,7 @@ def _finish(target: AttemptState) -> Update:
             message=bindparam("p_message"),
             log_tail=bindparam("p_log_tail"),
         )
-        .returning(*attempts.c)
+        .returning(*RECORD_COLUMNS)
     )
 
 
@@ -145,7 +149,7 @@ def expire_due(conn: Connection, limit: int) -> list[AttemptRecord]:
                 failure_class="lost_lease",
                 message="no heartbeat before the lease expired (pilot lost or cut off)",
             )
-            .returning(*attempts.c)
+            .returning(*RECORD_COLUMNS)
         ).first()
         if row is not None:
             expired.append(from_row(AttemptRecord, row))

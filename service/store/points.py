@@ -33,6 +33,7 @@ from sqlalchemy import (
 from service.core.searchspace import Params
 from service.core.states import AttemptState, PointState, SegmentState, TaskState
 from service.core.steering import Observation
+from service.store.attempts import RECORD_COLUMNS
 from service.store.database import database_time, now_expr
 from service.store.records import AttemptRecord, ClaimedTask, PointRecord, SegmentRecord, from_row
 from service.store.tables import attempts, pilots, points, segments, tasks
@@ -380,7 +381,7 @@ def attempts_of(conn: Connection, point_ids: Sequence[int]) -> dict[int, list[di
     if not point_ids:
         return out
     rows = conn.execute(
-        select(attempts, pilots.c.name.label("pilot_name"))
+        select(*RECORD_COLUMNS, pilots.c.name.label("pilot_name"))
         .outerjoin(pilots, pilots.c.id == attempts.c.pilot_id)
         .where(attempts.c.point_id.in_(point_ids))
         .order_by(attempts.c.point_id, attempts.c.number)

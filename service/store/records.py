@@ -12,7 +12,7 @@ from service.core.scheduling import SegmentCounts
 T = TypeVar("T")
 
 
-def from_row(cls: type[T], row: Row[Any]) -> T:
+def from_row(cls: type[T], row: Row[Any] | Row[*tuple[Any, ...]]) -> T:
     mapping = row._mapping
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 

@@ -97,6 +97,23 @@ def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float =
         )
 
 
+def _end(
+    services: Services, claim: point_store.Claim, loss: float | None, *, max_attempts: int = 3
+) -> point_store.Settled | None:
+    """Finish the claim's attempt (a loss: success; None: failure) and settle its point, as `complete` does."""
+    with services.db.write() as conn:
+        attempt_store.finish_attempt(
+            conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token,
+            target=AttemptState.SUCCEEDED if loss is not None else AttemptState.FAILED,
+            loss=loss, exit_code=0 if loss is not None else 1,
+            failure_class=None if loss is not None else "payload_error", message=None, log_tail=None,
+        )  # fmt: skip
+        return point_store.settle_point(
+            conn, point_id=claim.point.id, segment_id=claim.segment.id, loss=loss,
+            max_attempts=max_attempts, failure_loss=1e5,
+        )  # fmt: skip
+
+
 def test_point_numbers_are_sequential_per_task_across_iterations(backend_services: Services) -> None:
     task_id, segment_id = _task(backend_services)
     assert _points(backend_services, task_id, segment_id, 3) == [1, 2, 3]
@@ -133,24 +150,10 @@ def test_claim_respects_parallelism_job_budget_and_site(backend_services: Servic
     first = _claim(backend_services, there, site="SITE-B")
     assert first is not None
     assert _claim(backend_services, there, site="SITE-B") is None, "nParallelEvaluation=1 and one is running"
-    with backend_services.db.write() as conn:
-        attempt_store.finish_attempt(
-            conn, attempt_id=first.attempt_id, lease_token=first.lease_token, target=AttemptState.SUCCEEDED,
-            loss=0.5, exit_code=0, failure_class=None, message=None, log_tail=None,
-        )  # fmt: skip
-        point_store.settle_point(
-            conn, point_id=first.point.id, segment_id=segment_id, loss=0.5, max_attempts=3, failure_loss=1e5
-        )
+    _end(backend_services, first, 0.5)
     second = _claim(backend_services, there, site="SITE-B")
     assert second is not None
-    with backend_services.db.write() as conn:
-        attempt_store.finish_attempt(
-            conn, attempt_id=second.attempt_id, lease_token=second.lease_token, target=AttemptState.FAILED,
-            loss=None, exit_code=1, failure_class="payload_error", message=None, log_tail=None,
-        )  # fmt: skip
-        settled = point_store.settle_point(
-            conn, point_id=second.point.id, segment_id=segment_id, loss=None, max_attempts=3, failure_loss=1e5
-        )
+    settled = _end(backend_services, second, None)
     assert settled is not None and settled.state == PointState.PENDING
     assert _claim(backend_services, there, site="SITE-B") is None, "maxEvaluationJobs=2 jobs were started"
 
@@ -206,21 +209,7 @@ def test_last_failed_attempt_fails_the_point_with_the_failure_loss(backend_servi
     for _ in range(2):
         claim = _claim(backend_services, pilot_id)
         assert claim is not None
-        with backend_services.db.write() as conn:
-            attempt_store.finish_attempt(
-                conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token, target=AttemptState.FAILED,
-                loss=None, exit_code=1, failure_class="payload_error", message="boom", log_tail="x",
-            )  # fmt: skip
-            states.append(
-                point_store.settle_point(
-                    conn,
-                    point_id=claim.point.id,
-                    segment_id=segment_id,
-                    loss=None,
-                    max_attempts=2,
-                    failure_loss=1e5,
-                )
-            )
+        states.append(_end(backend_services, claim, None, max_attempts=2))
     assert [s.state if s else None for s in states] == [PointState.PENDING, PointState.FAILED]
     assert _claim(backend_services, pilot_id) is None
     with backend_services.db.read() as conn:
@@ -307,20 +296,7 @@ def test_segment_counters_match_the_points(backend_services: Services) -> None:
     for loss in outcomes:
         claim = _claim(backend_services, pilot_id)
         assert claim is not None
-        with backend_services.db.write() as conn:
-            attempt_store.finish_attempt(
-                conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token,
-                target=AttemptState.SUCCEEDED if loss is not None else AttemptState.FAILED,
-                loss=loss, exit_code=0, failure_class=None, message=None, log_tail=None,
-            )  # fmt: skip
-            point_store.settle_point(
-                conn,
-                point_id=claim.point.id,
-                segment_id=segment_id,
-                loss=loss,
-                max_attempts=2,
-                failure_loss=1e5,
-            )
+        _end(backend_services, claim, loss, max_attempts=2)
     assert _claim(backend_services, pilot_id) is not None  # one left running
     with backend_services.db.write() as conn:
         point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
@@ -356,15 +332,7 @@ def test_incremental_history_matches_a_full_read(backend_services: Services) -> 
         claim = _claim(backend_services, pilot_id)
         assert claim is not None
         check()
-        with backend_services.db.write() as conn:
-            attempt_store.finish_attempt(
-                conn, attempt_id=claim.attempt_id, lease_token=claim.lease_token,
-                target=AttemptState.SUCCEEDED if loss is not None else AttemptState.FAILED,
-                loss=loss, exit_code=0, failure_class=None, message=None, log_tail=None,
-            )  # fmt: skip
-            point_store.settle_point(
-                conn, point_id=claim.point.id, segment_id=segment_id, loss=loss, max_attempts=2, failure_loss=1e5
-            )
+        _end(backend_services, claim, loss, max_attempts=2)
         check()
     _points(backend_services, task_id, segment_id, 2, iteration=2)
     with backend_services.db.write() as conn:
