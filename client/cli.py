@@ -18,7 +18,8 @@ from typing import Any
 from client import __version__
 from client.http import ApiClient, ApiError, ServerUnreachable, Unauthorized
 from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
-from client.task_view import format_task, format_task_table, wait_for_task
+from client.task_download import download_action
+from client.task_view import format_point, format_task, format_task_table, wait_for_task
 
 SERVER_COMMANDS = ("serve", "token", "db")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
@@ -49,17 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", "one task: progress, best point, settings, segments"),
         ("wait", "follow a task with a live progress bar until it ends"),
         ("kill", "stop a task: pending points are cancelled, running ones told to stop"),
+        ("retry", "re-queue the task's failed points, each with a fresh round of attempts"),
+        ("download", "fetch the task's metrics tarballs, metadata and checkpoints into a directory"),
     ):
         action = task_sub.add_parser(name, help=helptext)
         action.add_argument("task_id", type=int, metavar="ID")
         if name == "show":
             action.add_argument("--points", action="store_true", help="also list every point and its attempts")
+            action.add_argument(
+                "--point",
+                type=int,
+                metavar="N",
+                help="one point in full: each attempt's class, exit code, timing, pilot, site, metadata and log tail",
+            )
+        if name == "download":
+            action.add_argument("-o", "--output", metavar="DIR", help="where to write them (default: ./task<ID>)")
         if name == "wait":
             action.add_argument("--timeout", type=float, help="give up after this many seconds (exit 3)")
             action.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
     for action in task_sub.choices.values():
         _connection_options(action)
         action.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from client.datasets import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub, _connection_options)
 
     pilot = sub.add_parser("pilot", help="run a pilot agent that evaluates points on this machine")
     from client.pilot.command import add_arguments as add_pilot_arguments
@@ -99,30 +114,51 @@ def _print_json(value: Any) -> None:
 
 def _task_command(args: argparse.Namespace) -> int:
     with _client(args) as api:
-        if args.task_command == "list":
-            tasks = api.list_tasks(state=args.state, limit=args.limit)
-            if args.json:
-                _print_json(tasks)
-            else:
-                print(format_task_table(tasks) if tasks else "no tasks")
-            return EXIT_OK
-        if args.task_command == "show":
-            task = api.get_task(args.task_id)
-            points = _all_points(api, args.task_id) if args.points else None
-            if args.json:
-                _print_json({**task, "points": points} if points is not None else task)
-            else:
-                print(format_task(task, points))
-            return EXIT_OK
-        if args.task_command == "kill":
-            task = api.kill_task(args.task_id)
-            if args.json:
-                _print_json(task)
-            else:
-                print(f"task {task['id']} killed ({task['progress']['done']} points done)")
-            return EXIT_OK
-        outcome = wait_for_task(api, args.task_id, interval_s=args.interval, timeout_s=args.timeout, as_json=args.json)
-        return {"finished": EXIT_OK, "timeout": EXIT_TIMEOUT}.get(outcome, EXIT_FAILED)
+        if args.task_command == "wait":
+            outcome = wait_for_task(
+                api, args.task_id, interval_s=args.interval, timeout_s=args.timeout, as_json=args.json
+            )
+            return {"finished": EXIT_OK, "timeout": EXIT_TIMEOUT}.get(outcome, EXIT_FAILED)
+        value, text = _TASK_ACTIONS[args.task_command](api, args)
+        if args.json:
+            _print_json(value)
+        else:
+            print(text)
+        return EXIT_OK
+
+
+def _task_list(api: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
+    tasks = api.list_tasks(state=args.state, limit=args.limit)
+    return tasks, format_task_table(tasks) if tasks else "no tasks"
+
+
+def _task_show(api: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
+    if args.point is not None:
+        point = api.get_point(args.task_id, args.point)
+        return point, format_point(point)
+    task = api.get_task(args.task_id)
+    points = _all_points(api, args.task_id) if args.points else None
+    return ({**task, "points": points} if points is not None else task), format_task(task, points)
+
+
+def _task_kill(api: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
+    task = api.kill_task(args.task_id)
+    return task, f"task {task['id']} killed ({task['progress']['done']} points done)"
+
+
+def _task_retry(api: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
+    answer = api.retry_task(args.task_id)
+    state = answer["task"]["state"]
+    return answer, f"task {args.task_id}: {answer['requeued']} failed point(s) re-queued; task {state}"
+
+
+_TASK_ACTIONS: dict[str, Callable[[ApiClient, argparse.Namespace], tuple[Any, str]]] = {
+    "list": _task_list,
+    "show": _task_show,
+    "kill": _task_kill,
+    "retry": _task_retry,
+    "download": download_action,
+}
 
 
 def _all_points(api: ApiClient, task_id: int) -> list[dict[str, Any]]:
@@ -159,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "task":
         return _guarded(lambda: _task_command(args))
+    if args.command == "dataset":
+        from client.datasets import run as run_dataset
+
+        return _guarded(lambda: run_dataset(args, _client(args)))
     if args.command == "pilot":
         from client.pilot.command import run as run_pilot
 

@@ -7,8 +7,9 @@ server, and 503 answers (after their ``Retry-After``), with exponential backoff.
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
@@ -127,6 +128,13 @@ class Job(TypedDict):
     evaluation_output: str
     sandbox: SandboxRef | None
     job_number: NotRequired[int]  # the task's job counter (%RNDM offset), when the server sends it
+    evaluation_timeout_s: NotRequired[float | None]  # stop the payload after this long (failure class timeout)
+    job_step: NotRequired[int]  # this point's place in its job (maxPointsPerEvaluationJob)
+    max_points_per_job: NotRequired[int]
+    # Checkpoints, metadata and metrics (docs/api.md, Job); parsed by client/pilot/checkpoints.py, metrics.py.
+    checkpoint: NotRequired[dict[str, Any] | None]
+    meta: NotRequired[dict[str, Any] | None]
+    metrics: NotRequired[dict[str, Any] | None]
 
 
 class Registration(TypedDict):
@@ -205,12 +213,14 @@ class ApiClient:
         path: str,
         *,
         json: Any = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
         retry_unsafe: bool = False,
     ) -> httpx.Response:
         """Send a request; retry when it never reached the server, or on 503.
+
+        ``content`` may be an iterable of chunks (streamed; it must be iterable again for a retry).
 
         ``retry_unsafe`` also retries on read timeouts, where the server may have acted:
         only for calls whose repetition is harmless.
@@ -284,6 +294,12 @@ class ApiClient:
             params["state"] = state
         return cast(dict[str, Any], self._json("GET", f"/tasks/{task_id}/points", params=params, retry_unsafe=True))
 
+    def get_point(self, task_id: int, point_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("GET", f"/tasks/{task_id}/points/{point_id}", retry_unsafe=True))
+
+    def retry_task(self, task_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("POST", f"/tasks/{task_id}/retry"))
+
     def kill_task(self, task_id: int) -> dict[str, Any]:
         return cast(dict[str, Any], self._json("POST", f"/tasks/{task_id}/kill"))
 
@@ -292,8 +308,11 @@ class ApiClient:
     def register_pilot(self, registration: dict[str, Any]) -> Registration:
         return cast(Registration, self._json("POST", "/pilot/register", json=registration))
 
-    def acquire(self, pilot_id: int, slot: str) -> Acquired:
-        return cast(Acquired, self._json("POST", "/pilot/acquire", json={"pilot_id": pilot_id, "slot": slot}))
+    def acquire(self, pilot_id: int, slot: str, *, request_key: str | None = None) -> Acquired:
+        """Claim the slot's next job. The idempotency key makes a retry after a lost answer safe:
+        the server hands back the job the first call claimed instead of claiming another."""
+        body = {"pilot_id": pilot_id, "slot": slot, "request_key": request_key or new_request_key()}
+        return cast(Acquired, self._json("POST", "/pilot/acquire", json=body, retry_unsafe=True))
 
     def heartbeat(self, attempt_id: int, lease_token: str) -> Heartbeat:
         return cast(
@@ -306,15 +325,29 @@ class ApiClient:
             ),
         )
 
-    def complete(self, attempt_id: int, report: dict[str, Any], *, acquire_next: bool = False) -> Completed:
-        """Report an attempt's end; with ``acquire_next`` the answer carries the slot's next job (or null)."""
-        body = {**report, "acquire_next": True} if acquire_next else report
-        return cast(Completed, self._json("POST", f"/pilot/attempts/{attempt_id}/complete", json=body))
+    def complete(
+        self, attempt_id: int, report: dict[str, Any], *, acquire_next: bool = False, request_key: str | None = None
+    ) -> Completed:
+        """Report an attempt's end; with ``acquire_next`` the answer carries the slot's next job (or null).
+
+        Pass the same ``request_key`` when repeating a report whose answer was lost: the server
+        then answers as it did the first time instead of refusing the repeat (R4).
+        """
+        body = {**report, "request_key": request_key or new_request_key()}
+        if acquire_next:
+            body["acquire_next"] = True
+        return cast(
+            Completed, self._json("POST", f"/pilot/attempts/{attempt_id}/complete", json=body, retry_unsafe=True)
+        )
 
     def download_sandbox(self, url_path: str, dest: Path) -> None:
         """Stream a sandbox to ``dest`` (written whole or not at all)."""
+        self.download(url_path, dest)
+
+    def download(self, url_path: str, dest: Path, *, headers: dict[str, str] | None = None) -> None:
+        """Stream a GET's body to ``dest`` (written whole or not at all)."""
         tmp = dest.with_name(dest.name + ".part")
-        with self._http.stream("GET", url_path) as response:
+        with self._http.stream("GET", url_path, headers=headers) as response:
             if response.status_code >= 400:
                 response.read()
                 raise _error_from(response)
@@ -322,6 +355,11 @@ class ApiClient:
                 for chunk in response.iter_bytes():
                     out.write(chunk)
         tmp.replace(dest)
+
+
+def new_request_key() -> str:
+    """A fresh idempotency key for one pilot call (and all its retries)."""
+    return secrets.token_urlsafe(18)
 
 
 def _reason(exc: Exception) -> str:

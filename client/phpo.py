@@ -99,9 +99,30 @@ def submission(options: argparse.Namespace, sandbox_sha256: str | None) -> dict[
         "site": options.site,
         "architecture": options.architecture,
         "seed": options.seed,
+        "failures_as_losses": options.failuresAsLosses,
+        "max_points_per_job": options.maxPointsPerEvaluationJob,
+        "evaluation_timeout_s": _seconds(options.evaluationTimeout),
+        "checkpoint_to_save": _comma_list(options.checkPointToSave),
+        "checkpoint_to_load": options.checkPointToLoad,
+        "checkpoint_interval_s": _seconds(options.checkPointInterval),
+        "evaluation_meta": options.evaluationMeta,
+        "evaluation_metrics": options.evaluationMetrics,
+        "evaluation_training_data": options.evaluationTrainingData,
+        "training_ds": options.trainingDS,
         "sandbox_sha256": sandbox_sha256,
         "options": {k: v for k, v in vars(options).items() if k not in SECRET_DESTS},
     }
+
+
+def _seconds(minutes: float | None) -> float | None:
+    return None if minutes is None else round(minutes * 60, 6)
+
+
+def _comma_list(value: str | None) -> list[str] | None:
+    """PanDA's comma list (``a,b/,c``): blanks dropped; an all-blank value is sent as [] so the server says so."""
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _token(options: argparse.Namespace) -> str | None:

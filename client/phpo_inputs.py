@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -117,6 +118,11 @@ def check_values(options: argparse.Namespace, source: str) -> None:
             continue
         if option.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
             raise PhpoError(f"{flag} ({dest}{source}) must be an integer, got {json.dumps(value)}")
+        if option.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+                raise PhpoError(f"{flag} ({dest}{source}) must be a number, got {json.dumps(value)}")
+            value = float(value)
+            setattr(options, dest, value)
         if option.kind == "str" and not isinstance(value, str):
             raise PhpoError(f"{flag} ({dest}{source}) must be a string, got {json.dumps(value)}")
         if option.kind == "flag" and not isinstance(value, bool):

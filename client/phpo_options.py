@@ -30,7 +30,7 @@ class Option:
     flags: tuple[str, ...]
     dest: str
     group: str
-    kind: str  # "str" | "int" | "flag"
+    kind: str  # "str" | "int" | "float" | "flag"
     default: Any
     help: str
     status: str = "used"
@@ -50,7 +50,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--maxEvaluationJobs",), "maxEvaluationJobs", "config", "int", None,
            "evaluation jobs (attempts) a segment may use before it ends. 2*maxPoints by default"),
     Option(("--maxPointsPerEvaluationJob",), "maxPointsPerEvaluationJob", "config", "int", None,
-           "points one evaluation job may take one after the other", "stored"),
+           "points one evaluation job takes one after the other (one job of --maxEvaluationJobs). 1 by default"),
     Option(("--nPointsPerIteration",), "nPointsPerIteration", "config", "int", 2,
            "a steering run tops the unevaluated points of a segment up to this number. 2 by default"),
     Option(("--minUnevaluatedPoints",), "minUnevaluatedPoints", "config", "int", None,
@@ -72,19 +72,20 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--evaluationInput",), "evaluationInput", "config", "str", "input.json",
            "file that receives the point. input.json by default"),
     Option(("--evaluationTrainingData",), "evaluationTrainingData", "config", "str", "input_ds.json",
-           "file that receives the training file list (with --trainingDS). input_ds.json by default", "stored"),
+           "file that receives the training file list (with --trainingDS). input_ds.json by default"),
     Option(("--evaluationOutput",), "evaluationOutput", "config", "str", "output.json",
            "file in which the evaluation writes its loss. output.json by default"),
     Option(("--evaluationMeta",), "evaluationMeta", "config", "str", None,
-           "metadata JSON file written by the evaluation", "stored"),
+           "metadata JSON object (at most 1 MB) written by the evaluation; stored per attempt"),
     Option(("--evaluationMetrics",), "evaluationMetrics", "config", "str", None,
-           "metrics file (or tarball) written by the evaluation", "stored"),
+           "metrics file or directory written by the evaluation; stored per point as a tarball"),
     Option(("--checkPointToSave",), "checkPointToSave", "config", "str", None,
-           "comma-separated files and directories of the working directory to save periodically", "stored"),
+           "comma-separated files and directories of the working directory to save periodically; the "
+           "point's next attempt starts with them"),
     Option(("--checkPointToLoad",), "checkPointToLoad", "config", "str", None,
-           "hand a saved checkpoint over under this name instead of unpacking it", "stored"),
-    Option(("--checkPointInterval",), "checkPointInterval", "config", "int", None,
-           "minutes between two checkpoint checks. 5 by default", "stored"),
+           "hand a saved checkpoint over as a tarball of this name instead of unpacking it"),
+    Option(("--checkPointInterval",), "checkPointInterval", "config", "float", None,
+           "minutes between two checkpoint checks (fractions allowed). 5 by default"),
     Option(("--alrbArgs",), "alrbArgs", "config", "str", None,
            "extra arguments for the container wrapper of the evaluation", "stored"),
     Option(("--architecture",), "architecture", "config", "str", "",
@@ -92,7 +93,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--segmentSpecFile",), "segmentSpecFile", "config", "str", None,
            'JSON list of segments [{"name": ..., "files": [...]}], each optimised on its own'),
     Option(("-v",), "verbose", "config", "flag", False, "print details (sandbox files, request body)"),
-    Option(("--trainingDS",), "trainingDS", "input", "str", None, "training dataset", "stored"),
+    Option(("--trainingDS",), "trainingDS", "input", "str", None,
+           "training dataset (hposteer dataset upload/register): its files are staged into the working directory"),
     Option(("--outDS",), "outDS", "output", "str", None,
            "the task's name (PanDA's output dataset); a trailing '/' is added. Required"),
     Option(("--official",), "official", "output", "flag", False, "PanDA's official dataset naming", "ignored"),
@@ -111,6 +113,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--seed",), "seed", "hposteer", "int", None, "optimiser seed (random by default)"),
     Option(("--maxAttempts",), "maxAttempts", "hposteer", "int", 3,
            "attempts per point before it counts as failed (1-10). 3 by default"),
+    Option(("--evaluationTimeout",), "evaluationTimeout", "hposteer", "float", None,
+           "minutes an evaluation may run (fractions allowed) before it is stopped and counted as a timeout"),
+    Option(("--failuresAsLosses",), "failuresAsLosses", "hposteer", "flag", False,
+           "tell failed points to the optimiser as the failure loss 1e5, as PanDA does (by default they are "
+           "told as failures, which keeps the optimiser's model clean)"),
     Option(("--server",), "server", "hposteer", "str", None,
            "hposteer server URL ($HPOSTEER_SERVER, else http://127.0.0.1:8750)"),
     Option(("--token",), "token", "hposteer", "str", None,
@@ -121,14 +128,15 @@ BY_DEST = {o.dest: o for o in OPTIONS}
 # Values never written to the dump, the recorded command line or the stored task.
 SECRET_DESTS = frozenset({"token"})
 # Smallest (and largest) values that make sense; the server checks them again.
-BOUNDS: dict[str, tuple[int, int | None]] = {
+BOUNDS: dict[str, tuple[float, float | None]] = {
     "nParallelEvaluation": (1, None),
     "maxPoints": (1, None),
     "maxEvaluationJobs": (1, None),
     "maxPointsPerEvaluationJob": (1, None),
     "nPointsPerIteration": (1, None),
     "minUnevaluatedPoints": (0, None),
-    "checkPointInterval": (1, None),
+    "checkPointInterval": (0.01, None),
+    "evaluationTimeout": (0.01, None),
     "seed": (0, 2**31 - 1),
     "maxAttempts": (1, 10),
 }
@@ -155,6 +163,16 @@ _FIELD_OPTIONS = {
     "site": "site",
     "architecture": "architecture",
     "seed": "seed",
+    "failures_as_losses": "failuresAsLosses",
+    "max_points_per_job": "maxPointsPerEvaluationJob",
+    "evaluation_timeout_s": "evaluationTimeout",
+    "checkpoint_to_save": "checkPointToSave",
+    "checkpoint_to_load": "checkPointToLoad",
+    "checkpoint_interval_s": "checkPointInterval",
+    "evaluation_meta": "evaluationMeta",
+    "evaluation_metrics": "evaluationMetrics",
+    "evaluation_training_data": "evaluationTrainingData",
+    "training_ds": "trainingDS",
 }
 
 
@@ -207,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument(
             *option.flags,
             dest=option.dest,
-            type=int if option.kind == "int" else str,
+            type={"int": int, "float": float}.get(option.kind, str),
             default=option.default,
-            metavar="N" if option.kind == "int" else option.flags[-1].lstrip("-").upper(),
+            metavar={"int": "N", "float": "X"}.get(option.kind, option.flags[-1].lstrip("-").upper()),
             help=text,
         )
     parser.add_argument(

@@ -48,6 +48,8 @@ def format_task(task: dict[str, Any], points: list[dict[str, Any]] | None = None
     ]
     if task.get("message"):
         lines.append(f"  message    {task['message']}")
+    if task.get("brokerage"):
+        lines.append(f"  brokerage  {task['brokerage']}")
     best = task.get("best")
     if best:
         params = json.dumps(best["params"])
@@ -68,14 +70,37 @@ def format_task(task: dict[str, Any], points: list[dict[str, Any]] | None = None
         lines.append("  points:")
         for pt in points:
             lines.append(f"    #{pt['id']:<5} {pt['state']:<9} loss {_loss(pt['loss']):<12} {json.dumps(pt['params'])}")
-            for a in pt["attempts"]:
-                detail = a["failure_class"] or ""
-                if a.get("message"):
-                    detail += f": {a['message']}"
-                lines.append(
-                    f"           attempt {a['number']} {a['state']:<9} pilot {a['pilot']} slot {a['slot']} "
-                    f"exit {a['exit_code']} {detail}".rstrip()
-                )
+            lines.extend("           " + _attempt_line(a) for a in pt["attempts"])
+    return "\n".join(lines)
+
+
+def _attempt_line(a: dict[str, Any]) -> str:
+    detail = a["failure_class"] or ""
+    if a.get("message"):
+        detail += f": {a['message']}"
+    took = f" {a['duration_s']:.1f} s" if a.get("duration_s") is not None else ""
+    return (
+        f"attempt {a['number']} {a['state']:<9}{took} pilot {a['pilot']} site {a['site'] or '-'} slot {a['slot']} "
+        f"exit {a['exit_code']} {detail}"
+    ).rstrip()
+
+
+def format_point(point: dict[str, Any], tail_lines: int = 40) -> str:
+    """One point and each attempt in full, with the end of its payload's output."""
+    lines = [
+        f"point {point['id']} (segment {point['segment']}, iteration {point['iteration']}): {point['state']}, "
+        f"loss {_loss(point['loss'])}" + (" (failure)" if point["is_failure"] else ""),
+        f"  params {json.dumps(point['params'])}",
+    ]
+    for a in point["attempts"]:
+        lines.append("  " + _attempt_line(a))
+        if a.get("meta") is not None:
+            lines.append(f"    metadata {json.dumps(a['meta'], sort_keys=True)[:2000]}")
+        tail = (a.get("log_tail") or "").rstrip("\n")
+        if tail:
+            shown = tail.splitlines()[-tail_lines:]
+            lines.append(f"    output (last {len(shown)} lines; the API keeps the last 64 KiB):")
+            lines.extend("      | " + line for line in shown)
     return "\n".join(lines)
 
 

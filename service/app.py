@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.api import errors, pilot_routes, user_routes
+from service.api import artifact_routes, dataset_routes, errors, pilot_routes, user_routes
 from service.api.errors import error_response
 from service.api.schemas import HealthOut
 from service.config import Settings
@@ -113,6 +113,8 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(user_routes.router)
     app.include_router(pilot_routes.router)
+    app.include_router(dataset_routes.router)
+    app.include_router(artifact_routes.router)
     _health(app, services)
     app.add_middleware(ApiVersionMiddleware)
     return app

@@ -36,9 +36,13 @@ class Settings(BaseSettings):
     steering_max_failures: int = Field(3, ge=1, description="Failed steering runs in a row before a task fails")
 
     sandbox_max_bytes: int = Field(100 * MiB, gt=0)
+    dataset_file_max_bytes: int = Field(2048 * MiB, gt=0, description="Largest file accepted by a dataset upload")
     failure_loss: float = Field(1e5, description="Loss recorded for a point whose attempts all failed")
     busy_timeout_s: float = Field(5.0, gt=0, description="Wait this long for a database lock, then answer 503")
     db_pool_size: int = Field(16, ge=1)
+    pilot_seen_window_min: float = Field(
+        10.0, gt=0, description="`task show` checks brokerage against pilots seen in this many minutes"
+    )
     token_cache_s: float = Field(5.0, ge=0, description="Validated tokens are remembered this long")
     auto_migrate: bool = Field(True, description="Upgrade the database schema at start-up")
     log_level: str = "info"

@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from client import __version__
-from client.http import ApiClient, ApiError, Conflict, Forbidden, Job, NotFound, ServerUnreachable, Unauthorized
+from client.http import (
+    ApiClient,
+    ApiError,
+    Conflict,
+    Forbidden,
+    Job,
+    NotFound,
+    ServerUnreachable,
+    Unauthorized,
+    new_request_key,
+)
+from client.pilot.capabilities import HostCapabilities, detect_host
 from client.pilot.evaluation import Evaluator, Report, short_params
 from client.pilot.logs import Logger
 from client.pilot.runtime import Runtime
@@ -36,6 +47,7 @@ class PilotConfig:
     clean_workdirs: bool = False
     verbose: bool = False
     threads_per_slot: int | None = None  # exported as OMP_NUM_THREADS etc. unless already set
+    capabilities: HostCapabilities | None = None  # what the host offers (None: detected at registration)
 
 
 class _Backoff:
@@ -82,16 +94,19 @@ class Pilot:
         self._idle_slots: set[str] = set()
         self._last_work = time.monotonic()
         self._signals = 0
+        self._acquire_keys: dict[str, str] = {}  # slot -> idempotency key of an unanswered acquire
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def registration(self) -> dict[str, Any]:
-        """What the pilot declares about itself (POST /pilot/register)."""
+        """What the pilot declares about itself (POST /pilot/register): slots with their GPUs, CPU, network."""
+        if self.config.capabilities is None:
+            self.config.capabilities = detect_host(self.config.slots)
         return {
             "name": self.config.name,
             "site": self.config.site,
             "hostname": socket.gethostname(),
-            "slots": [{"name": s.name, "gpus": list(s.gpus)} for s in self.config.slots],
+            **self.config.capabilities.registration(self.config.slots),
             "runtimes": [self.config.runtime.name],
             "version": __version__,
         }
@@ -208,25 +223,32 @@ class Pilot:
 
     def _acquire(self, slot: Slot) -> Job | None:
         pilot_id = self.pilot_id
+        # One key until an answer arrives: if the server claimed a job but its answer was lost,
+        # asking again with the same key gets that job rather than stranding it until its lease ends.
+        key = self._acquire_keys.setdefault(slot.name, new_request_key())
         try:
-            answer = self.api.acquire(pilot_id, slot.name)
+            answer = self.api.acquire(pilot_id, slot.name, request_key=key)
         except ServerUnreachable as exc:
             self.log.info(f"slot {slot.name}: {exc}")
-            return None
+            return None  # the key is kept for the next try
         except (Unauthorized, Forbidden) as exc:
+            self._acquire_keys.pop(slot.name, None)
             self.log.info(f"error: the server refuses this pilot's token: {exc.message}; stopping")
             self.exit_code = 1
             self.draining.set()
             return None
         except NotFound as exc:
+            self._acquire_keys.pop(slot.name, None)
             self.log.info(f"slot {slot.name}: {exc.message}")
             with self._register_lock:
                 if self.pilot_id == pilot_id and not self.register():
                     self.draining.set()
             return None
         except ApiError as exc:
+            self._acquire_keys.pop(slot.name, None)
             self.log.info(f"slot {slot.name}: acquire failed: {exc.describe()}")
             return None
+        self._acquire_keys.pop(slot.name, None)
         self.retry_after_s = float(answer.get("retry_after_s", self.retry_after_s))
         job = answer["job"]
         if job is None and slot.name not in self._idle_slots:
@@ -255,9 +277,10 @@ class Pilot:
     def _complete(self, job: Job, report: Report, label: str) -> tuple[Job | None, bool]:
         acquire_next = not self.draining.is_set()
         deadline = time.monotonic() + max(float(job["lease_ttl_s"]), 10.0)
+        key = new_request_key()  # the same for every repeat of this report (R4)
         while True:
             try:
-                answer = self.api.complete(job["attempt_id"], dict(report), acquire_next=acquire_next)
+                answer = self.api.complete(job["attempt_id"], dict(report), acquire_next=acquire_next, request_key=key)
                 self.log.debug(f"{label}: reported; point {answer['point_state']}")
                 return (answer.get("next_job"), True) if acquire_next else (None, False)
             except Conflict as exc:

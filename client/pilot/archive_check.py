@@ -23,6 +23,7 @@ from typing import IO, Protocol
 from client.pilot.archive_errors import (
     AbsolutePath,
     CorruptArchive,
+    LinkNotAllowed,
     LinkOutside,
     NameConflict,
     NameTooLong,
@@ -51,6 +52,9 @@ class Limits:
     max_name_bytes: int = 4096
     max_component_bytes: int = 255
     max_seconds: float = 120.0
+    # Checkpoints are unpacked over a populated directory, where a link of the archive could
+    # combine with one already there (the two-archive attack, reliability.md §3.4): refuse links.
+    allow_links: bool = True
 
 
 DEFAULT_LIMITS = Limits()
@@ -121,6 +125,9 @@ class _Checker:
             self._check_symlink(name, member.linkname)
         elif member.islnk():
             self._check_hardlink(name, member.linkname)
+        if (member.issym() or member.islnk()) and not self.limits.allow_links:
+            kind = "symbolic" if member.issym() else "hard"
+            raise LinkNotAllowed(f"member {name!r} is a {kind} link ({member.linkname!r}); this archive may hold none")
         size = max(member.size, 0) if member.isreg() else 0
         self.total += size
         if self.total > self.limits.max_expanded_bytes:

@@ -54,6 +54,12 @@ class LinkOutside(UnsafeArchive):
     code = "link_outside"
 
 
+class LinkNotAllowed(UnsafeArchive):
+    """A symbolic or hard link in an archive that may hold none (checkpoints)."""
+
+    code = "link_not_allowed"
+
+
 class ThroughSymlink(UnsafeArchive):
     """A member whose path goes through a symlink of the same archive."""
 

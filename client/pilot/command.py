@@ -16,6 +16,7 @@ from types import FrameType
 
 from client.http import ApiClient
 from client.pilot.agent import Pilot, PilotConfig
+from client.pilot.capabilities import CapabilityError, Overrides, describe, detect_host, parse_memory_mb
 from client.pilot.logs import Logger
 from client.pilot.runtime import RUNTIMES, RuntimeStartError, make_runtime
 from client.pilot.slots import SlotSpecError, slots_from_options
@@ -62,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads of numeric libraries per slot (OMP_NUM_THREADS...; default: cores / slots; "
         "variables already set in the environment win)",
     )
+    brokerage = parser.add_argument_group("what the slots offer (detected; these override, see docs/pilot.md)")
+    brokerage.add_argument("--gpu-model", metavar="NAME", help="model of every GPU, e.g. 'NVIDIA A100-SXM4-40GB'")
+    brokerage.add_argument("--gpu-memory", metavar="MB", help="memory of every GPU in MB (or 40GB)")
+    brokerage.add_argument("--gpu-vendor", choices=("nvidia", "amd", "intel"), help="vendor of every GPU")
+    brokerage.add_argument("--gpu-cuda", metavar="VERSION", help="CUDA version the GPUs support, e.g. 12.4")
+    brokerage.add_argument("--cpu-flags", metavar="F1,F2", help="CPU flags to declare on top of /proc/cpuinfo's")
+    brokerage.add_argument(
+        "--allow-network", action="store_true", help="this site lets payloads use the network (default: not)"
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log details: polls, heartbeats, downloads, commands"
     )
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         slots = slots_from_options(args.workers, args.slots)
         runtime = make_runtime(args.runtime)
-    except (SlotSpecError, RuntimeStartError) as exc:
+        capabilities = detect_host(slots, _overrides(args))
+    except (SlotSpecError, RuntimeStartError, CapabilityError) as exc:
         log.info(f"error: {exc}")
         return 2
     if args.exit_when_idle is not None and args.exit_when_idle < 0:
@@ -95,7 +106,14 @@ def run(args: argparse.Namespace) -> int:
         clean_workdirs=args.clean_workdirs,
         verbose=log.verbose,
         threads_per_slot=args.threads_per_slot or max(1, (os.cpu_count() or 1) // len(slots)),
+        capabilities=capabilities,
     )
+    log.info(f"offers: {describe(capabilities, slots)}")
+    if any(s.gpus for s in slots) and not any(g.vendor for g in capabilities.gpus.values()):
+        log.info(
+            "note: no GPU details found (no nvidia-smi?): tasks naming a GPU vendor, model or memory will not "
+            "come to this pilot; declare them with --gpu-vendor, --gpu-model, --gpu-memory"
+        )
     with ApiClient(resolve_server(args.server), token) as api:
         try:
             pilot = Pilot(api, config, log)
@@ -113,3 +131,16 @@ def run(args: argparse.Namespace) -> int:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _overrides(args: argparse.Namespace) -> Overrides:
+    memory = getattr(args, "gpu_memory", None)
+    flags = getattr(args, "cpu_flags", None) or ""
+    return Overrides(
+        gpu_vendor=getattr(args, "gpu_vendor", None),
+        gpu_model=getattr(args, "gpu_model", None),
+        gpu_memory_mb=parse_memory_mb(memory) if memory else None,
+        gpu_cuda=getattr(args, "gpu_cuda", None),
+        cpu_flags=tuple(f.strip().lower() for f in flags.split(",") if f.strip()),
+        allow_network=bool(getattr(args, "allow_network", False)),
+    )

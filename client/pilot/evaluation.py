@@ -6,6 +6,7 @@ lease was lost (409): then the result must not be reported.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,18 +14,22 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from client.http import ApiClient, Job
+from client.pilot.checkpoints import CheckpointError, CheckpointSpec, CheckpointUploader, restore
 from client.pilot.lease import LeaseKeeper
 from client.pilot.logs import Logger
+from client.pilot.metrics import meta_spec, metrics_spec, read_meta, send_metrics
 from client.pilot.output import Result, read_result
-from client.pilot.placeholders import fill_leftovers
+from client.pilot.packing import Signature
+from client.pilot.placeholders import fill_leftovers, unfilled
 from client.pilot.runtime import Payload, Runtime, RuntimeStartError, log_tail
 from client.pilot.slots import Slot
 from client.pilot.workdir import SandboxError, Workspace
 
 LOG_NAME = "payload.log"
+TIMEOUT_PREFIX = "ran longer than the evaluation timeout of"
 # Numeric libraries start one thread per core in every slot otherwise, and concurrent slots
 # then slow each other down many times over.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -41,6 +46,15 @@ class Report(TypedDict):
     message: str
     log_tail: str
     duration_s: float
+    meta: NotRequired[dict[str, Any]]  # the --evaluationMeta object, when the payload wrote a valid one
+
+
+@dataclasses.dataclass
+class _Outcome:
+    result: Result | None  # None: the lease was lost, report nothing
+    exit_code: int | None = None
+    tail: str = ""
+    meta: dict[str, Any] | None = None
 
 
 def payload_environment(
@@ -90,69 +104,120 @@ class Evaluator:
         started = time.monotonic()
         label = f"slot {slot.name}: task {job['task_id']} point {job['point_id']}"
         with LeaseKeeper(self.api, job, self.log, label) as lease:
-            result, exit_code, tail = self._attempt(slot, job, lease, label)
+            outcome = self._attempt(slot, job, lease, label)
+        result = outcome.result
         if result is None:
             return None
-        return {
+        report: Report = {
             "lease_token": job["lease_token"],
             "outcome": result.outcome,
             "loss": result.loss,
             "failure_class": result.failure_class,
-            "exit_code": exit_code,
+            "exit_code": outcome.exit_code,
             "message": result.message,
-            "log_tail": tail,
+            "log_tail": outcome.tail,
             "duration_s": round(time.monotonic() - started, 3),
         }
+        if outcome.meta is not None:
+            report["meta"] = outcome.meta
+        return report
 
-    def _attempt(self, slot: Slot, job: Job, lease: LeaseKeeper, label: str) -> tuple[Result | None, int | None, str]:
+    def _attempt(self, slot: Slot, job: Job, lease: LeaseKeeper, label: str) -> _Outcome:
         if self.stopping.is_set():
-            return Result("failure", None, "killed", "the pilot was stopping; the evaluation did not start"), None, ""
+            return _Outcome(Result("failure", None, "killed", "the pilot was stopping; the evaluation did not start"))
         workdir: Path | None = None
         try:
             workdir = self.workspace.fresh_directory(job)
             self.log.debug(f"{label}: working directory {workdir}")
             self.workspace.prepare(job, workdir)
-            return self._run(slot, job, lease, label, workdir)
-        except (SandboxError, OSError) as exc:
-            return Result("failure", None, "pilot_error", str(exc)), None, ""
+            checkpoint = CheckpointSpec.from_job(job)
+            packed = restore(self.api, job, checkpoint, workdir, self.log) if checkpoint else None
+            return self._run(slot, job, lease, label, workdir, packed)
+        except (SandboxError, CheckpointError, OSError) as exc:
+            return _Outcome(Result("failure", None, "pilot_error", str(exc)))
         finally:
             if self.clean_workdirs and workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
     def _run(
-        self, slot: Slot, job: Job, lease: LeaseKeeper, label: str, workdir: Path
-    ) -> tuple[Result | None, int | None, str]:
+        self, slot: Slot, job: Job, lease: LeaseKeeper, label: str, workdir: Path, packed: Signature | None
+    ) -> _Outcome:
         if lease.lost.is_set():
-            return None, None, ""
+            return _Outcome(None)
         if lease.kill.is_set() or self.stopping.is_set():
             why = "the task was killed" if lease.kill.is_set() else "the pilot was stopping"
-            return Result("failure", None, "killed", f"{why}; the evaluation did not start"), None, ""
+            return _Outcome(Result("failure", None, "killed", f"{why}; the evaluation did not start"))
         command = fill_leftovers(job["evaluation_exec"], job)
-        if command != job["evaluation_exec"]:
+        if unfilled(job["evaluation_exec"]):
             self.log.info(f"{label}: the server left placeholders unfilled; filled locally: {command}")
         self.log.debug(f"{label}: running {command!r} with CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices!r}")
         log_path = workdir / LOG_NAME
         env = payload_environment(
             slot, job, os.environ if self.base_env is None else self.base_env, self.threads_per_slot
         )
+        checkpoint = CheckpointSpec.from_job(job)
+        uploader = (
+            CheckpointUploader(self.api, job, checkpoint, workdir, self.log, label, packed=packed)
+            if checkpoint
+            else None
+        )
         try:
             payload = self.runtime.start(command, workdir, env, log_path)
         except RuntimeStartError as exc:
-            return Result("failure", None, "pilot_error", str(exc)), None, log_tail(log_path)
-        exit_code, stopped = self._supervise(payload, lease, label)
+            return _Outcome(Result("failure", None, "pilot_error", str(exc)), None, log_tail(log_path))
+        if uploader is not None:
+            uploader.start()
+        try:
+            exit_code, stopped = self._supervise(payload, lease, label, job.get("evaluation_timeout_s"))
+        finally:
+            if uploader is not None:
+                uploader.finish(final=not lease.lost.is_set())  # the last check, unless the lease is gone
         tail = log_tail(log_path)
         if lease.lost.is_set() and stopped is not None:
-            return None, exit_code, tail
+            return _Outcome(None, exit_code, tail)
         if stopped is not None:
-            return Result("failure", None, "killed", stopped), exit_code, tail
-        return read_result(workdir / job["evaluation_output"], exit_code), exit_code, tail
+            failure_class = "timeout" if stopped.startswith(TIMEOUT_PREFIX) else "killed"
+            result = Result("failure", None, failure_class, stopped)
+        else:
+            result = read_result(workdir / job["evaluation_output"], exit_code)
+        if lease.lost.is_set():
+            return _Outcome(result, exit_code, tail)
+        notes = list(uploader.notes) if uploader is not None else []
+        meta = self._collect(job, workdir, notes)
+        if notes:
+            joined = "; ".join(notes)
+            result = dataclasses.replace(result, message=f"{result.message}; {joined}" if result.message else joined)
+        return _Outcome(result, exit_code, tail, meta)
 
-    def _supervise(self, payload: Payload, lease: LeaseKeeper, label: str) -> tuple[int, str | None]:
+    def _collect(self, job: Job, workdir: Path, notes: list[str]) -> dict[str, Any] | None:
+        """Read the metadata and send the metrics (the payload has ended); problems become notes."""
+        meta = None
+        spec = meta_spec(job)
+        if spec is not None:
+            meta, note = read_meta(workdir, spec)
+            if note:
+                notes.append(note)
+        metrics = metrics_spec(job)
+        if metrics is not None:
+            sent, note = send_metrics(self.api, job, workdir, metrics)
+            if note:
+                notes.append(note)
+            elif sent:
+                self.log.debug(f"task {job['task_id']} point {job['point_id']}: metrics uploaded")
+        return meta
+
+    def _supervise(
+        self, payload: Payload, lease: LeaseKeeper, label: str, timeout_s: float | None = None
+    ) -> tuple[int, str | None]:
         """Wait for the payload; returns (exit code, why it was stopped, or None if it ended by itself)."""
+        deadline = None if not timeout_s else time.monotonic() + float(timeout_s)
         while True:
             code = payload.wait(0.1)
             if code is not None:
                 return code, None
+            if deadline is not None and time.monotonic() >= deadline:
+                self.log.info(f"{label}: stopping the payload (evaluation timeout of {timeout_s:g} s)")
+                return payload.terminate(), f"{TIMEOUT_PREFIX} {timeout_s:g} s (--evaluationTimeout); stopped"
             if lease.lost.is_set():
                 self.log.info(f"{label}: stopping the payload (lease lost)")
                 return payload.terminate(), "lease lost"

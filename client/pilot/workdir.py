@@ -3,6 +3,7 @@
 Layout under ``--workdir``::
 
     sandboxes/<sha256>.tar.gz          each sandbox, downloaded once per pilot, checked by sha256
+    datasets/<sha256>                  training files, downloaded once per pilot (client/pilot/staging.py)
     task<T>/point<P>.attempt<A>/       one attempt: the unpacked sandbox, input.json, payload.log,
                                        and whatever the evaluation writes (output.json...)
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from client.http import ApiClient, ApiError, Job, ServerUnreachable
 from client.pilot.extract import UnsafeArchive, safe_extract
 from client.pilot.logs import Logger
+from client.pilot.staging import Stager, StagingError
 
 DOWNLOAD_TRIES = 3
 
@@ -43,6 +45,7 @@ class Workspace:
         self._log = logger
         self._cache = self.root / "sandboxes"
         self._cache.mkdir(exist_ok=True)
+        self.staging = Stager(self.root / "datasets", api, logger)  # training files (client/pilot/staging.py)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -123,6 +126,10 @@ class Workspace:
             except OSError as exc:
                 raise SandboxError(f"cannot unpack the sandbox into {workdir}: {exc}") from exc
             self._log.debug(f"unpacked {count} file(s) into {workdir}")
+        try:
+            self.staging.stage(job, workdir)  # training files and input_ds.json (--trainingDS)
+        except StagingError as exc:
+            raise SandboxError(str(exc)) from exc
         target = workdir / input_name
         if target.is_symlink() or target.exists():
             target.unlink()  # the sandbox's own file of that name (or a link) gives way to the point

@@ -40,15 +40,16 @@ def post_register(body: RegisterIn, svc: ServicesDep, principal: PilotDep) -> An
         name=body.name,
         site=body.site,
         hostname=body.hostname,
-        slots=[s.model_dump() for s in body.slots],
+        slots=[s.model_dump(exclude_none=True) for s in body.slots],
         runtimes=body.runtimes,
         version=body.version or __version__,
+        capabilities=body.capabilities.model_dump(exclude_none=True) if body.capabilities else None,
     )
 
 
 @router.post("/acquire", response_model=AcquireOut)
 def post_acquire(body: AcquireIn, svc: ServicesDep, principal: PilotDep) -> Any:
-    job = pilot_jobs.acquire(svc, principal, pilot_id=body.pilot_id, slot=body.slot)
+    job = pilot_jobs.acquire(svc, principal, pilot_id=body.pilot_id, slot=body.slot, request_key=body.request_key)
     return _json({"job": job, "retry_after_s": svc.settings.idle_poll_s})
 
 
@@ -68,6 +69,8 @@ def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal
         exit_code=body.exit_code,
         message=body.message,
         log_tail=body.log_tail,
+        meta=body.meta,
+        request_key=body.request_key,
     )
     return _json(
         pilot_jobs.complete(svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next)

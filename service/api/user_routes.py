@@ -9,7 +9,15 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ServicesDep, UserDep
-from service.api.schemas import PointListOut, SandboxOut, TaskDetailOut, TaskListOut, TaskSubmission
+from service.api.schemas import (
+    PointDetailOut,
+    PointListOut,
+    RetryOut,
+    SandboxOut,
+    TaskDetailOut,
+    TaskListOut,
+    TaskSubmission,
+)
 from service.operations import tasks as task_ops
 from service.operations.errors import NotFound
 from service.operations.sandboxes import has_sandbox, record_sandbox
@@ -54,6 +62,17 @@ def get_points(
 ) -> Any:
     points, next_after = task_ops.list_points(svc, principal, task_id, state=state, after=after, limit=limit)
     return {"points": [asdict(p) for p in points], "next_after": next_after}
+
+
+@router.get("/tasks/{task_id}/points/{point_id}", response_model=PointDetailOut)
+def get_point(task_id: int, point_id: int, svc: ServicesDep, principal: UserDep) -> Any:
+    return task_ops.show_point(svc, principal, task_id, point_id)
+
+
+@router.post("/tasks/{task_id}/retry", response_model=RetryOut)
+def post_retry(task_id: int, svc: ServicesDep, principal: UserDep) -> Any:
+    task, requeued = task_ops.retry_task(svc, principal, task_id)
+    return {"requeued": requeued, "task": task}
 
 
 @router.post("/tasks/{task_id}/kill", response_model=TaskDetailOut)

@@ -46,7 +46,8 @@ State = TaskState | SegmentState | PointState | AttemptState
 TRANSITIONS: dict[type[State], dict[State, frozenset[State]]] = {
     TaskState: {
         TaskState.RUNNING: frozenset({TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED}),
-        TaskState.FINISHED: frozenset(),
+        # finished -> running: `task retry` re-queued failed points
+        TaskState.FINISHED: frozenset({TaskState.RUNNING}),
         TaskState.FAILED: frozenset(),
         TaskState.KILLED: frozenset(),
     },
@@ -55,7 +56,8 @@ TRANSITIONS: dict[type[State], dict[State, frozenset[State]]] = {
             {SegmentState.EXHAUSTED, SegmentState.DONE, SegmentState.FAILED, SegmentState.CANCELLED}
         ),
         SegmentState.EXHAUSTED: frozenset({SegmentState.DONE, SegmentState.CANCELLED}),
-        SegmentState.DONE: frozenset(),
+        # done -> exhausted: `task retry` re-queued failed points; no new points are generated for it
+        SegmentState.DONE: frozenset({SegmentState.EXHAUSTED}),
         SegmentState.FAILED: frozenset(),
         SegmentState.CANCELLED: frozenset(),
     },
@@ -64,7 +66,8 @@ TRANSITIONS: dict[type[State], dict[State, frozenset[State]]] = {
         # running -> pending: the attempt failed or expired and attempts remain
         PointState.RUNNING: frozenset({PointState.DONE, PointState.FAILED, PointState.PENDING, PointState.CANCELLED}),
         PointState.DONE: frozenset(),
-        PointState.FAILED: frozenset(),
+        # failed -> pending: `task retry` gives the point a fresh round of maxAttempts attempts
+        PointState.FAILED: frozenset({PointState.PENDING}),
         PointState.CANCELLED: frozenset(),
     },
     AttemptState: {
@@ -78,6 +81,7 @@ TRANSITIONS: dict[type[State], dict[State, frozenset[State]]] = {
     },
 }
 
+# Terminal unless the owner asks for a retry (the only ways out of finished/done/failed).
 TERMINAL_POINT_STATES = frozenset({PointState.DONE, PointState.FAILED, PointState.CANCELLED})
 UNEVALUATED_POINT_STATES = frozenset({PointState.PENDING, PointState.RUNNING})
 TERMINAL_TASK_STATES = frozenset({TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from service.config import Settings
 from service.operations.auth import TokenCache
+from service.operations.brokerage import Brokerage
 from service.store.blobs import BLOB_STORES, BlobStore, blob_size
 from service.store.database import Database
 from service.store.pilots import PilotRecord
@@ -42,8 +43,13 @@ class Services:
     # Likewise a task's budgets and limits.
     task_limits: dict[int, TaskLimits] = field(default_factory=dict)
 
+    # Which tasks with requirements each pilot slot satisfies (operations.brokerage).
+    brokerage: Brokerage = field(default_factory=Brokerage)
+
     # And a stored sandbox's size (content-addressed: it never changes).
     sandbox_sizes: dict[str, int] = field(default_factory=dict)
+    # A job's training files per (task id, segment id): a task's datasets are frozen (operations.datasets).
+    training_files: dict[tuple[int, int], dict[str, Any] | None] = field(default_factory=dict)
 
     def sandbox_size(self, conn: Connection, sha256: str) -> int:
         size = self.sandbox_sizes.get(sha256)
@@ -60,6 +66,11 @@ class Services:
             if limits is not None and len(self.task_limits) < 100_000:
                 self.task_limits[task_id] = limits
         return limits
+
+    def points_per_job(self, conn: Connection, task_id: int) -> int:
+        """maxPointsPerEvaluationJob of the task (1 when unset or the task is gone)."""
+        limits = self.limits(conn, task_id)
+        return (limits.max_points_per_job or 1) if limits is not None else 1
 
 
 def build_services(settings: Settings, steering: SteeringTrigger) -> Services:

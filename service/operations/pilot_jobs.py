@@ -7,6 +7,7 @@ else is refused with Conflict (409) and changes nothing.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -14,17 +15,22 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from service.core.job_settings import META_MAX_BYTES, JobSettings
 from service.core.placeholders import fill_evaluation_exec
 from service.core.states import AttemptState
+from service.operations import artifacts, datasets
 from service.operations.context import Services
-from service.operations.errors import Conflict, Invalid, NotFound
+from service.operations.errors import Invalid, NotFound
+from service.operations.leases import lease_refusal
 from service.operations.lifecycle import attempt_ended
 from service.operations.principal import Principal
 from service.store import attempts as attempt_store
+from service.store import claims
 from service.store import pilots as pilot_store
 from service.store import points as point_store
+from service.store.claims import Claim
 from service.store.pilots import PilotRecord
-from service.store.points import Claim
+from service.store.records import AttemptRecord
 
 FAILURE_CLASSES = (
     "payload_error",
@@ -48,6 +54,7 @@ def register_pilot(
     slots: list[dict[str, Any]],
     runtimes: list[str],
     version: str,
+    capabilities: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if not _SITE.match(site):
         raise Invalid(f"invalid site name {site!r}: use letters, digits, '.', '_' and '-'")
@@ -63,6 +70,7 @@ def register_pilot(
             slots=slots,
             runtimes=runtimes,
             version=version,
+            capabilities=capabilities,
         )
     settings = services.settings
     return {
@@ -73,15 +81,30 @@ def register_pilot(
     }
 
 
-def acquire(services: Services, principal: Principal, *, pilot_id: int, slot: str) -> dict[str, Any] | None:
-    """Claim the next job for this pilot slot, or None when there is no work for it."""
+def acquire(
+    services: Services, principal: Principal, *, pilot_id: int, slot: str, request_key: str | None = None
+) -> dict[str, Any] | None:
+    """Claim the next job for this pilot slot, or None when there is no work for it.
+
+    A retried call with the same ``request_key`` gets the job the first call claimed (R4):
+    its answer may have been lost after the claim committed.
+    """
     with services.db.write() as conn:
         pilot = _pilot(conn, services, pilot_id, principal.owner)
         if pilot is None:
             raise NotFound(
                 f"pilot {pilot_id} is not registered with this token; register again", code="pilot_not_found"
             )
-        return _claim_job(conn, services, pilot, slot)
+        if request_key is not None:
+            earlier = attempt_store.claimed_with_key(conn, pilot_id, request_key)
+            if earlier is not None:
+                return _job_again(conn, services, earlier)
+        return _claim_job(conn, services, pilot, slot, request_key=request_key)
+
+
+def _job_again(conn: Connection, services: Services, attempt_id: int) -> dict[str, Any] | None:
+    claim = claims.claim_of(conn, attempt_id)
+    return None if claim is None else _render(conn, services, claim)
 
 
 def _pilot(conn: Connection, services: Services, pilot_id: int, owner: str) -> PilotRecord | None:
@@ -94,18 +117,51 @@ def _pilot(conn: Connection, services: Services, pilot_id: int, owner: str) -> P
     return pilot if pilot is not None and pilot.owner == owner else None
 
 
-def _claim_job(conn: Connection, services: Services, pilot: PilotRecord, slot: str) -> dict[str, Any] | None:
+def _claim_job(
+    conn: Connection,
+    services: Services,
+    pilot: PilotRecord,
+    slot: str,
+    *,
+    request_key: str | None = None,
+    after: AttemptRecord | None = None,
+) -> dict[str, Any] | None:
+    """Claim a job for the slot; ``after`` (a just-finished attempt) lets its job take its next point
+    when the task allows several points per job (maxPointsPerEvaluationJob)."""
     settings = services.settings
-    claim = point_store.claim_next(
-        conn,
-        site=pilot.site,
-        pilot_id=pilot.id,
-        slot=slot,
-        lease_ttl_s=settings.lease_ttl_s,
-        skip_locked=not services.db.is_sqlite,
-    )
+    claim = None
+    continuation = _continuation(conn, services, after) if after is not None else None
+    services.brokerage.seen(conn, pilot.id)
+    allowed = services.brokerage.allowed_tasks(conn, pilot.id, slot)
+    for attempt_continuation in (continuation, None) if continuation is not None else (None,):
+        claim = claims.claim_next(
+            conn,
+            site=pilot.site,
+            pilot_id=pilot.id,
+            slot=slot,
+            lease_ttl_s=settings.lease_ttl_s,
+            skip_locked=not services.db.is_sqlite,
+            request_key=request_key,
+            continuation=attempt_continuation,
+            allowed_task_ids=allowed,
+        )
+        if claim is not None:
+            break
     if claim is None:
         return None
+    return _render(conn, services, claim)
+
+
+def _continuation(conn: Connection, services: Services, after: AttemptRecord) -> claims.JobContinuation | None:
+    per_job = services.points_per_job(conn, after.task_id)
+    if per_job <= 1 or after.job_step >= per_job:
+        return None
+    return claims.JobContinuation(after.segment_id, after.job_number, after.job_step + 1)
+
+
+def _render(conn: Connection, services: Services, claim: Claim) -> dict[str, Any]:
+    """The job handed to the pilot for a claim."""
+    settings = services.settings
     sandbox = None
     if claim.task.sandbox_sha256 is not None:
         size = services.sandbox_size(conn, claim.task.sandbox_sha256)
@@ -114,7 +170,14 @@ def _claim_job(conn: Connection, services: Services, pilot: PilotRecord, slot: s
             "size": size or 0,
             "url": f"/api/v1/pilot/sandboxes/{claim.task.sandbox_sha256}",
         }
-    return _job(claim, sandbox, settings.lease_ttl_s, settings.heartbeat_interval_s)
+    job = _job(claim, sandbox, settings.lease_ttl_s, settings.heartbeat_interval_s)
+    job_settings = JobSettings.from_json(claim.task.job_settings)
+    job["evaluation_timeout_s"] = job_settings.evaluation_timeout_s
+    job["job_step"] = claim.job_step
+    job["max_points_per_job"] = claim.task.max_points_per_job or 1
+    job.update(artifacts.job_fields(conn, services, claim, job_settings))
+    job.update(datasets.job_fields(conn, services, claim, job_settings))
+    return job
 
 
 def _job(claim: Claim, sandbox: dict[str, Any] | None, ttl: float, heartbeat: float) -> dict[str, Any]:
@@ -142,18 +205,19 @@ def _job(claim: Claim, sandbox: dict[str, Any] | None, ttl: float, heartbeat: fl
     }
 
 
-def _refusal(services: Services, attempt_id: int, lease_token: str) -> Conflict | NotFound:
-    with services.db.read() as conn:
-        view = attempt_store.lease_view(conn, attempt_id, lease_token)
-    if view is None:
-        return NotFound(f"attempt {attempt_id} does not exist", code="attempt_not_found")
-    if not view.token_matches:
-        return Conflict(f"attempt {attempt_id} is leased to someone else (wrong lease token)", code="lease_foreign")
-    if view.state == AttemptState.CANCELLED.value:
-        return Conflict(f"attempt {attempt_id} was cancelled (the task was killed)", code="attempt_cancelled")
-    if view.state != AttemptState.RUNNING.value:
-        return Conflict(f"attempt {attempt_id} has already ended ({view.state})", code="attempt_ended")
-    return Conflict(f"the lease of attempt {attempt_id} expired; its result will not be used", code="lease_expired")
+def _completed_again(conn: Connection, services: Services, attempt_id: int, report: Report) -> dict[str, Any] | None:
+    """The answer to a completion retried with the key that already completed the attempt (R4)."""
+    assert report.request_key is not None
+    earlier = attempt_store.completed_with_key(conn, attempt_id, report.lease_token, report.request_key)
+    if earlier is None:
+        return None
+    point_state = point_store.point_state(conn, earlier.point_id)
+    next_job = None
+    if earlier.pilot_id is not None:
+        claimed = attempt_store.claimed_with_key(conn, earlier.pilot_id, report.request_key)
+        if claimed is not None:
+            next_job = _job_again(conn, services, claimed)
+    return {"accepted": True, "point_state": point_state, "next_job": next_job, "repeated": True}
 
 
 @dataclass(frozen=True)
@@ -167,7 +231,7 @@ def heartbeat(services: Services, *, attempt_id: int, lease_token: str) -> Heart
         remaining = attempt_store.extend_lease(conn, attempt_id, lease_token, services.settings.lease_ttl_s)
     if remaining is not None:
         return HeartbeatAnswer("continue", remaining)
-    refusal = _refusal(services, attempt_id, lease_token)
+    refusal = lease_refusal(services, attempt_id, lease_token)
     if refusal.code == "attempt_cancelled":
         return HeartbeatAnswer("kill", 0.0)
     raise refusal
@@ -184,9 +248,21 @@ class Report:
     exit_code: int | None = None
     message: str | None = None
     log_tail: str | None = None
+    meta: dict[str, Any] | None = None  # --evaluationMeta content
+    request_key: str | None = None  # idempotency key (R4)
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _check(report: Report) -> None:
+    # Measured as compact UTF-8, as the file the pilot read (not json.dumps's padded, escaped default).
+    if report.meta is not None and len(_compact(report.meta)) > META_MAX_BYTES:
+        raise Invalid(
+            f"meta is over {META_MAX_BYTES} bytes as JSON; the evaluation's metadata file must stay within 1 MB",
+            [{"field": "meta", "message": "too large"}],
+        )
     if report.outcome == "success":
         if report.loss is None or not math.isfinite(report.loss):
             raise Invalid("a successful attempt needs a finite loss", [{"field": "loss", "message": "finite number"}])
@@ -222,15 +298,23 @@ def complete(
             failure_class=None if success else report.failure_class,
             message=report.message,
             log_tail=tail,
+            meta=report.meta,
+            completion_key=report.request_key,
         )
         if attempt is not None:
             settled = attempt_ended(conn, services, attempt, report.loss if success else None)
             if acquire_next and attempt.pilot_id is not None:
                 pilot = _pilot(conn, services, attempt.pilot_id, principal.owner)
                 if pilot is not None:
-                    next_job = _claim_job(conn, services, pilot, attempt.slot)
+                    next_job = _claim_job(
+                        conn, services, pilot, attempt.slot, request_key=report.request_key, after=attempt
+                    )
+        elif report.request_key is not None:
+            again = _completed_again(conn, services, attempt_id, report)
+            if again is not None:
+                return again
     if attempt is None:
-        raise _refusal(services, attempt_id, report.lease_token)
+        raise lease_refusal(services, attempt_id, report.lease_token)
     services.steering.notify([attempt.segment_id])
     return {
         "accepted": True,

@@ -45,6 +45,7 @@ class SegmentRunner(Protocol):
         seed: int,
         budget: int,
         parallelism: int,
+        failures_as_losses: bool | None = None,
     ) -> list[Params]: ...
 
     def retain(self, keys: set[int]) -> None:
@@ -105,6 +106,7 @@ def steer_segment(
             seed=task.seed + segment.idx,
             budget=task.max_points,
             parallelism=task.n_parallel_evaluation,
+            failures_as_losses=task.failures_as_losses,
         )
         bad = [p for p in params if not space.contains(p)]
         if bad:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from service.core.job_settings import DEFAULT_CHECKPOINT_INTERVAL_MIN, CheckpointSettings, JobSettings
 from service.core.optimizer_spec import (
     OptimizerSpec,
     OptimizerSpecError,
@@ -20,8 +21,10 @@ from service.core.optimizer_spec import (
     parse_hpogrid_line,
     parse_optimizer_name,
 )
+from service.core.requirements import RequirementsError, parse_architecture
 from service.core.searchspace import SearchSpace, SearchSpaceError
 from service.core.space_json import parse_search_space
+from service.operations import datasets as dataset_ops
 from service.operations.context import Services
 from service.operations.errors import Invalid
 from service.operations.principal import Principal
@@ -59,6 +62,16 @@ class TaskRequest:
     architecture: str = ""
     seed: int | None = None
     priority: int = 0
+    failures_as_losses: bool = False
+    max_points_per_job: int | None = None
+    evaluation_timeout_s: float | None = None
+    checkpoint_to_save: list[str] | None = None
+    checkpoint_to_load: str | None = None
+    checkpoint_interval_s: float | None = None
+    evaluation_meta: str | None = None
+    evaluation_metrics: str | None = None
+    evaluation_training_data: str = "input_ds.json"
+    training_ds: str | None = None
     sandbox_sha256: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -180,6 +193,65 @@ def _validate_fields(request: TaskRequest, issues: _Issues) -> None:
                 issues.field("site", f"invalid site name {site!r}: letters, digits, '.', '_' and '-' only")
     if request.min_unevaluated_points is not None and request.min_unevaluated_points < 0:
         issues.field("min_unevaluated_points", "must be 0 or more")
+    _validate_job_files(request, issues)
+
+
+def _relative_path(value: str) -> str | None:
+    """Why ``value`` is not a path inside the working directory, or None when it is one."""
+    text = value.strip()
+    if not text or text in (".", "./"):
+        return "is empty"
+    if text.startswith("/") or text.startswith("~"):
+        return "must be relative to the working directory, not absolute"
+    if any(part == ".." for part in text.split("/")):
+        return "must not leave the working directory ('..')"
+    if any(ord(c) < 32 for c in text) or len(text) > 1024:
+        return "holds control characters or is over 1024 characters"
+    return None
+
+
+def _validate_job_files(request: TaskRequest, issues: _Issues) -> None:
+    for i, path in enumerate(request.checkpoint_to_save or []):
+        problem = _relative_path(path)
+        if problem:
+            issues.field(f"checkpoint_to_save[{i}]", f"{path!r} {problem}")
+    if request.checkpoint_to_save is not None and not request.checkpoint_to_save:
+        issues.field("checkpoint_to_save", "names no file or directory")
+    for name in ("checkpoint_to_load", "evaluation_meta", "evaluation_metrics", "evaluation_training_data"):
+        value = getattr(request, name)
+        if value is not None and (not _FILE.match(value) or value in (".", "..")):
+            issues.field(name, f"{value!r} must be a plain file name in the working directory (no '/')")
+    if request.checkpoint_to_load is not None and not request.checkpoint_to_save:
+        issues.field("checkpoint_to_load", "only means something with checkpoint_to_save (--checkPointToSave)")
+    if request.checkpoint_interval_s is not None and not request.checkpoint_to_save:
+        issues.field("checkpoint_interval_s", "only means something with checkpoint_to_save (--checkPointToSave)")
+
+
+def job_settings_of(request: TaskRequest) -> JobSettings:
+    checkpoint = None
+    if request.checkpoint_to_save:
+        checkpoint = CheckpointSettings(
+            save=tuple(p.strip().rstrip("/") or p.strip() for p in request.checkpoint_to_save),
+            load_as=request.checkpoint_to_load,
+            interval_s=request.checkpoint_interval_s or DEFAULT_CHECKPOINT_INTERVAL_MIN * 60,
+        )
+    return JobSettings(
+        evaluation_timeout_s=request.evaluation_timeout_s,
+        checkpoint=checkpoint,
+        meta_file=request.evaluation_meta,
+        metrics_file=request.evaluation_metrics,
+        training_data_file=request.evaluation_training_data,
+        training_dataset=request.training_ds,
+    )
+
+
+def _requirements(request: TaskRequest, issues: _Issues) -> dict[str, Any] | None:
+    """``--architecture`` parsed for brokerage (core.requirements); None: any slot."""
+    try:
+        return parse_architecture(request.architecture)
+    except RequirementsError as exc:
+        issues.field("architecture", str(exc))
+        return None
 
 
 def _sites(site: str | None) -> str | None:
@@ -191,6 +263,7 @@ def _sites(site: str | None) -> str | None:
 def submit_task(services: Services, principal: Principal, request: TaskRequest, *, dry_run: bool) -> TaskView:
     issues = _Issues()
     _validate_fields(request, issues)
+    requirements = _requirements(request, issues)
     spec = choose_optimizer(request, issues)
     plans = _plan_segments(request, issues)
     if spec is not None:
@@ -198,6 +271,7 @@ def submit_task(services: Services, principal: Principal, request: TaskRequest, 
             for issue in registry.validate(spec, plan.space):
                 suffix = f" (segment {plan.name!r})" if plan.name else ""
                 issues.space(issue.parameter, issue.key, issue.message + suffix)
+    issues.items += dataset_ops.check_training_data(services, principal.owner, request.training_ds, request.segments)
     if issues.items:
         raise Invalid("the task is not valid; nothing was submitted", issues.items, code="invalid_task")
     assert spec is not None
@@ -230,11 +304,16 @@ def submit_task(services: Services, principal: Principal, request: TaskRequest, 
         },
         "next_point_number": 1,
         "jobs_started": 0,
+        "failures_as_losses": request.failures_as_losses,
+        "requirements": requirements,
+        "job_settings": job_settings_of(request).to_json(),
+        "max_points_per_job": request.max_points_per_job,
     }
     try:
         with services.db.write() as conn:
             _check_sandbox(conn, request.sandbox_sha256)
             task_id = task_store.insert_task(conn, values)
+            dataset_ops.freeze_used(conn, principal.owner, request.training_ds, request.segments)
             segment_ids = _insert_segments(conn, task_id, plans, segmented=request.segments is not None)
             view = task_views(conn, [_require(task_store.get_task(conn, task_id, None))], detail=True)[0]
             if dry_run:

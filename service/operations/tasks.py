@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import Connection
 
 from service.core.states import PointState, SegmentState, TaskState
+from service.operations import brokerage
 from service.operations.context import Services
 from service.operations.errors import Conflict, Invalid, NotFound
 from service.operations.principal import Principal
-from service.operations.views import PointView, TaskView, point_views, task_views
+from service.operations.views import PointDetailView, PointView, TaskView, point_detail_view, point_views, task_views
 from service.store import attempts as attempt_store
 from service.store import points as point_store
 from service.store import tasks as task_store
@@ -35,7 +38,9 @@ def show_task(services: Services, principal: Principal, task_id: int) -> TaskVie
         task = task_store.get_task(conn, task_id, principal.owner_scope)
         if task is None:
             raise _not_found(task_id)
-        return task_views(conn, [task], detail=True)[0]
+        view = task_views(conn, [task], detail=True)[0]
+        note = brokerage.task_note(conn, services.settings.pilot_seen_window_min, task, view.progress.pending)
+        return dataclasses.replace(view, brokerage=note) if note else view
 
 
 def list_points(
@@ -73,3 +78,44 @@ def _cancel_everything(conn: Connection, task: TaskRecord) -> None:
         point_store.cancel_unfinished_points(conn, segment_id=segment.id, include_running=True)
         task_store.set_segment_state(conn, segment.id, SegmentState.CANCELLED, end_reason="killed")
     attempt_store.cancel_running_attempts(conn, task.id)
+
+
+def retry_task(services: Services, principal: Principal, task_id: int) -> tuple[TaskView, int]:
+    """Re-queue the task's failed points, each with a fresh round of maxAttempts attempts.
+
+    A finished task runs again until they end; its segments generate no new points for it.
+    """
+    with services.db.write() as conn:
+        task = task_store.get_task(conn, task_id, principal.owner_scope)
+        if task is None:
+            raise _not_found(task_id)
+        if task.state not in (TaskState.RUNNING.value, TaskState.FINISHED.value):
+            raise Conflict(
+                f"task {task_id} is {task.state}: only a running or finished task can retry its failed points",
+                code="task_not_retryable",
+            )
+        requeued = point_store.requeue_failed_points(conn, task_id)
+        if not requeued:
+            raise Conflict(f"task {task_id} has no failed points to retry", code="nothing_to_retry")
+        task_store.reopen_for_retry(conn, task_id, {s: n * task.max_attempts for s, n in requeued.items()})
+        view = task_views(conn, [_require(task_store.get_task(conn, task_id, None))], detail=True)[0]
+    services.steering.notify(list(requeued))
+    return view, sum(requeued.values())
+
+
+def _require(task: TaskRecord | None) -> TaskRecord:
+    assert task is not None
+    return task
+
+
+def show_point(services: Services, principal: Principal, task_id: int, number: int) -> PointDetailView:
+    """One point with every attempt in full (class, exit code, timing, pilot, site, log tail, metadata)."""
+    with services.db.read() as conn:
+        task = task_store.get_task(conn, task_id, principal.owner_scope)
+        if task is None:
+            raise _not_found(task_id)
+        point = point_store.point_by_number(conn, task_id, number)
+        if point is None:
+            raise NotFound(f"task {task_id} has no point {number}", code="point_not_found")
+        index = {s.id: s.idx for s in task_store.segments_of(conn, task_id)}
+        return point_detail_view(conn, point, index)

@@ -63,6 +63,7 @@ class TaskView:
     settings: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     segments: list[SegmentView] = field(default_factory=list)
+    brokerage: str | None = None  # `task show` only: why no pilot can run the task (operations.brokerage)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,18 @@ class AttemptView:
     exit_code: int | None
     failure_class: str | None
     message: str | None
+    duration_s: float | None = None
+    job_number: int | None = None
+
+
+@dataclass(frozen=True)
+class AttemptDetailView(AttemptView):
+    """An attempt with what only a single point's page needs: the payload's log tail and metadata."""
+
+    log_tail: str | None = None
+    meta: dict[str, Any] | None = None
+    heartbeat_at: float | None = None
+    lease_expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,9 @@ def settings_of(task: TaskRecord) -> dict[str, Any]:
         "max_evaluation_jobs": task.max_evaluation_jobs,
         "max_attempts": task.max_attempts,
         "failure_loss": task.failure_loss,
+        "failures_as_losses": task.failures_as_losses,
+        "max_points_per_job": task.max_points_per_job or 1,
+        **{k: v for k, v in (task.job_settings or {}).items() if v is not None},
     }
 
 
@@ -203,9 +219,64 @@ def point_views(conn: Connection, records: Sequence[PointRecord], segment_index:
                     exit_code=a["record"].exit_code,
                     failure_class=a["record"].failure_class,
                     message=a["record"].message,
+                    duration_s=_duration(a["record"].started_at, a["record"].ended_at),
+                    job_number=a["record"].job_number,
                 )
                 for a in attempts.get(p.id, [])
             ],
         )
         for p in records
     ]
+
+
+def _duration(started_at: float, ended_at: float | None) -> float | None:
+    return None if ended_at is None else round(ended_at - started_at, 3)
+
+
+@dataclass(frozen=True)
+class PointDetailView:
+    id: int
+    segment: int
+    iteration: int
+    params: Any
+    state: str
+    loss: float | None
+    is_failure: bool
+    created_at: float
+    finished_at: float | None
+    attempts: list[AttemptDetailView]
+
+
+def point_detail_view(conn: Connection, point: PointRecord, segment_index: dict[int, int]) -> PointDetailView:
+    return PointDetailView(
+        id=point.number,
+        segment=segment_index.get(point.segment_id, 0),
+        iteration=point.iteration,
+        params=point.params,
+        state=point.state,
+        loss=point.loss,
+        is_failure=point.is_failure,
+        created_at=point.created_at,
+        finished_at=point.finished_at,
+        attempts=[
+            AttemptDetailView(
+                number=a["number"],
+                state=a["state"],
+                pilot=a["pilot_name"],
+                site=a["site"],
+                slot=a["slot"],
+                started_at=a["started_at"],
+                ended_at=a["ended_at"],
+                exit_code=a["exit_code"],
+                failure_class=a["failure_class"],
+                message=a["message"],
+                duration_s=_duration(a["started_at"], a["ended_at"]),
+                job_number=a["job_number"],
+                log_tail=a["log_tail"],
+                meta=a["meta"],
+                heartbeat_at=a["heartbeat_at"],
+                lease_expires_at=a["lease_expires_at"],
+            )
+            for a in point_store.attempt_details(conn, point.id)
+        ],
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import cache
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Update, bindparam, select, update
 
@@ -67,6 +68,8 @@ def _finish(target: AttemptState) -> Update:
             failure_class=bindparam("p_failure_class"),
             message=bindparam("p_message"),
             log_tail=bindparam("p_log_tail"),
+            meta=bindparam("p_meta", type_=attempts.c.meta.type),
+            completion_key=bindparam("p_completion_key"),
         )
         .returning(*RECORD_COLUMNS)
     )
@@ -89,6 +92,8 @@ def finish_attempt(
     failure_class: str | None,
     message: str | None,
     log_tail: str | None,
+    meta: dict[str, Any] | None = None,
+    completion_key: str | None = None,
 ) -> AttemptRecord | None:
     row = conn.execute(
         _finish(target),
@@ -100,9 +105,29 @@ def finish_attempt(
             "p_failure_class": failure_class,
             "p_message": message,
             "p_log_tail": log_tail,
+            "p_meta": meta,
+            "p_completion_key": completion_key,
         },
     ).first()
     return None if row is None else from_row(AttemptRecord, row)
+
+
+def completed_with_key(conn: Connection, attempt_id: int, lease_token: str, key: str) -> AttemptRecord | None:
+    """The attempt if this lease holder already completed it with this idempotency key."""
+    row = conn.execute(
+        select(*RECORD_COLUMNS).where(
+            attempts.c.id == attempt_id, attempts.c.lease_token == lease_token, attempts.c.completion_key == key
+        )
+    ).first()
+    return None if row is None else from_row(AttemptRecord, row)
+
+
+def claimed_with_key(conn: Connection, pilot_id: int, key: str) -> int | None:
+    """The attempt that a call of this pilot with this idempotency key claimed, if any."""
+    value = conn.execute(
+        select(attempts.c.id).where(attempts.c.pilot_id == pilot_id, attempts.c.request_key == key).limit(1)
+    ).scalar()
+    return None if value is None else int(value)
 
 
 def lease_view(conn: Connection, attempt_id: int, lease_token: str) -> LeaseView | None:

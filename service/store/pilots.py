@@ -29,6 +29,7 @@ def register_pilot(
     slots: list[dict[str, Any]],
     runtimes: list[str],
     version: str,
+    capabilities: dict[str, Any] | None = None,
 ) -> int:
     now = now_expr()
     result = conn.execute(
@@ -41,6 +42,7 @@ def register_pilot(
             slots=slots,
             runtimes=runtimes,
             version=version,
+            capabilities=capabilities,
             registered_at=now,
             last_seen_at=now,
         )

@@ -1,4 +1,4 @@
-"""Points: insertion by steering, the atomic claim, settlement, history and listings.
+"""Points: insertion by steering, settlement, retry, history and listings (the claim: store.claims).
 
 Every change of a point's state also moves its segment's counters (generated, pending,
 running, evaluated) in the same transaction, so the claim and the end-of-segment checks
@@ -9,10 +9,9 @@ than running them on SQLite.
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -23,19 +22,17 @@ from sqlalchemy import (
     Select,
     Update,
     bindparam,
-    func,
     insert,
-    or_,
     select,
     update,
 )
 
 from service.core.searchspace import Params
-from service.core.states import AttemptState, PointState, SegmentState, TaskState
+from service.core.states import PointState
 from service.core.steering import Observation
 from service.store.attempts import RECORD_COLUMNS
 from service.store.database import database_time, now_expr
-from service.store.records import AttemptRecord, ClaimedTask, PointRecord, SegmentRecord, from_row
+from service.store.records import AttemptRecord, PointRecord, SegmentRecord, from_row
 from service.store.tables import attempts, pilots, points, segments, tasks
 from service.store.transitions import may_enter
 
@@ -132,142 +129,6 @@ def history(conn: Connection, segment_id: int) -> list[Observation]:
     return [o for o in observations(conn, segment_id).values() if o is not None]
 
 
-# -- the claim -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Claim:
-    attempt_id: int
-    lease_token: str
-    lease_expires_at: float
-    attempt_number: int
-    job_number: int
-    point: PointRecord
-    task: ClaimedTask
-    segment: SegmentRecord
-
-
-@cache
-def _claim_statements(skip_locked: bool) -> dict[str, _Statement]:
-    running = AttemptState.RUNNING.value
-    owner_running = (
-        select(func.count())
-        .select_from(attempts)
-        .where(attempts.c.owner == tasks.c.owner, attempts.c.state == running)
-        .scalar_subquery()
-    )
-    candidate = (
-        select(segments.c.id)
-        .join(tasks, tasks.c.id == segments.c.task_id)
-        .where(
-            tasks.c.state == TaskState.RUNNING.value,
-            segments.c.state.in_([SegmentState.ACTIVE.value, SegmentState.EXHAUSTED.value]),
-            or_(tasks.c.sites.is_(None), tasks.c.sites.like(bindparam("p_site_pattern"))),
-            segments.c.pending > 0,
-            segments.c.running < tasks.c.n_parallel_evaluation,
-            segments.c.jobs < tasks.c.max_evaluation_jobs,
-        )
-        .order_by(owner_running, tasks.c.priority.desc(), tasks.c.id, segments.c.idx)
-        .limit(1)
-    )
-    pick = (
-        select(points.c.id)
-        .where(points.c.segment_id == bindparam("p_segment_id"), points.c.state == PointState.PENDING.value)
-        .order_by(points.c.number)
-        .limit(1)
-    )
-    if skip_locked:
-        candidate = candidate.with_for_update(of=segments, skip_locked=True)
-        pick = pick.with_for_update(skip_locked=True)
-    now = now_expr()
-    return {
-        "candidate": candidate,
-        "pick": pick,
-        "claim_point": update(points)
-        .where(points.c.id == bindparam("p_point_id"), may_enter(points.c.state, PointState.RUNNING))
-        .values(state=PointState.RUNNING.value, attempts=points.c.attempts + 1, updated_at=now)
-        .returning(*points.c),
-        "segment": update(segments)
-        .where(segments.c.id == bindparam("p_segment_id"))
-        .values(jobs=segments.c.jobs + 1, pending=segments.c.pending - 1, running=segments.c.running + 1)
-        .returning(*segments.c),
-        "task": update(tasks)
-        .where(tasks.c.id == bindparam("p_task_id"))
-        .values(jobs_started=tasks.c.jobs_started + 1, updated_at=now)
-        .returning(*(getattr(tasks.c, f.name) for f in fields(ClaimedTask))),
-        "attempt": insert(attempts)
-        .values(
-            point_id=bindparam("p_point_id"),
-            task_id=bindparam("p_task_id"),
-            segment_id=bindparam("p_segment_id"),
-            owner=bindparam("p_owner"),
-            number=bindparam("p_number"),
-            job_number=bindparam("p_job_number"),
-            pilot_id=bindparam("p_pilot_id"),
-            slot=bindparam("p_slot"),
-            site=bindparam("p_site"),
-            lease_token=bindparam("p_lease_token"),
-            lease_expires_at=now + bindparam("p_ttl"),
-            state=AttemptState.RUNNING.value,
-            started_at=now,
-        )
-        .returning(attempts.c.id, attempts.c.lease_expires_at),
-    }
-
-
-def claim_next(
-    conn: Connection, *, site: str, pilot_id: int, slot: str, lease_ttl_s: float, skip_locked: bool
-) -> Claim | None:
-    """Claim one pending point for a pilot slot, or return None when nothing is eligible.
-
-    Runs inside a write transaction. The point's attempt counter moves in the same UPDATE
-    that claims it. Eligible: the task runs, the site matches, the segment has a free
-    evaluation slot (nParallelEvaluation) and job budget (maxEvaluationJobs) left. Order:
-    the owner with the fewest running attempts first (fair share), then task priority, then age.
-    """
-    sql = _claim_statements(skip_locked)
-    segment_id = conn.execute(sql["candidate"], {"p_site_pattern": f"%,{site},%"}).scalar()
-    if segment_id is None:
-        return None
-    point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
-    if point_id is None:
-        return None
-    point_row = conn.execute(sql["claim_point"], {"p_point_id": point_id}).first()
-    if point_row is None:
-        return None
-    point = from_row(PointRecord, point_row)
-    segment = from_row(SegmentRecord, conn.execute(sql["segment"], {"p_segment_id": segment_id}).one())
-    task = from_row(ClaimedTask, conn.execute(sql["task"], {"p_task_id": point.task_id}).one())
-    token = secrets.token_urlsafe(24)
-    job_number = task.jobs_started - 1
-    attempt_row = conn.execute(
-        sql["attempt"],
-        {
-            "p_point_id": point.id,
-            "p_task_id": point.task_id,
-            "p_segment_id": segment_id,
-            "p_owner": task.owner,
-            "p_number": point.attempts,
-            "p_job_number": job_number,
-            "p_pilot_id": pilot_id,
-            "p_slot": slot,
-            "p_site": site,
-            "p_lease_token": token,
-            "p_ttl": lease_ttl_s,
-        },
-    ).one()
-    return Claim(
-        attempt_id=int(attempt_row.id),
-        lease_token=token,
-        lease_expires_at=float(attempt_row.lease_expires_at),
-        attempt_number=point.attempts,
-        job_number=job_number,
-        point=point,
-        task=task,
-        segment=segment,
-    )
-
-
 # -- settlement ------------------------------------------------------------------------------
 
 
@@ -284,7 +145,7 @@ def _settle_statements() -> dict[str, _Statement]:
         .where(
             by_id,
             running,
-            points.c.attempts >= bindparam("p_max_attempts"),
+            points.c.attempts - points.c.retry_base >= bindparam("p_max_attempts"),
             may_enter(points.c.state, PointState.FAILED),
         )
         .values(
@@ -298,7 +159,7 @@ def _settle_statements() -> dict[str, _Statement]:
         .where(
             by_id,
             running,
-            points.c.attempts < bindparam("p_max_attempts"),
+            points.c.attempts - points.c.retry_base < bindparam("p_max_attempts"),
             may_enter(points.c.state, PointState.PENDING),
         )
         .values(state=PointState.PENDING.value, updated_at=now),
@@ -336,6 +197,38 @@ def settle_point(
     if conn.execute(sql["retry"], params).rowcount == 1:
         return Settled(PointState.PENDING, _move_counters(conn, segment_id, running=-1, pending=1))
     return None
+
+
+def requeue_failed_points(conn: Connection, task_id: int) -> dict[int, int]:
+    """Failed points back to pending with a fresh round of attempts; how many, by segment id."""
+    now = now_expr()
+    rows = conn.execute(
+        update(points)
+        .where(
+            points.c.task_id == task_id,
+            points.c.state == PointState.FAILED.value,
+            may_enter(points.c.state, PointState.PENDING),
+        )
+        .values(
+            state=PointState.PENDING.value,
+            loss=None,
+            is_failure=False,
+            retry_base=points.c.attempts,
+            finished_at=None,
+            updated_at=now,
+        )
+        .returning(points.c.segment_id)
+    ).all()
+    by_segment: dict[int, int] = defaultdict(int)
+    for row in rows:
+        by_segment[int(row.segment_id)] += 1
+    for segment_id, count in by_segment.items():
+        _move_counters(conn, segment_id, evaluated=-count, pending=count)
+    return dict(by_segment)
+
+
+def point_state(conn: Connection, point_id: int) -> str:
+    return str(conn.execute(select(points.c.state).where(points.c.id == point_id)).scalar_one())
 
 
 def cancel_unfinished_points(conn: Connection, *, segment_id: int, include_running: bool) -> int:
@@ -390,3 +283,19 @@ def attempts_of(conn: Connection, point_ids: Sequence[int]) -> dict[int, list[di
         record = from_row(AttemptRecord, row)
         out[record.point_id].append({"record": record, "pilot": row.pilot_name})
     return out
+
+
+def point_by_number(conn: Connection, task_id: int, number: int) -> PointRecord | None:
+    row = conn.execute(select(points).where(points.c.task_id == task_id, points.c.number == number)).first()
+    return None if row is None else from_row(PointRecord, row)
+
+
+def attempt_details(conn: Connection, point_id: int) -> list[dict[str, Any]]:
+    """Every column of the point's attempts (log tail and metadata included), with the pilot's name."""
+    rows = conn.execute(
+        select(attempts, pilots.c.name.label("pilot_name"))
+        .outerjoin(pilots, pilots.c.id == attempts.c.pilot_id)
+        .where(attempts.c.point_id == point_id)
+        .order_by(attempts.c.number)
+    )
+    return [dict(row._mapping) for row in rows]

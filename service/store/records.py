@@ -47,6 +47,10 @@ class TaskRecord:
     priority: int
     sandbox_sha256: str | None
     options: dict[str, Any]
+    failures_as_losses: bool
+    requirements: dict[str, Any] | None
+    job_settings: dict[str, Any] | None
+    max_points_per_job: int | None
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class TaskLimits:
     max_evaluation_jobs: int
     max_attempts: int
     failure_loss: float
+    max_points_per_job: int | None
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class ClaimedTask:
     evaluation_output: str
     sandbox_sha256: str | None
     jobs_started: int
+    job_settings: dict[str, Any] | None
+    max_points_per_job: int | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class SegmentRecord:
     end_reason: str | None
     iteration: int
     jobs: int
+    extra_jobs: int
     generated: int
     pending: int
     running: int
@@ -103,7 +111,7 @@ class SegmentRecord:
             pending=self.pending,
             running=self.running,
             evaluated=self.evaluated,
-            jobs=self.jobs,
+            jobs=self.jobs - self.extra_jobs,  # against maxEvaluationJobs
         )
 
 
@@ -119,6 +127,7 @@ class PointRecord:
     loss: float | None
     is_failure: bool
     attempts: int
+    retry_base: int
     created_at: float
     finished_at: float | None
 
@@ -142,3 +151,4 @@ class AttemptRecord:
     exit_code: int | None
     failure_class: str | None
     message: str | None
+    job_step: int

@@ -53,7 +53,7 @@ blobs = Table(
     metadata,
     Column("sha256", String(64), primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("kind", String(32), nullable=False),  # sandbox
+    Column("kind", String(32), nullable=False),  # sandbox | checkpoint | metrics | dataset
     Column("owner", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -91,6 +91,12 @@ tasks = Table(
     Column("options", JSON, nullable=False),  # every phpo option as submitted
     Column("next_point_number", Integer, nullable=False, default=1),
     Column("jobs_started", Integer, nullable=False, default=0),
+    # Tell failed points to the optimiser as failure_loss (PanDA's behaviour) instead of as failures.
+    Column("failures_as_losses", Boolean, nullable=False, default=False, server_default="0"),
+    # --architecture parsed (core.requirements); SQL NULL (also for a Python None): any slot
+    Column("requirements", JSON(none_as_null=True), nullable=True),
+    Column("job_settings", JSON, nullable=True),  # pilot-facing settings (core.job_settings.JobSettings)
+    Column("max_points_per_job", Integer, nullable=True),  # maxPointsPerEvaluationJob; NULL: 1
     Index("ix_tasks_state_priority", "state", "priority"),
 )
 
@@ -106,7 +112,9 @@ segments = Table(
     Column("state", String(16), nullable=False),
     Column("end_reason", String(32), nullable=True),
     Column("iteration", Integer, nullable=False, default=0),  # last steering iteration
-    Column("jobs", Integer, nullable=False, default=0),  # attempts started
+    Column("jobs", Integer, nullable=False, default=0),  # evaluation jobs started
+    # Jobs granted beyond maxEvaluationJobs by `task retry`, so that re-queued points can run.
+    Column("extra_jobs", Integer, nullable=False, default=0, server_default="0"),
     # Point counters, moved in the same statements that move points (store.points), so that
     # the claim and the end-of-segment checks never count rows.
     Column("generated", Integer, nullable=False, default=0),
@@ -134,6 +142,8 @@ points = Table(
     Column("loss", Float, nullable=True),
     Column("is_failure", Boolean, nullable=False, default=False),
     Column("attempts", Integer, nullable=False, default=0),  # moved by the claiming statement
+    # Attempts before the last `task retry`: the point fails when attempts - retry_base reaches max_attempts.
+    Column("retry_base", Integer, nullable=False, default=0, server_default="0"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
@@ -167,10 +177,58 @@ attempts = Table(
     Column("failure_class", String(32), nullable=True),
     Column("message", Text, nullable=True),
     Column("log_tail", Text, nullable=True),
+    Column("meta", JSON, nullable=True),  # --evaluationMeta content (<= 1 MB)
+    Column("job_step", Integer, nullable=False, default=1, server_default="1"),  # point k of its job
+    # Idempotency keys (R4): of the request that claimed the attempt (acquire, or complete with
+    # acquire_next) and of the completion, so that a retried call gets the same answer.
+    Column("request_key", String(64), nullable=True),
+    Column("completion_key", String(64), nullable=True),
     UniqueConstraint("point_id", "number"),
     Index("ix_attempts_state_lease_expires_at", "state", "lease_expires_at"),
     Index("ix_attempts_segment_id_state", "segment_id", "state"),
     Index("ix_attempts_owner_state", "owner", "state"),
+    Index("ix_attempts_pilot_id_request_key", "pilot_id", "request_key"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task_id", Id, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("point_id", Id, ForeignKey("points.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt_id", Id, nullable=False),  # the attempt that uploaded it
+    Column("kind", String(16), nullable=False),  # checkpoint | metrics
+    Column("name", String(512), nullable=False),  # as users download it
+    Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("point_id", "kind"),  # the latest one per point and kind
+    Index("ix_artifacts_task_id_kind", "task_id", "kind"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("owner", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(16), nullable=False),  # uploaded | registered
+    Column("created_at", Float, nullable=False),
+    # Set when a task first uses the dataset; from then on its file list never changes (docs/datasets.md).
+    Column("frozen_at", Float, nullable=True),
+    UniqueConstraint("owner", "name"),
+)
+
+dataset_files = Table(
+    "dataset_files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dataset_id", Id, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),  # the file name in the working directory
+    Column("size", BigInteger, nullable=True),
+    Column("sha256", String(64), nullable=True),  # uploaded: the blob; registered: optional checksum
+    Column("location", Text, nullable=True),  # registered: a path or URL on the sites
+    UniqueConstraint("dataset_id", "name"),
 )
 
 steering_runs = Table(
@@ -201,6 +259,7 @@ pilots = Table(
     Column("slots", JSON, nullable=False),
     Column("runtimes", JSON, nullable=False),
     Column("version", String(64), nullable=False, default=""),
+    Column("capabilities", JSON, nullable=True),  # cpu {arch, flags}, network; GPUs are per slot
     Column("registered_at", Float, nullable=False),
     Column("last_seen_at", Float, nullable=False),
 )

@@ -189,6 +189,30 @@ def touch_task(conn: Connection, task_id: int) -> None:
     conn.execute(update(tasks).where(tasks.c.id == task_id).values(updated_at=now_expr()))
 
 
+def reopen_for_retry(conn: Connection, task_id: int, extra_jobs: dict[int, int]) -> None:
+    """After `task retry`: the task runs again, its ended segments wait for their re-queued points
+    (no new points), and each segment may start ``extra_jobs[segment id]`` more jobs."""
+    for segment_id, extra in extra_jobs.items():
+        conn.execute(
+            update(segments).where(segments.c.id == segment_id).values(extra_jobs=segments.c.extra_jobs + extra)
+        )
+        conn.execute(
+            update(segments)
+            .where(segments.c.id == segment_id, may_enter(segments.c.state, SegmentState.EXHAUSTED))
+            .where(segments.c.state == SegmentState.DONE.value)
+            .values(state=SegmentState.EXHAUSTED.value, end_reason=None, finished_at=None)
+        )
+    conn.execute(
+        update(tasks)
+        .where(
+            tasks.c.id == task_id,
+            tasks.c.state == TaskState.FINISHED.value,
+            may_enter(tasks.c.state, TaskState.RUNNING),
+        )
+        .values(state=TaskState.RUNNING.value, end_reason=None, finished_at=None, updated_at=now_expr())
+    )
+
+
 def set_segment_state(
     conn: Connection, segment_id: int, target: SegmentState, *, end_reason: str | None = None
 ) -> bool:

@@ -286,7 +286,7 @@ def test_segmented_task_steers_each_segment_and_sends_model_id_points(live_servi
             site=site,
             max_points=2,
             n_points_per_iteration=2,
-            segments=[{"name": "segA", "files": ["a.root"]}, {"name": "segB", "datasets": ["user.x.dsB"]}],
+            segments=[{"name": "segA"}, {"name": "segB"}],  # segment files/datasets: tests/api/test_datasets.py
             evaluation_exec="python train.py --segment %SEGMENT_NAME",
         )
         task = user.post("/api/v1/tasks", json=body).json()

@@ -46,7 +46,7 @@ PANDA_OPTIONS: list[Row] = [
     ("--evaluationMetrics", "evaluationMetrics", "str", None, "CONFIG"),
     ("--checkPointToSave", "checkPointToSave", "str", None, "CONFIG"),
     ("--checkPointToLoad", "checkPointToLoad", "str", None, "CONFIG"),
-    ("--checkPointInterval", "checkPointInterval", "int", None, "CONFIG"),
+    ("--checkPointInterval", "checkPointInterval", "float", None, "CONFIG"),  # PanDA: int minutes; fractions too here
     ("--alrbArgs", "alrbArgs", "str", None, "CONFIG"),
     ("--architecture", "architecture", "str", "", "CONFIG"),
     ("--segmentSpecFile", "segmentSpecFile", "str", None, "CONFIG"),
@@ -66,6 +66,8 @@ HPOSTEER_OPTIONS: list[Row] = [
     ("--optimizer", "optimizer", "str", None, "HPOSTEER"),
     ("--seed", "seed", "int", None, "HPOSTEER"),
     ("--maxAttempts", "maxAttempts", "int", 3, "HPOSTEER"),
+    ("--evaluationTimeout", "evaluationTimeout", "float", None, "HPOSTEER"),
+    ("--failuresAsLosses", "failuresAsLosses", "flag", False, "HPOSTEER"),
     ("--server", "server", "str", None, "HPOSTEER"),
     ("--token", "token", "str", None, "HPOSTEER"),
 ]
@@ -86,7 +88,7 @@ def test_option_has_pandas_name_dest_type_default_and_group(row: Row) -> None:
     if kind == "flag":
         assert action.nargs == 0 and action.const is True
     else:
-        assert action.type is (int if kind == "int" else str) and action.nargs is None
+        assert action.type is {"int": int, "float": float}.get(kind, str) and action.nargs is None
 
 
 def test_no_option_is_missing_or_extra() -> None:

@@ -27,7 +27,8 @@ class BrokenRunner:
     name = "broken"
 
     def run(self, *, key: int, spec: OptimizerSpec, space: SearchSpace, history: Sequence[Observation], n: int,
-            seed: int, budget: int, parallelism: int) -> list[Params]:  # fmt: skip
+            seed: int, budget: int, parallelism: int,
+            failures_as_losses: bool | None = None) -> list[Params]:  # fmt: skip
         raise RuntimeError("the optimiser exploded")
 
     def retain(self, keys: set[int]) -> None:
@@ -100,3 +101,40 @@ def test_a_run_that_lost_the_race_stores_nothing(backend_services: Services) -> 
     assert result.outcome == "skipped"
     task = show_task(backend_services, ALICE, task_id)
     assert task.progress.generated == 2, "only the winner's points, never both"
+
+
+def test_failed_points_reach_the_optimiser_as_failures_unless_the_task_asks_for_pandas_losses(
+    backend_services: Services,
+) -> None:
+    """An always-failing point ends `failed` with loss 1e5 after maxAttempts, and the next steering
+    run tells it to the optimiser as a failure, or as the 1e5 loss with --failuresAsLosses."""
+    told: dict[bool, list[Observation]] = {}
+    for as_losses in (False, True):
+        task_id = submit(backend_services, optimizer="random", n_points_per_iteration=1, max_points=2,
+                         max_attempts=2, failures_as_losses=as_losses, site=f"F{int(as_losses)}")  # fmt: skip
+        segment_id = segment_of(backend_services, task_id)
+
+        class Recorder(WarmRunner):
+            def run(self, **kw: object) -> list[Params]:  # type: ignore[override]
+                told[bool(kw["failures_as_losses"])] = list(kw["history"])  # type: ignore[call-overload]
+                return super().run(**kw)  # type: ignore[arg-type]
+
+        runner = Recorder()
+        try:
+            assert steer_segment(backend_services, runner, segment_id).produced == 1
+            pilot = pilot_jobs.register_pilot(
+                backend_services, PILOT, name="p", site=f"F{int(as_losses)}", hostname="h",
+                slots=[{"name": "0", "gpus": []}], runtimes=["local"], version="t",
+            )["pilot_id"]  # fmt: skip
+            for _ in range(2):
+                job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
+                assert job is not None
+                report = pilot_jobs.Report(lease_token=job["lease_token"], outcome="failure", failure_class="timeout")
+                pilot_jobs.complete(backend_services, PILOT, attempt_id=job["attempt_id"], report=report)
+            assert steer_segment(backend_services, runner, segment_id).produced == 1
+        finally:
+            runner.close()
+    for as_losses in (False, True):
+        (failed,) = told[as_losses]
+        assert failed.failed and failed.loss == 1e5, "the point itself records PanDA's failure loss"
+    assert set(told) == {False, True}

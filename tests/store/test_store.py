@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from service.core.states import AttemptState, PointState, SegmentState, TaskState
 from service.operations.context import Services
 from service.store import attempts as attempt_store
+from service.store import claims
 from service.store import pilots as pilot_store
 from service.store import points as point_store
 from service.store import tasks as task_store
@@ -85,9 +86,9 @@ def _pilot(services: Services, site: str = "SITE-A", owner: str = "ops") -> int:
         )  # fmt: skip
 
 
-def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> point_store.Claim | None:
+def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> claims.Claim | None:
     with services.db.write() as conn:
-        return point_store.claim_next(
+        return claims.claim_next(
             conn,
             site=site,
             pilot_id=pilot_id,
@@ -98,7 +99,7 @@ def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float =
 
 
 def _end(
-    services: Services, claim: point_store.Claim, loss: float | None, *, max_attempts: int = 3
+    services: Services, claim: claims.Claim, loss: float | None, *, max_attempts: int = 3
 ) -> point_store.Settled | None:
     """Finish the claim's attempt (a loss: success; None: failure) and settle its point, as `complete` does."""
     with services.db.write() as conn:

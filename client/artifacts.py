@@ -1,0 +1,82 @@
+"""API calls for checkpoints, metrics tarballs and metadata (docs/api.md), streamed both ways."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+
+from client.http import API_PREFIX, ApiClient, ServerUnreachable
+
+CHUNK = 1 << 20
+
+
+class FileChunks:
+    """A file as an iterable of chunks, read anew each time it is iterated (so a retry resends it)."""
+
+    def __init__(self, path: Path, chunk: int = CHUNK):
+        self.path = path
+        self.chunk = chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self.path.open("rb") as f:
+            while data := f.read(self.chunk):
+                yield data
+
+
+def sha256_of(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def upload(api: ApiClient, url_path: str, path: Path, lease_token: str) -> dict[str, Any]:
+    """PUT a pilot artifact (checkpoint or metrics tarball), streamed, with its sha256 and lease token."""
+    sha256, size = sha256_of(path)
+    headers = {
+        "Content-Type": "application/gzip",
+        "Content-Length": str(size),
+        "X-Content-SHA256": sha256,
+        "X-Lease-Token": lease_token,
+    }
+    response = api.request("PUT", url_path, content=FileChunks(path), headers=headers)
+    return cast(dict[str, Any], response.json())
+
+
+def download(api: ApiClient, url_path: str, dest: Path, headers: dict[str, str] | None = None) -> None:
+    """Stream a GET to ``dest``; an unreachable server is a :class:`ServerUnreachable` like elsewhere."""
+    try:
+        api.download(url_path, dest, headers=headers)
+    except httpx.TransportError as exc:
+        raise ServerUnreachable(api.server, str(exc) or exc.__class__.__name__) from exc
+
+
+def download_checkpoint(api: ApiClient, url_path: str, dest: Path, lease_token: str) -> None:
+    download(api, url_path, dest, {"X-Lease-Token": lease_token})
+
+
+def list_artifacts(api: ApiClient, task_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+    params = {"kind": kind} if kind else None
+    answer = api.request("GET", f"{API_PREFIX}/tasks/{task_id}/artifacts", params=params, retry_unsafe=True)
+    return cast(list[dict[str, Any]], answer.json()["artifacts"])
+
+
+def task_meta(api: ApiClient, task_id: int) -> list[dict[str, Any]]:
+    """Every point's attempts' metadata: ``[{"point_id", "attempts": [{"number", "state", "meta"}]}]``."""
+    points: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = api.request(
+            "GET", f"{API_PREFIX}/tasks/{task_id}/meta", params={"after": after, "limit": 100}, retry_unsafe=True
+        ).json()
+        points.extend(page["points"])
+        if page["next_after"] is None:
+            return points
+        after = int(page["next_after"])

@@ -1,0 +1,137 @@
+"""Claimers, completers and reapers in several processes on one database (after Optuna's race test).
+
+Four worker processes claim points, complete some, fail some and abandon the rest (their leases
+run out), and every one of them also runs the reaper. Afterwards the database must show no
+double claim, no lost point, at most ``max_attempts`` attempts per point and exactly one accepted
+result per done point (R1-R3), with the segment counters equal to the rows they summarise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import random
+import time
+
+import pytest
+from sqlalchemy import text
+
+from service.config import Settings
+from service.operations import pilot_jobs
+from service.operations.context import NoTrigger, Services, build_services
+from service.operations.errors import Conflict
+from service.operations.principal import Principal
+from service.operations.reaper import reap_expired
+from service.operations.steer import steer_segment
+from service.operations.submit import TaskRequest, submit_task
+from service.steering.warm import WarmRunner
+from service.store import tasks as task_store
+from service.store.database import StoreBusy
+
+ALICE = Principal("alice", "user", 1)
+PILOT = Principal("site", "pilot", 2)
+SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
+POINTS = 60
+MAX_ATTEMPTS = 3
+
+
+def _worker(settings_json: str, pilot_id: int, seed: int, seconds: float) -> None:
+    services = build_services(Settings.model_validate_json(settings_json), NoTrigger())
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                reap_expired(services)
+                job = pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot=f"s{seed}")
+                if job is None:
+                    time.sleep(0.01)
+                    continue
+                roll = rng.random()
+                if roll < 0.2:
+                    continue  # abandoned: the lease runs out and a reaper (any process) settles it
+                if roll < 0.5:
+                    report = pilot_jobs.Report(job["lease_token"], "failure", failure_class="payload_error")
+                else:
+                    report = pilot_jobs.Report(job["lease_token"], "success", loss=float(job["point_id"]))
+                with contextlib.suppress(Conflict):  # the lease expired first: refused, as it must be
+                    pilot_jobs.complete(services, PILOT, attempt_id=job["attempt_id"], report=report)
+            except StoreBusy:
+                time.sleep(0.01)
+    finally:
+        services.db.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_claimers_and_reapers_never_double_claim_or_lose_a_point(backend_services: Services) -> None:
+    services = backend_services
+    settings = services.settings.model_copy(update={"lease_ttl_s": 0.3, "heartbeat_interval_s": 0.1})
+    request = TaskRequest(
+        name="race", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=3,
+        max_points=POINTS, n_points_per_iteration=POINTS, n_parallel_evaluation=POINTS,
+        max_attempts=MAX_ATTEMPTS, max_evaluation_jobs=POINTS * MAX_ATTEMPTS,
+    )  # fmt: skip
+    task_id = submit_task(services, ALICE, request, dry_run=False).id
+    with services.db.read() as conn:
+        segment_id = task_store.segments_of(conn, task_id)[0].id
+    runner = WarmRunner()
+    try:
+        assert steer_segment(services, runner, segment_id).produced == POINTS
+    finally:
+        runner.close()
+    pilot_id = pilot_jobs.register_pilot(
+        services, PILOT, name="race", site="S", hostname="h", slots=[{"name": "s", "gpus": []}],
+        runtimes=["local"], version="t",
+    )["pilot_id"]  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(settings.model_dump_json(), pilot_id, seed, 3.0)) for seed in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    time.sleep(settings.lease_ttl_s + 0.1)
+    fast = build_services(settings, NoTrigger())
+    try:
+        while reap_expired(fast):
+            pass
+    finally:
+        fast.db.dispose()
+    _check_invariants(services, task_id)
+
+
+def _check_invariants(services: Services, task_id: int) -> None:
+    with services.db.read() as conn:
+        points = conn.execute(
+            text("SELECT id, number, state, loss, is_failure, attempts FROM points WHERE task_id = :t"), {"t": task_id}
+        ).all()
+        attempts = conn.execute(
+            text("SELECT point_id, number, state, loss FROM attempts WHERE task_id = :t"), {"t": task_id}
+        ).all()
+        segment = conn.execute(
+            text("SELECT generated, pending, running, evaluated FROM segments WHERE task_id = :t"), {"t": task_id}
+        ).one()
+    assert len(points) == POINTS
+    by_point: dict[int, list[tuple[int, str, float | None]]] = {}
+    for a in attempts:
+        by_point.setdefault(int(a.point_id), []).append((int(a.number), str(a.state), a.loss))
+    states = {"pending": 0, "running": 0, "done": 0, "failed": 0}
+    for p in points:
+        states[p.state] += 1
+        mine = sorted(by_point.get(int(p.id), []))
+        assert [n for n, _, _ in mine] == list(range(1, p.attempts + 1)), f"attempt numbers of point {p.number}"
+        assert p.attempts <= MAX_ATTEMPTS, f"R2: point {p.number} has {p.attempts} attempts"
+        assert sum(1 for _, s, _ in mine if s == "running") == 0, "no attempt is left running after the reap"
+        succeeded = [loss for _, s, loss in mine if s == "succeeded"]
+        if p.state == "done":
+            assert succeeded == [float(p.number)] and p.loss == float(p.number), f"R3: point {p.number}"
+        else:
+            assert succeeded == [], f"a {p.state} point has no accepted result"
+        if p.state == "failed":
+            assert p.attempts == MAX_ATTEMPTS and p.is_failure and p.loss == 1e5
+    assert states["running"] == 0, "R1: nothing is stuck in running"
+    assert states["done"] + states["failed"] + states["pending"] == POINTS
+    assert states["done"] > 0 and states["failed"] + states["pending"] > 0, states
+    assert tuple(segment) == (POINTS, states["pending"], 0, states["done"] + states["failed"]), "counters match rows"
