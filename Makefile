@@ -32,5 +32,11 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Chaos soak (docs/reliability.md): pilot and service SIGKILLs for SOAK_SECONDS (180), then the
+# invariants; SOAK_DB=postgresql uses a fresh database on 127.0.0.1:5432; SOAK_SEED replays a run.
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hposteer-demo

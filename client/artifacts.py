@@ -46,7 +46,8 @@ def upload(api: ApiClient, url_path: str, path: Path, lease_token: str) -> dict[
         "X-Content-SHA256": sha256,
         "X-Lease-Token": lease_token,
     }
-    response = api.request("PUT", url_path, content=FileChunks(path), headers=headers)
+    # Idempotent (the same bytes answer 200) and fenced by the lease: safe to repeat after a broken connection.
+    response = api.request("PUT", url_path, content=FileChunks(path), headers=headers, retry_unsafe=True)
     return cast(dict[str, Any], response.json())
 
 

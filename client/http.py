@@ -222,14 +222,14 @@ class ApiClient:
 
         ``content`` may be an iterable of chunks (streamed; it must be iterable again for a retry).
 
-        ``retry_unsafe`` also retries on read timeouts, where the server may have acted:
-        only for calls whose repetition is harmless.
+        ``retry_unsafe`` also retries on read timeouts and broken connections, where the server
+        may have acted: only for calls whose repetition is harmless (idempotency keys, heartbeats).
         """
         delays = self.retry.delays()
         while True:
             try:
                 response = self._http.request(method, path, json=json, content=content, headers=headers, params=params)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # the request never left: always safe
                 delay = next(delays, None)
                 if delay is None:
                     raise ServerUnreachable(self.server, _reason(exc)) from exc
@@ -239,6 +239,14 @@ class ApiClient:
                 delay = next(delays, None) if retry_unsafe else None
                 if delay is None:
                     raise ServerUnreachable(self.server, f"no answer in time ({exc.__class__.__name__})") from exc
+                self.retry.sleep(delay)
+                continue
+            except httpx.TransportError as exc:
+                # The connection broke after the request went out (a reset, a server killed mid-call):
+                # the server may have acted, so only calls that are safe to repeat are repeated.
+                delay = next(delays, None) if retry_unsafe else None
+                if delay is None:
+                    raise ServerUnreachable(self.server, f"the connection broke ({_reason(exc)})") from exc
                 self.retry.sleep(delay)
                 continue
             if response.status_code == 503:
@@ -256,11 +264,11 @@ class ApiClient:
     # -- user routes ------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self.request("GET", "/healthz").json())
+        return cast(dict[str, Any], self.request("GET", "/healthz", retry_unsafe=True).json())
 
     def has_sandbox(self, sha256: str) -> bool:
         try:
-            self.request("HEAD", f"{API_PREFIX}/sandboxes/{sha256}")
+            self.request("HEAD", f"{API_PREFIX}/sandboxes/{sha256}", retry_unsafe=True)
         except NotFound:
             return False
         return True
@@ -273,6 +281,7 @@ class ApiClient:
                 "/sandboxes",
                 content=data,
                 headers={"Content-Type": "application/gzip", "X-Content-SHA256": sha256},
+                retry_unsafe=True,  # content-addressed: storing the same bytes twice is harmless
             ),
         )
 

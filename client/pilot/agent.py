@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,7 @@ class Pilot:
             )
         self._last_work = time.monotonic()
         threads = [
-            threading.Thread(target=self._slot_loop, args=(slot,), name=f"slot-{slot.name}", daemon=True)
+            threading.Thread(target=self._guarded_slot_loop, args=(slot,), name=f"slot-{slot.name}", daemon=True)
             for slot in self.config.slots
         ]
         for thread in threads:
@@ -191,6 +192,17 @@ class Pilot:
             return False
         with self._lock:
             return not self._busy and time.monotonic() - self._last_work >= limit
+
+    def _guarded_slot_loop(self, slot: Slot) -> None:
+        """A slot survives a bug in one job's handling: it logs the error and goes on taking work
+        (the job's lease then runs out and the point is retried) instead of dying silently."""
+        while not self.draining.is_set():
+            try:
+                self._slot_loop(slot)
+                return
+            except Exception:
+                self.log.info(f"slot {slot.name}: unexpected error; the slot goes on:\n{traceback.format_exc()}")
+                self.draining.wait(1.0)
 
     def _slot_loop(self, slot: Slot) -> None:
         job: Job | None = None

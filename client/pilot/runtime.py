@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +53,42 @@ class Runtime(Protocol):
 
     def start(self, command: str, workdir: Path, env: dict[str, str], log_path: Path) -> Payload:
         """Run ``command`` (a shell command line) in ``workdir``; output appended to ``log_path``."""
+
+
+def shell_argv(command: str) -> list[str]:
+    """The argv that runs ``command`` so that the kernel stops it when the pilot dies (SIGKILL, OOM...).
+
+    An orphan would go on computing, holding the slot's GPU, for a result nobody can report.
+    util-linux's setpriv gives the shell a parent-death signal (HUP); the shell runs the command in
+    a subshell and, on HUP, kills its whole process group (the payload and everything it started).
+    The shell outlives SIGTERM (the subshell does not inherit the trap), so a payload keeps its
+    grace period, and it ends as the command did: its exit status, or the signal that killed it
+    (re-raised on itself, so the pilot sees the signal as before). Where setpriv is missing, a plain
+    ``sh -c`` (the payload then outlives a killed pilot).
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    if setpriv is None:
+        return ["/bin/sh", "-c", command]
+    return [setpriv, "--pdeathsig", "HUP", "/bin/sh", "-c", _GUARD.replace("{command}", command, 1)]
+
+
+# {command} sits on lines of its own, so that a trailing comment or a heredoc in it stays its own.
+_GUARD = """trap 'kill -KILL 0' HUP
+trap ':' TERM INT
+(
+{command}
+) &
+payload=$!
+while :; do
+  wait "$payload"; status=$?
+  kill -0 "$payload" 2>/dev/null || break
+done
+if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then
+  trap - TERM INT HUP
+  kill -s "$(kill -l "$status")" $$
+fi
+exit "$status"
+"""
 
 
 class LocalPayload:
@@ -98,7 +136,7 @@ class LocalRuntime:
         try:
             with log_path.open("ab") as log:
                 process = subprocess.Popen(
-                    ["/bin/sh", "-c", command],
+                    shell_argv(command),
                     cwd=workdir,
                     env=env,
                     stdin=subprocess.DEVNULL,

@@ -11,39 +11,20 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.artifact_schemas import ArtifactListOut, MetaListOut, UploadOut
 from service.api.deps import PilotDep, ServicesDep, UserDep
+from service.api.uploads import receive_blob
 from service.operations import artifacts as artifact_ops
 from service.operations.context import Services
-from service.store.blobs import BlobTooLarge
 
 pilot_router = APIRouter(prefix="/api/v1/pilot", tags=["pilots"])
 user_router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
 LeaseToken = Annotated[str, Header(min_length=1, max_length=128, description="the attempt's lease token")]
 Sha256 = Annotated[str, Header(pattern=r"^[0-9a-fA-F]{64}$", description="sha256 of the body, hex")]
-_BATCH = 1 << 20  # bytes gathered from the request before each write to the blob file
 
 
 async def _receive(request: Request, svc: Services, target: artifact_ops.UploadTarget, sha256: str) -> Any:
-    """Stream the body into the blob store, capped while it streams, then record it (R5)."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > target.max_bytes:
-        raise BlobTooLarge(target.max_bytes)
-    writer = await run_in_threadpool(svc.blobs.writer, target.max_bytes)
-    try:
-        pending: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= _BATCH:
-                await run_in_threadpool(writer.write, b"".join(pending))
-                pending, size = [], 0
-        if pending:
-            await run_in_threadpool(writer.write, b"".join(pending))
-        blob = await run_in_threadpool(writer.commit, sha256)
-    except BaseException:
-        writer.abort()
-        raise
+    """Stream the body into the blob store (capped while it streams), then record it (R5)."""
+    blob = await receive_blob(request, svc, target.max_bytes, sha256)
     answer, created = await run_in_threadpool(artifact_ops.record_upload, svc, target, blob)
     return answer, created
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.dataset_schemas import DatasetListOut, DatasetOut, DatasetRegistrationIn
 from service.api.deps import PilotDep, ServicesDep, UserDep
+from service.api.uploads import receive_blob
 from service.core.datasets import sha256_problem
 from service.operations import datasets as dataset_ops
 from service.operations.errors import Invalid
@@ -64,14 +65,7 @@ async def put_dataset_file(
     if known is not None:
         response.status_code = 200
         return known
-    writer = await run_in_threadpool(svc.blobs.writer, limit)
-    try:
-        async for chunk in request.stream():
-            writer.write(chunk)
-        blob = await run_in_threadpool(writer.commit, sha256)
-    except BaseException:
-        writer.abort()
-        raise
+    blob = await receive_blob(request, svc, limit, sha256)
     view, changed = await run_in_threadpool(dataset_ops.add_uploaded_file, svc, principal, name, file_name, blob)
     if not changed:
         response.status_code = 200

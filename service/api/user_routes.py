@@ -18,6 +18,7 @@ from service.api.schemas import (
     TaskListOut,
     TaskSubmission,
 )
+from service.api.uploads import receive_blob
 from service.operations import tasks as task_ops
 from service.operations.errors import NotFound
 from service.operations.sandboxes import has_sandbox, record_sandbox
@@ -89,14 +90,7 @@ async def post_sandbox(
     x_content_sha256: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Stream the body to the blob store (size-capped while it streams), then record it."""
-    writer = await run_in_threadpool(svc.blobs.writer, svc.settings.sandbox_max_bytes)
-    try:
-        async for chunk in request.stream():
-            writer.write(chunk)
-        blob = await run_in_threadpool(writer.commit, x_content_sha256)
-    except BaseException:
-        writer.abort()
-        raise
+    blob = await receive_blob(request, svc, svc.settings.sandbox_max_bytes, x_content_sha256)
     created = await run_in_threadpool(record_sandbox, svc, principal, blob)
     if not created:
         response.status_code = 200
