@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Update, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Select, Update, bindparam, select, update
 
 from service.core.states import AttemptState
 from service.store.database import now_expr
@@ -122,11 +122,19 @@ def completed_with_key(conn: Connection, attempt_id: int, lease_token: str, key:
     return None if row is None else from_row(AttemptRecord, row)
 
 
+@cache
+def _claimed_with_key() -> Select[Any]:
+    return (
+        select(attempts.c.id)
+        .where(attempts.c.pilot_id == bindparam("p_pilot_id"), attempts.c.request_key == bindparam("p_key"))
+        .limit(1)
+    )
+
+
 def claimed_with_key(conn: Connection, pilot_id: int, key: str) -> int | None:
-    """The attempt that a call of this pilot with this idempotency key claimed, if any."""
-    value = conn.execute(
-        select(attempts.c.id).where(attempts.c.pilot_id == pilot_id, attempts.c.request_key == key).limit(1)
-    ).scalar()
+    """The attempt that a call of this pilot with this idempotency key claimed, if any (every keyed
+    acquire asks: one indexed lookup, its statement built once)."""
+    value = conn.execute(_claimed_with_key(), {"p_pilot_id": pilot_id, "p_key": key}).scalar()
     return None if value is None else int(value)
 
 

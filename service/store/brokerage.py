@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Select, func, select, update
 
 from service.core.states import TaskState
 from service.store.database import now_expr
 from service.store.tables import pilots, tasks
 
 
+@cache
+def _max_task_id() -> Select[Any]:
+    return select(func.max(tasks.c.id))
+
+
 def max_task_id(conn: Connection) -> int:
-    """The highest task id so far (0 without tasks): new tasks move it (a primary-key lookup)."""
-    return int(conn.execute(select(func.max(tasks.c.id))).scalar() or 0)
+    """The highest task id so far (0 without tasks): new tasks move it (a primary-key lookup).
+
+    Runs on every claim: the statement is built once (building it costs more than running it)."""
+    return int(conn.execute(_max_task_id()).scalar() or 0)
 
 
 def running_requirements(conn: Connection, *, after_id: int = 0) -> dict[int, Any]:
