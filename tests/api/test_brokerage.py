@@ -128,6 +128,7 @@ def test_site_lists_and_tasks_submitted_after_the_cache_filled(backend_services:
     task = _task(services, sites=",SITE-B,SITE-1X,", points=3)
     assert _acquire(services, _pilot(services, site="SITE-A")) is None
     assert _acquire(services, _pilot(services, site="SITE_1X")) is None  # '_' is no LIKE wildcard here
+    assert _acquire(services, _pilot(services, site="site-b")) is None  # site names are case-sensitive everywhere
     for site in ("SITE-B", "SITE-1X"):
         job = _acquire(services, _pilot(services, site=site))
         assert job is not None and job["task_id"] == task
