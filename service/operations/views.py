@@ -140,8 +140,16 @@ def settings_of(task: TaskRecord) -> dict[str, Any]:
         "failure_loss": task.failure_loss,
         "failures_as_losses": task.failures_as_losses,
         "max_points_per_job": task.max_points_per_job or 1,
-        **{k: v for k, v in (task.job_settings or {}).items() if v is not None},
+        **_job_settings(task.job_settings or {}),
     }
+
+
+def _job_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The job settings the task set (the training-data file name only with a training dataset)."""
+    shown = {k: v for k, v in values.items() if v is not None}
+    if "training_dataset" not in shown:
+        shown.pop("training_data_file", None)
+    return shown
 
 
 def task_views(conn: Connection, records: Sequence[TaskRecord], *, detail: bool) -> list[TaskView]:
