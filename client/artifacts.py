@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 
+from client.files import FileChunks, sha256_of
 from client.http import API_PREFIX, ApiClient, ServerUnreachable
-
-CHUNK = 1 << 20
-
-
-class FileChunks:
-    """A file as an iterable of chunks, read anew each time it is iterated (so a retry resends it)."""
-
-    def __init__(self, path: Path, chunk: int = CHUNK):
-        self.path = path
-        self.chunk = chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        with self.path.open("rb") as f:
-            while data := f.read(self.chunk):
-                yield data
-
-
-def sha256_of(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def upload(api: ApiClient, url_path: str, path: Path, lease_token: str) -> dict[str, Any]:

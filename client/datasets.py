@@ -8,18 +8,17 @@ the files the dataset already holds with that content, and streams the others wi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
+from client.files import FileChunks, sha256_of
 from client.http import API_PREFIX, ApiClient, NotFound
 
-CHUNK = 1 << 20
 _ATTRIBUTE = re.compile(r",(?=(?:sha256|size)=)")
 _PLAIN = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+=@-]*$")
 
@@ -57,21 +56,9 @@ def register_dataset(api: ApiClient, name: str, files: list[dict[str, Any]]) -> 
     return cast(dict[str, Any], api.request("POST", f"{API_PREFIX}/datasets", json=body, retry_unsafe=True).json())
 
 
-class _FileChunks:
-    """The file's bytes in chunks; iterable again (from the start) when a request is retried."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __iter__(self) -> Iterator[bytes]:
-        with self.path.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk
-
-
 def upload_file(api: ApiClient, name: str, path: Path, *, file_name: str, sha256: str, size: int) -> dict[str, Any]:
     """Stream one file into the dataset (created if new); idempotent for the same content."""
-    body = _FileChunks(path)  # re-iterable: a retried request streams the file again
+    body = FileChunks(path)  # re-iterable: a retried request streams the file again
     response = api.request(
         "PUT",
         f"{_path(name)}/files/{quote(file_name, safe='')}",
@@ -84,15 +71,6 @@ def upload_file(api: ApiClient, name: str, path: Path, *, file_name: str, sha256
         retry_unsafe=True,
     )
     return cast(dict[str, Any], response.json())
-
-
-def sha256_of(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 # -- what the user gives -------------------------------------------------------------------------

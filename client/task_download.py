@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from client.artifacts import download, list_artifacts, sha256_of, task_meta
+from client.artifacts import download, list_artifacts, task_meta
+from client.files import sha256_of
 from client.http import ApiClient
 
 FOLDERS = {"metrics": "metrics", "checkpoint": "checkpoints"}

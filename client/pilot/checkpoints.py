@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from client.artifacts import download_checkpoint, sha256_of, upload
+from client.artifacts import download_checkpoint, upload
+from client.files import sha256_of
 from client.http import ApiClient, ApiError, Conflict, Job, ServerUnreachable
 from client.pilot.archive_check import Limits
 from client.pilot.extract import UnsafeArchive, safe_extract

@@ -34,11 +34,11 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from client.files import CHUNK, sha256_of
 from client.http import ApiClient, ApiError, Job, ServerUnreachable
 from client.pilot.logs import Logger
 
 DOWNLOAD_TRIES = 3
-CHUNK = 1 << 20
 _PLAIN_EXCLUDED = ("/", "\x00", ",")
 
 
@@ -69,15 +69,6 @@ def _plain(name: object, what: str) -> str:
     if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in _PLAIN_EXCLUDED):
         raise StagingError(f"the job names an invalid {what} {str(name)[:80]!r}: not a plain file name")
     return name
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -162,7 +153,7 @@ class Stager:
         stamp = _stamp(path)
         if self._verified.get(path) == stamp:
             return True
-        actual, _ = _digest(path)
+        actual, _ = sha256_of(path)
         if actual != sha256:
             return False
         self._verified[path] = stamp
@@ -187,7 +178,7 @@ class Stager:
             tmp = self.cache / f"{key}.{os.getpid()}.{threading.get_ident()}.download"
             try:
                 fetch(tmp)
-                actual, length = _digest(tmp)
+                actual, length = sha256_of(tmp)
                 if sha256 is not None and actual != sha256:
                     raise StagingError(
                         f"training file {name!r}: checksum mismatch: the download has sha256 {actual[:12]}..., "

@@ -13,12 +13,12 @@ run, the new one gets a suffix (``point3.attempt1.2``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
 from pathlib import Path
 
+from client.files import sha256_of
 from client.http import ApiClient, ApiError, Job, ServerUnreachable
 from client.pilot.extract import UnsafeArchive, safe_extract
 from client.pilot.logs import Logger
@@ -64,7 +64,7 @@ class Workspace:
             tmp = self._cache / f"{sha256}.download"
             try:
                 self._download(url, tmp)
-                actual, length = _sha256_of(tmp)
+                actual, length = sha256_of(tmp)
                 if actual != sha256:
                     raise SandboxError(
                         f"sandbox download corrupted: sha256 {actual[:12]}... instead of {sha256[:12]}..."
@@ -134,13 +134,3 @@ class Workspace:
         if target.is_symlink() or target.exists():
             target.unlink()  # the sandbox's own file of that name (or a link) gives way to the point
         target.write_text(json.dumps(job["params"]))
-
-
-def _sha256_of(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    length = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            length += len(chunk)
-    return digest.hexdigest(), length

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from client.datasets import register_dataset, sha256_of, upload_file
+from client.datasets import register_dataset, upload_file
+from client.files import sha256_of
 from client.http import ApiClient, Job
 from client.pilot.placeholders import fill_leftovers
 from client.pilot.slots import cpu_slots
