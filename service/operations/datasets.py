@@ -386,6 +386,8 @@ def job_fields(conn: Connection, services: Services, claim: Claim, settings: Job
 
 
 def _training(conn: Connection, claim: Claim, settings: JobSettings) -> dict[str, Any] | None:
+    if not settings.training_dataset and not claim.segment.segmented:
+        return None  # only segments (--segmentSpecFile) name files or datasets of their own
     seg_files, seg_datasets = store.segment_data(conn, claim.segment.id)
     training_ds = settings.training_dataset
     if seg_files is None and seg_datasets is None:

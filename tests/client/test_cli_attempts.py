@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -50,4 +49,3 @@ def test_show_point_explains_each_attempt_and_retry_reruns_failed_points(
     assert [p["state"] for p in final] == ["done", "done"]
     assert all(len(p["attempts"]) == 3 and p["attempts"][-1]["state"] == "succeeded" for p in final)
     assert "no failed points to retry" in refused.err + refused.out
-    assert json.loads(json.dumps(final))  # plain JSON all the way
