@@ -38,5 +38,10 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
+# Container images, built without a registry (docs/containers.md): the base from debootstrap.
+.PHONY: images
+images: $(STAMP)
+	images/build.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hposteer-demo
