@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/hposteer demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check service client tests bench examples
-	$(BIN)/ruff format --check service client tests bench examples
+	$(BIN)/ruff check service client tests bench examples evaluation_images
+	$(BIN)/ruff format --check service client tests bench examples evaluation_images
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 BASE_IMAGE="${BASE_IMAGE:-hposteer/base:bookworm}"
 PIP="${PIP:-.venv/bin/pip}"
 [ -x "$PIP" ] || PIP="python3 -m pip"
+# Wheels that lie on this machine's disk (the CPU build of torch here) are taken from there.
+FIND_LINKS=()
+[ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
 
 if [ "$BASE_IMAGE" = "hposteer/base:bookworm" ]; then
   images/build-base.sh
@@ -26,7 +29,8 @@ for dir in "$@"; do
   mkdir -p "$dir/wheelhouse"
   if [ -f "$dir/requirements.txt" ]; then
     echo "images: wheels for $image"
-    $PIP wheel --quiet --wheel-dir "$dir/wheelhouse" -r "$dir/requirements.txt"
+    $PIP wheel --quiet "${FIND_LINKS[@]}" --wheel-dir "$dir/wheelhouse" -r "$dir/requirements.txt" 2>&1 \
+      | grep -v "^WARNING: Location" || true
   fi
   if [ -x "$dir/prepare.sh" ]; then  # e.g. a wheel of hposteer itself, for the steering images
     "$dir/prepare.sh" "$dir/wheelhouse"
