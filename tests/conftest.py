@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import pytest
@@ -170,3 +171,19 @@ def backend_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         if databases is not None:
             for _ in databases:
                 pass
+
+
+def docker_with_image(image: str) -> Any:
+    """A Docker client that has ``image`` (built by `make images`); skips without one, except
+    under CI=true, where .ci/run starts dockerd and builds the images, so a missing one fails."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(image)
+    except docker.errors.DockerException as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but the Docker engine or the image {image} is not available: {exc}")
+        pytest.skip(f"no Docker engine with {image} here (make images): {exc}")
+    return client

@@ -17,8 +17,9 @@ from types import FrameType
 from client.http import ApiClient
 from client.pilot.agent import Pilot, PilotConfig
 from client.pilot.capabilities import CapabilityError, Overrides, describe, detect_host, parse_memory_mb
+from client.pilot.container_args import ContainerLimits, ContainerSettingError, parse_size
 from client.pilot.logs import Logger
-from client.pilot.runtime import RUNTIMES, RuntimeStartError, make_runtime
+from client.pilot.runtime import RUNTIMES, RuntimeOptions, RuntimeStartError, make_runtime
 from client.pilot.slots import SlotSpecError, slots_from_options
 from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
 
@@ -72,6 +73,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     brokerage.add_argument(
         "--allow-network", action="store_true", help="this site lets payloads use the network (default: not)"
     )
+    containers = parser.add_argument_group("containers (--runtime docker; see docs/pilot.md)")
+    containers.add_argument(
+        "--container-image",
+        metavar="IMAGE",
+        help="image for tasks that name no --evaluationContainer (default: such tasks fail); never pulled",
+    )
+    containers.add_argument(
+        "--container-memory", default="4g", metavar="SIZE", help="memory of each container, no swap (default 4g)"
+    )
+    containers.add_argument(
+        "--container-pids", type=int, default=4096, metavar="N", help="processes+threads per container (default 4096)"
+    )
+    containers.add_argument("--container-cpus", type=float, metavar="N", help="CPUs per container (default: no quota)")
+    containers.add_argument(
+        "--container-tmp", default="512m", metavar="SIZE", help="size of each container's /tmp (default 512m)"
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log details: polls, heartbeats, downloads, commands"
     )
@@ -85,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         slots = slots_from_options(args.workers, args.slots)
-        runtime = make_runtime(args.runtime)
         capabilities = detect_host(slots, _overrides(args))
-    except (SlotSpecError, RuntimeStartError, CapabilityError) as exc:
+        runtime = make_runtime(args.runtime, _runtime_options(args, log))
+    except (SlotSpecError, RuntimeStartError, CapabilityError, ContainerSettingError) as exc:
         log.info(f"error: {exc}")
         return 2
     if args.exit_when_idle is not None and args.exit_when_idle < 0:
@@ -144,3 +161,20 @@ def _overrides(args: argparse.Namespace) -> Overrides:
         cpu_flags=tuple(f.strip().lower() for f in flags.split(",") if f.strip()),
         allow_network=bool(getattr(args, "allow_network", False)),
     )
+
+
+def _runtime_options(args: argparse.Namespace, log: Logger) -> RuntimeOptions:
+    pids = int(getattr(args, "container_pids", 4096))
+    cpus = getattr(args, "container_cpus", None)
+    if pids < 16:
+        raise ContainerSettingError(f"--container-pids {pids}: at least 16 (a shell, the payload and a few helpers)")
+    if cpus is not None and not 0 < cpus <= 4096:
+        raise ContainerSettingError(f"--container-cpus {cpus:g}: give a positive number of CPUs (e.g. 1 or 0.5)")
+    limits = ContainerLimits(
+        memory_bytes=parse_size(getattr(args, "container_memory", "4g"), "--container-memory"),
+        pids=pids,
+        cpus=cpus,
+        tmp_bytes=parse_size(getattr(args, "container_tmp", "512m"), "--container-tmp"),
+    )
+    image = getattr(args, "container_image", None)
+    return RuntimeOptions(pilot_name=args.name, default_image=image or None, limits=limits, log=log.info)

@@ -162,7 +162,16 @@ class Evaluator:
             else None
         )
         try:
-            payload = self.runtime.start(command, workdir, env, log_path)
+            payload = self.runtime.start(
+                command,
+                workdir,
+                env,
+                log_path,
+                image=job.get("evaluation_container"),
+                gpus=slot.gpus,
+                network=False,  # the task asks AND the site allows (--allow-network); tasks cannot ask yet
+                attempt_id=job["attempt_id"],
+            )
         except RuntimeStartError as exc:
             return _Outcome(Result("failure", None, "pilot_error", str(exc)), None, log_tail(log_path))
         if uploader is not None:

@@ -1,9 +1,11 @@
 """How payloads run: runtimes behind one small protocol, resolved by name from one table.
 
 A runtime starts the evaluation command in a prepared working directory and hands back a
-:class:`Payload` that can be waited for and terminated as a whole. Only ``local`` exists
-so far; ``docker``, ``podman`` and ``apptainer`` (hardened containers, DESIGN.md
-"Security") will be added to :data:`RUNTIMES`.
+:class:`Payload` that can be waited for and terminated as a whole. ``local`` runs it on this
+machine; ``docker`` (client/pilot/docker_runtime.py) in a hardened container (DESIGN.md
+"Security"); ``podman`` and ``apptainer`` will be added to :data:`RUNTIMES`. A runtime is made
+once per pilot from its name and the pilot's :class:`RuntimeOptions`; container runtimes import
+their engine's library only then, so ``local`` pilots never need it.
 
 ``local``: **NO ISOLATION.** The payload runs directly on this machine, as the pilot's
 user, with the pilot's environment (minus its token), able to read and write whatever that
@@ -23,8 +25,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from client.pilot.container_args import ContainerLimits
 
 LOG_TAIL_BYTES = 64 * 1024
 KILL_GRACE_S = 10.0
@@ -47,12 +52,38 @@ class Payload(Protocol):
         """Stop it and everything it started: SIGTERM, then SIGKILL after ``grace_s``."""
 
 
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """The pilot's settings a runtime may use (``local`` uses none of them)."""
+
+    pilot_name: str = "hposteer-pilot"  # container runtimes label their containers with it
+    default_image: str | None = None  # for tasks naming no --evaluationContainer
+    limits: ContainerLimits = field(default_factory=ContainerLimits)
+    log: Callable[[str], None] = print  # what a runtime has to tell the pilot's operator at start
+
+
 class Runtime(Protocol):
     name: str
     isolated: bool  # False: the payload can touch this machine as the pilot's user
 
-    def start(self, command: str, workdir: Path, env: dict[str, str], log_path: Path) -> Payload:
-        """Run ``command`` (a shell command line) in ``workdir``; output appended to ``log_path``."""
+    def start(
+        self,
+        command: str,
+        workdir: Path,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        image: str | None = None,
+        gpus: tuple[str, ...] = (),
+        network: bool = False,
+        attempt_id: int | None = None,
+    ) -> Payload:
+        """Run ``command`` (a shell command line) in ``workdir``; output appended to ``log_path``.
+
+        ``image`` is the task's evaluation container, ``gpus`` the slot's GPU ids, ``network``
+        whether the payload may use the network (the task asks and the site allows), and
+        ``attempt_id`` labels what the runtime starts. Runtimes without containers ignore them.
+        """
 
 
 def shell_argv(command: str) -> list[str]:
@@ -131,7 +162,20 @@ class LocalRuntime:
     name = "local"
     isolated = False
 
-    def start(self, command: str, workdir: Path, env: dict[str, str], log_path: Path) -> Payload:
+    def start(
+        self,
+        command: str,
+        workdir: Path,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        image: str | None = None,
+        gpus: tuple[str, ...] = (),
+        network: bool = False,
+        attempt_id: int | None = None,
+    ) -> Payload:
+        """The image is ignored (as before: a task naming one runs here without it), GPUs are in the
+        environment already, and the network is whatever this machine has."""
         env = {**env, "PATH": env.get("PATH", os.defpath) + os.pathsep + str(workdir), "PWD": str(workdir)}
         try:
             with log_path.open("ab") as log:
@@ -150,14 +194,25 @@ class LocalRuntime:
         return LocalPayload(process)
 
 
-RUNTIMES: dict[str, Callable[[], Runtime]] = {"local": LocalRuntime}
+def _local(options: RuntimeOptions) -> Runtime:
+    return LocalRuntime()
 
 
-def make_runtime(name: str) -> Runtime:
+def _docker(options: RuntimeOptions) -> Runtime:
+    from client.pilot.docker_runtime import DockerRuntime  # the Docker SDK only for docker pilots
+
+    return DockerRuntime(options)
+
+
+RUNTIMES: dict[str, Callable[[RuntimeOptions], Runtime]] = {"local": _local, "docker": _docker}
+
+
+def make_runtime(name: str, options: RuntimeOptions | None = None) -> Runtime:
+    """The runtime called ``name``; RuntimeStartError if there is none or it cannot work here."""
     factory = RUNTIMES.get(name)
     if factory is None:
         raise RuntimeStartError(f"unknown runtime {name!r}; known runtimes: {', '.join(sorted(RUNTIMES))}")
-    return factory()
+    return factory(options or RuntimeOptions())
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:

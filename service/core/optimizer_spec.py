@@ -102,6 +102,9 @@ _HPOGRID_VALUE_FLAGS = {
     "--outfile": "outfile",
     "-s": "space",
     "--space": "space",
+    # hposteer's own, so that a steering image gives the in-process runner's points (docs/steering.md)
+    "--seed": "seed",
+    "--parallelism": "parallelism",
 }
 
 
@@ -111,6 +114,11 @@ def is_hpogrid_line(steering_exec: str) -> bool:
     except ValueError:
         return False
     return len(words) >= 2 and words[0].rsplit("/", 1)[-1] == "hpogrid" and words[1] == "generate"
+
+
+def hpogrid_options(words: list[str]) -> dict[str, str]:
+    """The options of ``hpogrid generate`` (the words after it), read leniently, by their long names."""
+    return _hpogrid_flags(words)
 
 
 def _hpogrid_flags(words: list[str]) -> dict[str, str]:
@@ -141,7 +149,11 @@ def parse_hpogrid_line(steering_exec: str) -> OptimizerSpec:
     """Map a bare ``hpogrid generate`` line onto the builtin optimiser it names."""
     if not is_hpogrid_line(steering_exec):
         raise OptimizerSpecError(f"steeringExec is not an 'hpogrid generate' line: {steering_exec!r}")
-    values = _hpogrid_flags(shlex.split(steering_exec)[2:])
+    return spec_from_hpogrid_options(_hpogrid_flags(shlex.split(steering_exec)[2:]), steering_exec)
+
+
+def spec_from_hpogrid_options(values: dict[str, str], source_text: str) -> OptimizerSpec:
+    """The builtin optimiser that hpogrid's ``--lib``/``--method``/``--mode`` name."""
     raw_library = values.get("lib", HPOGRID_DEFAULT_LIBRARY).lower()
     if raw_library in HPOGRID_UNSUPPORTED:
         raise OptimizerSpecError(
@@ -162,4 +174,4 @@ def parse_hpogrid_line(steering_exec: str) -> OptimizerSpec:
     else:
         method = _HPOGRID_METHOD.get(library)
     spec = OptimizerSpec(library, method, "max" if mode == "max" else "min", source="hpogrid")
-    return _checked(spec, steering_exec)
+    return _checked(spec, source_text)

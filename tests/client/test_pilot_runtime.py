@@ -177,8 +177,8 @@ def test_processes_left_behind_by_a_finished_payload_are_stopped(tmp_path: Path)
 
 
 def test_unknown_runtime_lists_the_known_ones() -> None:
-    with pytest.raises(RuntimeStartError, match="unknown runtime 'docker'; known runtimes: local"):
-        make_runtime("docker")
+    with pytest.raises(RuntimeStartError, match="unknown runtime 'podman'; known runtimes: docker, local"):
+        make_runtime("podman")
     assert make_runtime("local").isolated is False
 
 
