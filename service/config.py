@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     steering_poll_s: float = Field(1.0, gt=0, description="Steering re-checks every segment this often")
     steering_threads: int = Field(4, ge=1, description="Segments steered at the same time")
     steering_max_failures: int = Field(3, ge=1, description="Failed steering runs in a row before a task fails")
+    steering_container_timeout_s: float = Field(
+        600.0, gt=0, description="A steering container still running after this long is killed (a failed run)"
+    )
+    steering_container_memory_mb: int = Field(
+        2048, ge=16, description="Memory (and swap) limit of a steering container, in MiB"
+    )
+    steering_container_pids: int = Field(256, ge=8, description="Process/thread limit of a steering container")
+    steering_container_cpus: float = Field(1.0, gt=0, description="CPUs a steering container may use")
 
     sandbox_max_bytes: int = Field(100 * MiB, gt=0)
     dataset_file_max_bytes: int = Field(2048 * MiB, gt=0, description="Largest file accepted by a dataset upload")

@@ -82,13 +82,14 @@ def container_user(uid: int, gid: int) -> str:
     return NOBODY if uid == 0 else f"{uid}:{gid}"
 
 
-def container_env(env: Mapping[str, str], gpus: Sequence[str]) -> dict[str, str]:
+def container_env(env: Mapping[str, str], gpus: Sequence[str], image_path: str | None = None) -> dict[str, str]:
     """The payload's environment as the container sees it: host-only variables dropped, container
-    paths set, and the slot's GPUs renumbered (the engine shows a container only its GPUs, from 0)."""
+    paths set (the image's own PATH, e.g. its venv, plus the working directory), and the slot's GPUs
+    renumbered (the engine shows a container only its GPUs, from 0)."""
     out = {k: v for k, v in env.items() if k not in HOST_ONLY and not k.startswith(HOST_ONLY_PREFIXES)}
     out.update(
         {
-            "PATH": f"{CONTAINER_PATH}:{WORKDIR}",  # as PanDA's __run_main_exec.sh does
+            "PATH": f"{image_path or CONTAINER_PATH}:{WORKDIR}",  # as PanDA's __run_main_exec.sh does
             "HOME": "/tmp",
             "TMPDIR": "/tmp",
             "PWD": WORKDIR,
@@ -114,6 +115,7 @@ def create_args(
     network: bool = False,
     labels: Mapping[str, str] | None = None,
     limits: ContainerLimits | None = None,
+    image_path: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for docker's ``containers.create``: the hardened container of one attempt."""
     limits = limits or ContainerLimits()
@@ -123,7 +125,7 @@ def create_args(
         "command": [guarded(command)],
         "working_dir": WORKDIR,
         "user": user,
-        "environment": container_env(env, gpus),
+        "environment": container_env(env, gpus, image_path),
         "labels": dict(labels or {}),
         "mounts": [{"Type": "bind", "Source": str(workdir), "Target": WORKDIR, "ReadOnly": False}],
         "read_only": True,

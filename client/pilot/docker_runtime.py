@@ -150,7 +150,7 @@ class DockerRuntime:
                 "runtime docker: the task names no image (--evaluationContainer) and the pilot has no default "
                 "(--container-image)"
             )
-        image_id = self._image_id(reference)
+        image_id, image_path = self._image(reference)
         user = container_user(os.getuid(), os.getgid())
         workdir = workdir.resolve()
         if user == NOBODY:
@@ -169,6 +169,7 @@ class DockerRuntime:
             network=network,
             labels=labels,
             limits=self.options.limits,
+            image_path=image_path,
         )
         container = None
         try:
@@ -182,9 +183,13 @@ class DockerRuntime:
             raise RuntimeStartError(f"runtime docker: cannot start a container of image {reference!r}: {exc}") from exc
         return DockerPayload(container, log_path, stdin)
 
-    def _image_id(self, reference: str) -> str:
+    def _image(self, reference: str) -> tuple[str, str | None]:
+        """The image's id (the attempt is pinned to it) and the PATH its configuration sets (a venv's bin...)."""
         try:
-            return str(self.client.images.get(reference).id)
+            found = self.client.images.get(reference)
+            variables = (found.attrs.get("Config") or {}).get("Env") or []
+            path = next((v.split("=", 1)[1] for v in variables if v.startswith("PATH=")), None)
+            return str(found.id), path
         except docker.errors.ImageNotFound:
             raise RuntimeStartError(
                 f"runtime docker: image {reference!r} is not on this machine's Docker engine, and the pilot never "

@@ -19,6 +19,7 @@ from service.core.searchspace import Params, SearchSpace
 from service.core.space_json import parse_search_space
 from service.core.states import SegmentState, TaskState
 from service.core.steering import Observation
+from service.core.steering_exec import CONTAINER_OPTIMIZER, SteeringCommand, parse_steering
 from service.operations.context import Services
 from service.operations.history import HistoryCache
 from service.operations.lifecycle import budget_of, fail_task, settle_segment
@@ -53,6 +54,40 @@ class SegmentRunner(Protocol):
         ...
 
 
+class ContainerSteering(Protocol):
+    """Runs a task's own steering container for a segment (service.steering.container_runner)."""
+
+    name: str
+
+    def run(
+        self,
+        *,
+        key: int,
+        command: SteeringCommand,
+        space: SearchSpace,
+        raw_space: object,
+        segmented: bool,
+        model_id: int,
+        history: Sequence[Observation],
+        n: int,
+        max_points: int,
+    ) -> list[Params]: ...
+
+
+def default_containers(services: Services) -> ContainerSteering:
+    """The container runner of the settings (stateless: cheap to make per run)."""
+    from service.steering.container_runner import ContainerLimits, ContainerRunner
+
+    settings = services.settings
+    limits = ContainerLimits(
+        timeout_s=settings.steering_container_timeout_s,
+        memory_mb=settings.steering_container_memory_mb,
+        pids=settings.steering_container_pids,
+        cpus=settings.steering_container_cpus,
+    )
+    return ContainerRunner(settings.data_dir / "steering", limits)
+
+
 @dataclass(frozen=True)
 class SteerResult:
     segment_id: int
@@ -82,8 +117,14 @@ def segments_needing_steering(services: Services) -> Scan:
 
 
 def steer_segment(
-    services: Services, runner: SegmentRunner, segment_id: int, histories: HistoryCache | None = None
+    services: Services,
+    runner: SegmentRunner,
+    segment_id: int,
+    histories: HistoryCache | None = None,
+    containers: ContainerSteering | None = None,
 ) -> SteerResult:
+    """One steering run: builtin optimisers through ``runner`` (warm), a task's own steering
+    container through ``containers`` (default: the settings' container runner)."""
     with services.db.read() as conn:
         segment = task_store.get_segment(conn, segment_id)
         task = task_store.get_task(conn, segment.task_id, None) if segment else None
@@ -95,27 +136,44 @@ def steer_segment(
         history = histories.history(conn, segment_id) if histories else point_store.history(conn, segment_id)
         started_at = database_time(conn)
     began = time.perf_counter()
+    container: ContainerSteering | None = None
+    if task.optimizer == CONTAINER_OPTIMIZER:
+        container = containers or default_containers(services)
+    runner_name = container.name if container is not None else runner.name
     try:
         space = parse_search_space(segment.search_space)
-        params = runner.run(
-            key=segment_id,
-            spec=spec_of(task),
-            space=space,
-            history=history,
-            n=n,
-            seed=task.seed + segment.idx,
-            budget=task.max_points,
-            parallelism=task.n_parallel_evaluation,
-            failures_as_losses=task.failures_as_losses,
-        )
+        if container is not None:
+            params = container.run(
+                key=segment_id,
+                command=parse_steering(task.options.get("steeringExec"), task.options.get("steeringContainer")),
+                space=space,
+                raw_space=segment.search_space,
+                segmented=segment.segmented,
+                model_id=segment.idx,
+                history=history,
+                n=n,
+                max_points=task.max_points,
+            )
+        else:
+            params = runner.run(
+                key=segment_id,
+                spec=spec_of(task),
+                space=space,
+                history=history,
+                n=n,
+                seed=task.seed + segment.idx,
+                budget=task.max_points,
+                parallelism=task.n_parallel_evaluation,
+                failures_as_losses=task.failures_as_losses,
+            )
         bad = [p for p in params if not space.contains(p)]
         if bad:
             raise ValueError(f"the optimiser proposed a point outside the search space: {bad[0]}")
     except Exception as exc:
         return _record_failure(
-            services, runner.name, task, segment, n, started_at, began, f"{type(exc).__name__}: {exc}"
+            services, runner_name, task, segment, n, started_at, began, f"{type(exc).__name__}: {exc}"
         )
-    return _store_points(services, runner.name, segment, n, params, started_at, began)
+    return _store_points(services, runner_name, segment, n, params, started_at, began)
 
 
 def _steerable(task: TaskRecord, segment: SegmentRecord) -> bool:

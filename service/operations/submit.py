@@ -24,6 +24,7 @@ from service.core.optimizer_spec import (
 from service.core.requirements import RequirementsError, parse_architecture
 from service.core.searchspace import SearchSpace, SearchSpaceError
 from service.core.space_json import parse_search_space
+from service.core.steering_exec import CONTAINER_OPTIMIZER, SteeringCommand, SteeringExecError, parse_steering
 from service.operations import datasets as dataset_ops
 from service.operations.context import Services
 from service.operations.errors import Invalid
@@ -97,23 +98,23 @@ class _Issues:
         self.items.append({"parameter": parameter, "key": key, "message": message})
 
 
-def choose_optimizer(request: TaskRequest, issues: _Issues) -> OptimizerSpec | None:
-    """``--optimizer`` wins; else a bare hpogrid line; else the default (TPE)."""
+def choose_optimizer(request: TaskRequest, issues: _Issues) -> OptimizerSpec | SteeringCommand | None:
+    """``--optimizer`` wins; else a bare hpogrid line (builtin, in-process); else a steering container
+    (``--steeringContainer IMG`` + ``--steeringExec CMD``, or iDDS's docker form); else the default (TPE)."""
     try:
         if request.optimizer:
             return parse_optimizer_name(request.optimizer)
-        if request.steering_exec and request.steering_exec.strip():
-            if is_hpogrid_line(request.steering_exec):
-                return parse_hpogrid_line(request.steering_exec)
-            issues.field(
-                "steering_exec",
-                "this server runs builtin optimisers only (steering containers are not available yet): "
-                "pass --optimizer NAME, or make steeringExec a bare `hpogrid generate ... -l LIB` line",
-            )
-            return None
+        steering_exec = request.steering_exec if request.steering_exec and request.steering_exec.strip() else None
+        if steering_exec is not None and is_hpogrid_line(steering_exec):
+            return parse_hpogrid_line(steering_exec)
+        if steering_exec is not None or (request.steering_container and request.steering_container.strip()):
+            return parse_steering(steering_exec, request.steering_container)
         return parse_optimizer_name(None)
     except OptimizerSpecError as exc:
         issues.field("optimizer" if request.optimizer else "steering_exec", str(exc))
+        return None
+    except SteeringExecError as exc:
+        issues.field(exc.field, str(exc))
         return None
 
 
@@ -266,7 +267,7 @@ def submit_task(services: Services, principal: Principal, request: TaskRequest, 
     requirements = _requirements(request, issues)
     spec = choose_optimizer(request, issues)
     plans = _plan_segments(request, issues)
-    if spec is not None:
+    if isinstance(spec, OptimizerSpec):  # a steering container checks its points at every run
         for plan in plans:
             for issue in registry.validate(spec, plan.space):
                 suffix = f" (segment {plan.name!r})" if plan.name else ""
@@ -279,8 +280,8 @@ def submit_task(services: Services, principal: Principal, request: TaskRequest, 
     values: dict[str, Any] = {
         "owner": principal.owner,
         "name": name,
-        "optimizer": spec.name,
-        "optimizer_mode": spec.mode,
+        "optimizer": spec.name if isinstance(spec, OptimizerSpec) else CONTAINER_OPTIMIZER,
+        "optimizer_mode": spec.mode if isinstance(spec, OptimizerSpec) else "min",
         "seed": request.seed if request.seed is not None else secrets.randbelow(2**31),
         "max_points": request.max_points,
         "n_points_per_iteration": request.n_points_per_iteration,

@@ -178,14 +178,19 @@ def test_unknown_optimizer_and_unhonoured_method_are_refused(live_service: LiveS
         assert r.status_code == 201, "nevergrad honours normal"
 
 
-def test_steering_container_is_refused_until_supported_and_hpogrid_line_is_mapped(
+def test_steering_containers_are_parsed_to_a_safe_subset_and_hpogrid_line_is_mapped(
     live_service: LiveService,
 ) -> None:
     with http(live_service, live_service.user_token) as c:
         docker_form = 'run --rm -v "$(pwd)":/w img /bin/bash -c "hpogrid generate -n %NUM_POINTS"'
-        r = c.post("/api/v1/tasks", json=submission(optimizer=None, steering_exec=docker_form))
+        r = c.post("/api/v1/tasks", json=submission(optimizer=None, steering_exec=docker_form, dry_run=True))
+        assert r.status_code == 200, r.text
+        assert r.json()["optimizer"] == "container"
+        unsafe = 'run --rm --privileged -v "$(pwd)":/w img /bin/bash -c "hpogrid generate -n %NUM_POINTS"'
+        r = c.post("/api/v1/tasks", json=submission(optimizer=None, steering_exec=unsafe))
         assert r.status_code == 422
-        assert "steering containers" in error(r)["issues"][0]["message"]
+        issue = error(r)["issues"][0]
+        assert issue["field"] == "steering_exec" and "'--privileged' is not allowed" in issue["message"]
         line = "hpogrid generate --n_point=%NUM_POINTS --max_point=%MAX_POINTS --infile=$PWD/%IN -l=skopt"
         r = c.post("/api/v1/tasks", json=submission(optimizer=None, steering_exec=line))
         assert r.status_code == 201, r.text
