@@ -9,14 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import httpx
-import pytest
-
-from tests.conftest import free_port
 
 EVAL = """
 import json, time
@@ -62,12 +58,6 @@ class Service:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[tuple[Path, int, IO[bytes]]]:
-    with (tmp_path / "service.log").open("ab") as log:
-        yield tmp_path / "data", free_port(), log
 
 
 def token(data_dir: Path, role: str, owner: str) -> str:
