@@ -1,6 +1,9 @@
 """`make bench`: run the benchmarks and print (and save) their results.
 
-python -m bench [--only latency|throughput] [--quick]
+python -m bench [--only latency|throughput|isolation|containers] [--quick]
+
+With --only, the other sections of the results file are kept (merged), and the section's own date
+and command are recorded under "runs".
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-from bench import isolation, latency, throughput
+from bench import containers, isolation, latency, throughput
 from bench.harness import machine, running_service
 
 RESULTS = Path(__file__).parent / "results"
@@ -19,7 +22,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["latency", "throughput", "isolation"])
+    parser.add_argument("--only", choices=["latency", "throughput", "isolation", "containers"])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for the docs)")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -65,10 +68,39 @@ def main() -> None:
             )
             rows.append(row)
         report["isolation"] = rows
+    if args.only in (None, "containers"):
+        reason = containers.unavailable()
+        if reason is None:
+            report["containers"] = containers.run(quick=args.quick)
+        elif args.only == "containers":
+            raise SystemExit(f"containers: cannot run: {reason}")
+        else:
+            print(f"containers: skipped ({reason})", flush=True)
+            report["containers"] = {"skipped": reason}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
+    if args.only is not None:
+        report = _merged(out, args.only, report)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"results written to {out}")
+
+
+def _merged(path: Path, section: str, report: dict[str, object]) -> dict[str, object]:
+    """The results already in ``path`` with ``section`` replaced; when and how it ran goes under "runs"."""
+    try:
+        merged: dict[str, object] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        merged = {key: report[key] for key in ("machine", "platform", "date", "command")}
+    merged[section] = report[section]
+    runs = merged.get("runs")
+    runs = dict(runs) if isinstance(runs, dict) else {}
+    runs[section] = {
+        "machine": report["machine"],
+        "date": report["date"],
+        "command": f"python -m bench --only {section}",
+    }
+    merged["runs"] = runs
+    return merged
 
 
 if __name__ == "__main__":
