@@ -187,3 +187,27 @@ def docker_with_image(image: str) -> Any:
             pytest.fail(f"CI=true but the Docker engine or the image {image} is not available: {exc}")
         pytest.skip(f"no Docker engine with {image} here (make images): {exc}")
     return client
+
+
+def podman_with_image(image: str) -> str:
+    """``localhost/<image>`` in podman's storage, moved over from Docker (`docker save | podman load`) when
+    podman lacks it; skips without podman or the image, except under CI=true (.ci/run installs podman and
+    builds the images), where that fails."""
+    import shutil
+    import subprocess
+
+    local = f"localhost/{image}"
+    problem = None
+    if shutil.which("podman") is None:
+        problem = "no podman command"
+    elif subprocess.run(["podman", "image", "exists", local], check=False).returncode != 0:
+        moved = subprocess.run(
+            f"docker save {image} | podman load", shell=True, check=False, capture_output=True, text=True, timeout=300
+        )  # fixed text: the image name is the test's own constant
+        if subprocess.run(["podman", "image", "exists", local], check=False).returncode != 0:
+            problem = f"podman has no {local} and `docker save {image} | podman load` failed: {moved.stderr.strip()}"
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"CI=true but podman or the image is not available: {problem}")
+        pytest.skip(problem)
+    return local

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     brokerage.add_argument(
         "--allow-network", action="store_true", help="this site lets payloads use the network (default: not)"
     )
-    containers = parser.add_argument_group("containers (--runtime docker; see docs/pilot.md)")
+    containers = parser.add_argument_group("containers (--runtime docker, podman, apptainer; see docs/pilot.md)")
     containers.add_argument(
         "--container-image",
         metavar="IMAGE",

@@ -2,8 +2,8 @@
 
 A runtime starts the evaluation command in a prepared working directory and hands back a
 :class:`Payload` that can be waited for and terminated as a whole. ``local`` runs it on this
-machine; ``docker`` (client/pilot/docker_runtime.py) in a hardened container (DESIGN.md
-"Security"); ``podman`` and ``apptainer`` will be added to :data:`RUNTIMES`. A runtime is made
+machine; ``docker`` (client/pilot/docker_runtime.py) and ``podman`` in a hardened container (DESIGN.md
+"Security"), ``apptainer``/``singularity`` in ``apptainer exec`` for HPC sites. A runtime is made
 once per pilot from its name and the pilot's :class:`RuntimeOptions`; container runtimes import
 their engine's library only then, so ``local`` pilots never need it.
 
@@ -204,7 +204,28 @@ def _docker(options: RuntimeOptions) -> Runtime:
     return DockerRuntime(options)
 
 
-RUNTIMES: dict[str, Callable[[RuntimeOptions], Runtime]] = {"local": _local, "docker": _docker}
+def _podman(options: RuntimeOptions) -> Runtime:
+    from client.pilot.podman_runtime import PodmanRuntime
+
+    return PodmanRuntime(options)
+
+
+def _apptainer(engine: str) -> Callable[[RuntimeOptions], Runtime]:
+    def make(options: RuntimeOptions) -> Runtime:
+        from client.pilot.apptainer_runtime import ApptainerRuntime
+
+        return ApptainerRuntime(options, engine)
+
+    return make
+
+
+RUNTIMES: dict[str, Callable[[RuntimeOptions], Runtime]] = {
+    "local": _local,
+    "docker": _docker,
+    "podman": _podman,  # client/pilot/podman_runtime.py: the docker runtime's container, through the podman CLI
+    "apptainer": _apptainer("apptainer"),  # client/pilot/apptainer_runtime.py: not yet run on a live engine
+    "singularity": _apptainer("singularity"),
+}
 
 
 def make_runtime(name: str, options: RuntimeOptions | None = None) -> Runtime:

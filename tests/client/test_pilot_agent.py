@@ -281,7 +281,7 @@ def test_bad_options_exit_2(live_service: LiveService, tmp_path: Path) -> None:
     for options, expected in (
         (["--workers", "0,0"], "GPU 0 appears twice in slot 0"),
         (["--workers", "0::1"], "slot 1 has an empty GPU list"),
-        (["--runtime", "podman"], "unknown runtime 'podman'; known runtimes: docker, local"),
+        (["--runtime", "lxc"], "unknown runtime 'lxc'; known runtimes: apptainer, docker, local, podman, singularity"),
         (["--container-memory", "lots"], "--container-memory 'lots': give a size in MB"),
         (["--exit-when-idle", "-1"], "--exit-when-idle must be 0 or more seconds"),
     ):

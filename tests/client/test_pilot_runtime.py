@@ -177,8 +177,9 @@ def test_processes_left_behind_by_a_finished_payload_are_stopped(tmp_path: Path)
 
 
 def test_unknown_runtime_lists_the_known_ones() -> None:
-    with pytest.raises(RuntimeStartError, match="unknown runtime 'podman'; known runtimes: docker, local"):
-        make_runtime("podman")
+    known = "apptainer, docker, local, podman, singularity"
+    with pytest.raises(RuntimeStartError, match=f"unknown runtime 'lxc'; known runtimes: {known}"):
+        make_runtime("lxc")
     assert make_runtime("local").isolated is False
 
 
