@@ -29,7 +29,14 @@ from pathlib import Path
 
 from client.pilot.container_args import WORKDIR, ContainerLimits, container_env, exit_code
 from client.pilot.engine_cli import check_bind_source, check_image
-from client.pilot.runtime import KILL_GRACE_S, LocalPayload, Payload, RuntimeOptions, RuntimeStartError
+from client.pilot.runtime import (
+    KILL_GRACE_S,
+    LocalPayload,
+    Payload,
+    RuntimeOptions,
+    RuntimeStartError,
+    image_reference,
+)
 
 REMOTE = ("docker://", "library://", "oras://", "shub://", "http://", "https://")  # would pull
 KEEP = frozenset({"CACHEDIR", "TMPDIR", "CONFIGDIR"})  # of APPTAINER_*: where the engine keeps its files
@@ -180,12 +187,7 @@ class ApptainerRuntime:
         network: bool = False,
         attempt_id: int | None = None,
     ) -> Payload:
-        reference = image or self.options.default_image
-        if not reference:
-            raise RuntimeStartError(
-                f"runtime {self.name}: the task names no image (--evaluationContainer) and the pilot has no default "
-                "(--container-image)"
-            )
+        reference = image_reference(self.name, image, self.options)
         argv = apptainer_argv(
             source=image_source(reference),
             command=command,

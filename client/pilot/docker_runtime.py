@@ -26,7 +26,8 @@ import docker.errors
 from docker.models.containers import Container
 
 from client.pilot.container_args import NOBODY, container_user, create_args, exit_code, give_to
-from client.pilot.runtime import KILL_GRACE_S, Payload, RuntimeOptions, RuntimeStartError
+from client.pilot.engine_cli import alive
+from client.pilot.runtime import KILL_GRACE_S, Payload, RuntimeOptions, RuntimeStartError, image_reference
 
 ENGINE_ERROR = 125  # what `docker run` exits with when the engine fails; reported when it is lost
 LABEL = "hposteer.pilot"
@@ -125,7 +126,7 @@ class DockerRuntime:
         removed = 0
         for container in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.options.pilot_name}"}):
             labels = container.labels
-            if labels.get(f"{LABEL}.host") != self.labels[f"{LABEL}.host"] or _alive(labels.get(f"{LABEL}.pid", "")):
+            if labels.get(f"{LABEL}.host") != self.labels[f"{LABEL}.host"] or alive(labels.get(f"{LABEL}.pid", "")):
                 continue
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
@@ -144,12 +145,7 @@ class DockerRuntime:
         network: bool = False,
         attempt_id: int | None = None,
     ) -> Payload:
-        reference = image or self.options.default_image
-        if not reference:
-            raise RuntimeStartError(
-                "runtime docker: the task names no image (--evaluationContainer) and the pilot has no default "
-                "(--container-image)"
-            )
+        reference = image_reference("docker", image, self.options)
         image_id, image_path = self._image(reference)
         user = container_user(os.getuid(), os.getgid())
         workdir = workdir.resolve()
@@ -199,16 +195,3 @@ class DockerRuntime:
             ) from None
         except docker.errors.DockerException as exc:
             raise RuntimeStartError(f"runtime docker: cannot look up image {reference!r}: {exc}") from exc
-
-
-def _alive(pid: str) -> bool:
-    """Whether the process ``pid`` (a label's text) runs on this host."""
-    if not pid.isdigit() or int(pid) < 2:
-        return False
-    try:
-        os.kill(int(pid), 0)  # signal 0 sends nothing: it only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -28,7 +28,7 @@ from typing import Any
 
 from client.pilot.container_args import NOBODY, container_user, create_args, exit_code, give_to
 from client.pilot.engine_cli import alive, check_bind_source, check_image, last_line, run_engine
-from client.pilot.runtime import KILL_GRACE_S, Payload, RuntimeOptions, RuntimeStartError
+from client.pilot.runtime import KILL_GRACE_S, Payload, RuntimeOptions, RuntimeStartError, image_reference
 
 ENGINE_ERROR = 125  # podman's own failures
 LABEL = "hposteer.pilot"
@@ -175,12 +175,7 @@ class PodmanRuntime:
         network: bool = False,
         attempt_id: int | None = None,
     ) -> Payload:
-        reference = image or self.options.default_image
-        if not reference:
-            raise RuntimeStartError(
-                "runtime podman: the task names no image (--evaluationContainer) and the pilot has no default "
-                "(--container-image)"
-            )
+        reference = image_reference("podman", image, self.options)
         image_id, image_path = self._image(check_image("podman", reference))
         user = container_user(os.getuid(), os.getgid())
         workdir = workdir.resolve()

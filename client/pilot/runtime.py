@@ -62,6 +62,17 @@ class RuntimeOptions:
     log: Callable[[str], None] = print  # what a runtime has to tell the pilot's operator at start
 
 
+def image_reference(runtime: str, image: str | None, options: RuntimeOptions) -> str:
+    """The image a container runtime runs: the task's, else the pilot's default; an error names both."""
+    reference = image or options.default_image
+    if not reference:
+        raise RuntimeStartError(
+            f"runtime {runtime}: the task names no image (--evaluationContainer) and the pilot has no default "
+            "(--container-image)"
+        )
+    return reference
+
+
 class Runtime(Protocol):
     name: str
     isolated: bool  # False: the payload can touch this machine as the pilot's user
