@@ -143,11 +143,19 @@ def run(args: argparse.Namespace) -> int:
 
         in_main = threading.current_thread() is threading.main_thread()  # signals are for the main thread
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
+        if in_main and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+            # Started under nohup: still immune to hangups, but by a handler, not SIG_IGN, which payloads
+            # would inherit; their shell could then not trap the HUP that stops them when the pilot dies.
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _ignore)
         try:
             return pilot.run()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A hangup does nothing to a pilot started under nohup (see run's signal set-up)."""
 
 
 def _overrides(args: argparse.Namespace) -> Overrides:
