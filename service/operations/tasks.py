@@ -11,7 +11,7 @@ from service.operations import brokerage
 from service.operations.context import Services
 from service.operations.errors import Conflict, Invalid, NotFound
 from service.operations.principal import Principal
-from service.operations.views import PointDetailView, PointView, TaskView, point_detail_view, point_views, task_views
+from service.operations.views import PointView, TaskView, point_detail_view, point_views, task_views
 from service.store import attempts as attempt_store
 from service.store import points as point_store
 from service.store import tasks as task_store
@@ -108,7 +108,7 @@ def _require(task: TaskRecord | None) -> TaskRecord:
     return task
 
 
-def show_point(services: Services, principal: Principal, task_id: int, number: int) -> PointDetailView:
+def show_point(services: Services, principal: Principal, task_id: int, number: int) -> PointView:
     """One point with every attempt in full (class, exit code, timing, pilot, site, log tail, metadata)."""
     with services.db.read() as conn:
         task = task_store.get_task(conn, task_id, principal.owner_scope)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -90,6 +90,9 @@ class AttemptDetailView(AttemptView):
     meta: dict[str, Any] | None = None
     heartbeat_at: float | None = None
     lease_expires_at: float | None = None
+
+
+A = TypeVar("A", bound="AttemptView")
 
 
 @dataclass(frozen=True)
@@ -202,89 +205,65 @@ def _segment_view(
     )
 
 
+def _attempt_view(cls: type[A], row: Mapping[str, Any], pilot: str | None, **extra: Any) -> A:
+    """An attempt's view from its columns (a record's fields or a row), timing derived."""
+    return cls(
+        number=row["number"],
+        state=row["state"],
+        pilot=pilot,
+        site=row["site"],
+        slot=row["slot"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        exit_code=row["exit_code"],
+        failure_class=row["failure_class"],
+        message=row["message"],
+        duration_s=None if row["ended_at"] is None else round(row["ended_at"] - row["started_at"], 3),
+        job_number=row["job_number"],
+        **extra,
+    )
+
+
+def _point_view(p: PointRecord, segment_index: dict[int, int], attempts: list[AttemptView]) -> PointView:
+    return PointView(
+        id=p.number,
+        segment=segment_index.get(p.segment_id, 0),
+        iteration=p.iteration,
+        params=p.params,
+        state=p.state,
+        loss=p.loss,
+        is_failure=p.is_failure,
+        created_at=p.created_at,
+        finished_at=p.finished_at,
+        attempts=attempts,
+    )
+
+
 def point_views(conn: Connection, records: Sequence[PointRecord], segment_index: dict[int, int]) -> list[PointView]:
+    """Points with their attempts as listings show them (no log tails, no metadata)."""
     attempts = point_store.attempts_of(conn, [p.id for p in records])
     return [
-        PointView(
-            id=p.number,
-            segment=segment_index.get(p.segment_id, 0),
-            iteration=p.iteration,
-            params=p.params,
-            state=p.state,
-            loss=p.loss,
-            is_failure=p.is_failure,
-            created_at=p.created_at,
-            finished_at=p.finished_at,
-            attempts=[
-                AttemptView(
-                    number=a["record"].number,
-                    state=a["record"].state,
-                    pilot=a["pilot"],
-                    site=a["record"].site,
-                    slot=a["record"].slot,
-                    started_at=a["record"].started_at,
-                    ended_at=a["record"].ended_at,
-                    exit_code=a["record"].exit_code,
-                    failure_class=a["record"].failure_class,
-                    message=a["record"].message,
-                    duration_s=_duration(a["record"].started_at, a["record"].ended_at),
-                    job_number=a["record"].job_number,
-                )
-                for a in attempts.get(p.id, [])
-            ],
+        _point_view(
+            p,
+            segment_index,
+            [_attempt_view(AttemptView, asdict(a["record"]), a["pilot"]) for a in attempts.get(p.id, [])],
         )
         for p in records
     ]
 
 
-def _duration(started_at: float, ended_at: float | None) -> float | None:
-    return None if ended_at is None else round(ended_at - started_at, 3)
-
-
-@dataclass(frozen=True)
-class PointDetailView:
-    id: int
-    segment: int
-    iteration: int
-    params: Any
-    state: str
-    loss: float | None
-    is_failure: bool
-    created_at: float
-    finished_at: float | None
-    attempts: list[AttemptDetailView]
-
-
-def point_detail_view(conn: Connection, point: PointRecord, segment_index: dict[int, int]) -> PointDetailView:
-    return PointDetailView(
-        id=point.number,
-        segment=segment_index.get(point.segment_id, 0),
-        iteration=point.iteration,
-        params=point.params,
-        state=point.state,
-        loss=point.loss,
-        is_failure=point.is_failure,
-        created_at=point.created_at,
-        finished_at=point.finished_at,
-        attempts=[
-            AttemptDetailView(
-                number=a["number"],
-                state=a["state"],
-                pilot=a["pilot_name"],
-                site=a["site"],
-                slot=a["slot"],
-                started_at=a["started_at"],
-                ended_at=a["ended_at"],
-                exit_code=a["exit_code"],
-                failure_class=a["failure_class"],
-                message=a["message"],
-                duration_s=_duration(a["started_at"], a["ended_at"]),
-                job_number=a["job_number"],
-                log_tail=a["log_tail"],
-                meta=a["meta"],
-                heartbeat_at=a["heartbeat_at"],
-                lease_expires_at=a["lease_expires_at"],
-            )
-            for a in point_store.attempt_details(conn, point.id)
-        ],
-    )
+def point_detail_view(conn: Connection, point: PointRecord, segment_index: dict[int, int]) -> PointView:
+    """One point with each attempt in full (``AttemptDetailView``: log tail, metadata, lease times)."""
+    attempts: list[AttemptView] = [
+        _attempt_view(
+            AttemptDetailView,
+            row,
+            row["pilot_name"],
+            log_tail=row["log_tail"],
+            meta=row["meta"],
+            heartbeat_at=row["heartbeat_at"],
+            lease_expires_at=row["lease_expires_at"],
+        )
+        for row in point_store.attempt_details(conn, point.id)
+    ]
+    return _point_view(point, segment_index, attempts)
