@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     )
     steering_container_pids: int = Field(256, ge=8, description="Process/thread limit of a steering container")
     steering_container_cpus: float = Field(1.0, gt=0, description="CPUs a steering container may use")
+    steering_container_warm: int = Field(
+        4,
+        ge=0,
+        description="Warm steering containers kept running, one per segment, for images that carry the "
+        "io.hposteer.steering-server label (0: a fresh container for every run)",
+    )
+    steering_container_idle_s: float = Field(
+        300.0, gt=0, description="A warm steering container unused for this long is removed"
+    )
 
     sandbox_max_bytes: int = Field(100 * MiB, gt=0)
     dataset_file_max_bytes: int = Field(2048 * MiB, gt=0, description="Largest file accepted by a dataset upload")

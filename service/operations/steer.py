@@ -73,9 +73,22 @@ class ContainerSteering(Protocol):
         max_points: int,
     ) -> list[Params]: ...
 
+    def retain(self, keys: set[int]) -> None:
+        """Remove the warm containers of every other segment (their segments ended)."""
+        ...
 
-def default_containers(services: Services) -> ContainerSteering:
-    """The container runner of the settings (stateless: cheap to make per run)."""
+    def close(self) -> None:
+        """Remove every warm container."""
+        ...
+
+    def sweep(self) -> None:
+        """Remove the warm containers a killed service left behind."""
+        ...
+
+
+def default_containers(services: Services, *, warm: bool = True) -> ContainerSteering:
+    """The container runner of the settings. With ``warm`` its owner must call ``retain`` and
+    ``close`` (the steering loop does); without, every run gets a fresh container."""
     from service.steering.container_runner import ContainerLimits, ContainerRunner
 
     settings = services.settings
@@ -84,6 +97,8 @@ def default_containers(services: Services) -> ContainerSteering:
         memory_mb=settings.steering_container_memory_mb,
         pids=settings.steering_container_pids,
         cpus=settings.steering_container_cpus,
+        warm=settings.steering_container_warm if warm else 0,
+        idle_s=settings.steering_container_idle_s,
     )
     return ContainerRunner(settings.data_dir / "steering", limits)
 
@@ -124,7 +139,8 @@ def steer_segment(
     containers: ContainerSteering | None = None,
 ) -> SteerResult:
     """One steering run: builtin optimisers through ``runner`` (warm), a task's own steering
-    container through ``containers`` (default: the settings' container runner)."""
+    container through ``containers`` (default: the settings' container runner, without warm
+    containers, which need an owner to remove them)."""
     with services.db.read() as conn:
         segment = task_store.get_segment(conn, segment_id)
         task = task_store.get_task(conn, segment.task_id, None) if segment else None
@@ -138,7 +154,7 @@ def steer_segment(
     began = time.perf_counter()
     container: ContainerSteering | None = None
     if task.optimizer == CONTAINER_OPTIMIZER:
-        container = containers or default_containers(services)
+        container = containers or default_containers(services, warm=False)
     runner_name = container.name if container is not None else runner.name
     try:
         space = parse_search_space(segment.search_space)

@@ -1,11 +1,16 @@
-"""The container runner: one steering run is one hardened container run, stateless like iDDS.
+"""The container runner: one steering run of a task's own container, stateless like iDDS.
 
-Per run: a fresh working directory under ``<data_dir>/steering`` holding only ``%IN``; the
-container runs with that directory bind-mounted read-write at the command's working path and
-used as its cwd, a read-only root, a small tmpfs ``/tmp``, no new privileges, every capability
-dropped, no network, pids/memory/CPU limits, a non-root user and a wall-clock limit; the image
-must already be on this host (never pulled). Afterwards ``%OUT`` is read and checked
-(``service.core.steering_files``), the container and the directory are removed.
+Per run: a working directory under ``<data_dir>/steering`` holding only ``%IN``, bind-mounted
+read-write at the command's working path and used as its cwd; a read-only root, a small tmpfs
+``/tmp``, no new privileges, every capability dropped, no network, pids/memory/CPU limits, a
+non-root user and a wall-clock limit (service.steering.container_engine); the image must already
+be on this host (never pulled). Afterwards ``%OUT`` is read and checked
+(``service.core.steering_files``).
+
+An image labelled ``io.hposteer.steering-server`` runs warm (service.steering.warm_containers):
+the segment's container stays up between runs and each run is a ``docker exec`` of the same
+command, saving the container start and the library imports. Any other image gets a fresh
+container per run, removed with its directory afterwards.
 
 Every way a run can go wrong (no engine, missing image, non-zero exit, timeout, missing or
 invalid output) raises ``SteeringError`` with a message for the task's owner that ends with the
@@ -21,7 +26,6 @@ import stat
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +39,16 @@ from service.core.steering_exec import (
     placeholder_values,
 )
 from service.core.steering_files import input_text, parse_output
+from service.steering import container_engine as engine
+from service.steering.container_engine import ContainerLimits
+from service.steering.warm_containers import WarmPool, server_command
 
-NOBODY = 65534
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
-TAIL_LINES = 20
-TAIL_CHARS = 2000
 SWEEP_GRACE_S = 60  # a container this long past its deadline was left by a crashed service
 MIN_WORKDIR_AGE_S = 3600  # a working directory older than this and than any run was left by one
+ENGINE_SLACK_S = 30  # engine reads wait this much longer than a run may last
 
-
-@dataclass(frozen=True)
-class ContainerLimits:
-    timeout_s: float = 600.0
-    memory_mb: int = 2048
-    pids: int = 256
-    cpus: float = 1.0
-    tmpfs_mb: int = 256
+__all__ = ["ContainerLimits", "ContainerRunner"]
 
 
 class ContainerRunner:
@@ -62,6 +60,7 @@ class ContainerRunner:
         self.work_root = work_root
         self.limits = limits or ContainerLimits()
         self.docker_url = docker_url
+        self._pool = WarmPool(work_root, self.limits)
 
     def run(
         self,
@@ -85,100 +84,117 @@ class ContainerRunner:
         values = placeholder_values(num_points=n + unevaluated, max_points=max_points)
         argv = [fill_placeholders(word, values) for word in command.argv]
         env = {"HOME": "/tmp", **{k: fill_placeholders(v, values) for k, v in command.env}}
-        self.work_root.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f"segment-{key}-", dir=self.work_root))
+        text_in = input_text(history, raw_space, segmented=segmented, model_id=model_id)
+        client = self._client()
         try:
-            (workdir / INPUT_FILE).write_text(input_text(history, raw_space, segmented=segmented, model_id=model_id))
-            user = _prepare_owner(workdir)
-            tail = self._run_container(command, argv, env, workdir, user)
-            text = _read_output(workdir / OUTPUT_FILE, tail)
+            image = engine.image_or_error(client, command.image)
+            server = server_command(image) if self.limits.warm > 0 else None
+            if server is None:
+                return self._run_once(client, command, argv, env, text_in, space, segmented, model_id)
+            workdir, tail = self._pool.run(client, key, command, image, server, argv, env, text_in, INPUT_FILE)
             try:
-                return parse_output(text, space, segmented=segmented, model_id=model_id)
-            except SteeringError as exc:
-                raise SteeringError(f"{exc}{tail}") from None
+                return _points(_read_output(workdir / OUTPUT_FILE, tail), tail, space, segmented, model_id)
+            except SteeringError:
+                self._pool.discard(client, key)
+                raise
+            finally:
+                self._pool.finish(key)
+        finally:
+            client.close()
+
+    def retain(self, keys: set[int]) -> None:
+        """Remove the warm containers of every other segment, and those idle too long."""
+        if self._pool.keys():
+            self._pool.retain(self._client, keys)
+
+    def close(self) -> None:
+        """Remove every warm container (the service is stopping)."""
+        if self._pool.keys():
+            self._pool.close(self._client)
+
+    def sweep(self) -> None:
+        """Remove the warm containers a killed service left on this host (when an engine answers)."""
+        try:
+            client = self._client()
+        except SteeringError:
+            return
+        try:
+            self._pool.sweep(client)
+        finally:
+            client.close()
+
+    def _client(self) -> Any:
+        return engine.connect(self.docker_url, self.limits.timeout_s + ENGINE_SLACK_S)
+
+    def _run_once(
+        self,
+        client: Any,
+        command: SteeringCommand,
+        argv: list[str],
+        env: dict[str, str],
+        text_in: str,
+        space: SearchSpace,
+        segmented: bool,
+        model_id: int,
+    ) -> list[Params]:
+        """A fresh container for this run alone, removed with its directory afterwards."""
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="segment-", dir=self.work_root))
+        try:
+            (workdir / INPUT_FILE).write_text(text_in)
+            user = engine.prepare_owner(workdir)
+            tail = self._run_container(client, command, argv, env, workdir, user)
+            return _points(_read_output(workdir / OUTPUT_FILE, tail), tail, space, segmented, model_id)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def retain(self, keys: set[int]) -> None:
-        """Nothing is kept between runs."""
-
-    def close(self) -> None:
-        """Nothing is kept between runs."""
-
     def _run_container(
-        self, command: SteeringCommand, argv: list[str], env: dict[str, str], workdir: Path, user: str
+        self, client: Any, command: SteeringCommand, argv: list[str], env: dict[str, str], workdir: Path, user: str
     ) -> str:
-        """Run the container to its end; the formatted tail of its output (empty if it printed nothing)."""
-        import docker
+        """Run the container to its end; the formatted tail of its output."""
         import requests
-        from docker.errors import DockerException, ImageNotFound, NotFound
+        from docker.errors import DockerException, NotFound
 
         try:
-            client = docker.DockerClient(base_url=self.docker_url) if self.docker_url else docker.from_env()
-        except DockerException as exc:
-            raise SteeringError(f"the Docker engine does not answer, so no steering container can run: {exc}") from None
-        try:
-            try:
-                client.images.get(command.image)
-            except ImageNotFound:
-                raise SteeringError(
-                    f"the steering image {command.image!r} is not on this server, and the service never pulls "
-                    "images: ask the operator to load it (docker load, or build it here)"
-                ) from None
             _sweep(client, self.work_root, max(self.limits.timeout_s + SWEEP_GRACE_S, MIN_WORKDIR_AGE_S))
-            container = client.containers.create(command.image, argv, **self._hardening(command, env, workdir, user))
+            labels = {"hposteer.role": "steering", "hposteer.deadline": f"{time.time() + self.limits.timeout_s:.0f}"}
+            settings = engine.hardening(self.limits, command, env, workdir, user, labels)
+            container = client.containers.create(command.image, argv, **settings)
             try:
                 container.start()
                 try:
                     status = container.wait(timeout=self.limits.timeout_s)
                 except requests.exceptions.RequestException:
-                    _kill(container)
+                    engine.kill(container)
                     raise SteeringError(
                         f"the steering container ran longer than {self.limits.timeout_s:g} s and was killed"
-                        + _tail(container)
+                        + engine.container_tail(container)
                     ) from None
-                tail = _tail(container)
+                tail = engine.container_tail(container)
                 code = status.get("StatusCode")
                 if code != 0:
-                    raise SteeringError(f"the steering container exited with code {code}{_oom(container)}{tail}")
+                    raise SteeringError(
+                        f"the steering container exited with code {code}{engine.oom_note(container)}{tail}"
+                    )
                 return tail
             finally:
                 with contextlib.suppress(NotFound):
                     container.remove(force=True)
         except DockerException as exc:
             raise SteeringError(f"the Docker engine failed to run the steering container: {exc}") from None
-        finally:
-            client.close()
 
-    def _hardening(self, command: SteeringCommand, env: dict[str, str], workdir: Path, user: str) -> dict[str, Any]:
-        """Every runtime setting of the container; none comes from the user's text."""
-        from docker.types import LogConfig, Ulimit
 
-        limits = self.limits
-        return {
-            "environment": env,
-            "working_dir": command.workdir,
-            "volumes": {str(workdir.resolve()): {"bind": command.workdir, "mode": "rw"}},
-            "user": user,
-            "read_only": True,
-            "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m"},
-            "security_opt": ["no-new-privileges"],
-            "cap_drop": ["ALL"],
-            "network_mode": "none",
-            "pids_limit": limits.pids,
-            "mem_limit": f"{limits.memory_mb}m",
-            "memswap_limit": f"{limits.memory_mb}m",
-            "nano_cpus": int(limits.cpus * 1e9),
-            "ulimits": [Ulimit(name="nofile", soft=1024, hard=1024)],
-            "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            "labels": {"hposteer.role": "steering", "hposteer.deadline": f"{time.time() + limits.timeout_s:.0f}"},
-            "detach": True,
-        }
+def _points(text: str, tail: str, space: SearchSpace, segmented: bool, model_id: int) -> list[Params]:
+    try:
+        return parse_output(text, space, segmented=segmented, model_id=model_id)
+    except SteeringError as exc:
+        raise SteeringError(f"{exc}{tail}") from None
 
 
 def _sweep(client: Any, work_root: Path, max_age_s: float) -> None:
-    """Remove what a run cut short by a crash left behind: containers past their deadline, and
-    working directories older than any run may last (a missed one is retried at the next run)."""
+    """Remove what a one-shot run cut short by a crash left behind: containers past their deadline,
+    and working directories older than any run may last (a missed one is retried at the next run).
+    Warm containers and their directories are swept by service.steering.warm_containers."""
     from docker.errors import DockerException
 
     now = time.time()
@@ -192,17 +208,10 @@ def _sweep(client: Any, work_root: Path, max_age_s: float) -> None:
         return
     for path in work_root.iterdir():
         with contextlib.suppress(OSError):
+            if path.name.startswith("warm-"):
+                continue
             if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < now - max_age_s:
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _prepare_owner(workdir: Path) -> str:
-    """The container's user: nobody when the service runs as root (the directory is then given to
-    nobody), else the service's own uid, which owns the directory already."""
-    if os.getuid() == 0:
-        os.chown(workdir, NOBODY, NOBODY)
-        return f"{NOBODY}:{NOBODY}"
-    return f"{os.getuid()}:{os.getgid()}"
 
 
 def _read_output(path: Path, tail: str) -> str:
@@ -221,36 +230,3 @@ def _read_output(path: Path, tail: str) -> str:
     if len(data) > MAX_OUTPUT_BYTES:
         raise SteeringError(f"the output file {OUTPUT_FILE} is larger than {MAX_OUTPUT_BYTES // 2**20} MiB")
     return data.decode("utf-8", errors="replace")
-
-
-def _kill(container: Any) -> None:
-    from docker.errors import DockerException
-
-    with contextlib.suppress(DockerException):  # it may have ended on its own meanwhile
-        container.kill()
-
-
-def _tail(container: Any) -> str:
-    from docker.errors import DockerException
-
-    try:
-        raw = container.logs(stdout=True, stderr=True, tail=TAIL_LINES)
-    except DockerException:
-        return ""
-    text = raw.decode("utf-8", errors="replace").rstrip() if isinstance(raw, bytes) else ""
-    if not text:
-        return "; it printed nothing"
-    if len(text) > TAIL_CHARS:
-        text = "..." + text[-TAIL_CHARS:]
-    return f"; last output:\n{text}"
-
-
-def _oom(container: Any) -> str:
-    from docker.errors import DockerException
-
-    try:
-        container.reload()
-        killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
-    except DockerException:
-        return ""
-    return " (killed for using more memory than its limit)" if killed else ""

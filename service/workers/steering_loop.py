@@ -15,7 +15,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from service.operations.context import Services
 from service.operations.history import HistoryCache
-from service.operations.steer import SegmentRunner, SteerResult, segments_needing_steering, steer_segment
+from service.operations.steer import (
+    ContainerSteering,
+    SegmentRunner,
+    SteerResult,
+    default_containers,
+    segments_needing_steering,
+    steer_segment,
+)
 from service.store.database import StoreBusy
 
 log = logging.getLogger("hposteer.steering")
@@ -24,9 +31,18 @@ Event = tuple[str, int]  # ("steer", segment id) | ("done", segment id) | ("stop
 
 
 class SteeringLoop:
-    def __init__(self, services: Services, runner: SegmentRunner, *, threads: int, poll_s: float):
+    def __init__(
+        self,
+        services: Services,
+        runner: SegmentRunner,
+        *,
+        threads: int,
+        poll_s: float,
+        containers: ContainerSteering | None = None,
+    ):
         self.services = services
         self.runner = runner
+        self.containers = containers or default_containers(services)  # warm containers live as long as the loop
         self.poll_s = poll_s
         self._events: queue.Queue[Event] = queue.Queue()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="steer")
@@ -46,6 +62,7 @@ class SteeringLoop:
     def run(self) -> None:
         """Serve until stop(); returns after running steering runs have finished."""
         next_scan = 0.0
+        self._pool.submit(self._sweep_containers)
         try:
             while True:
                 timeout = max(0.0, next_scan - time.monotonic())
@@ -68,6 +85,19 @@ class SteeringLoop:
                     self._submit(segment_id)
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._close_containers()
+
+    def _sweep_containers(self) -> None:
+        try:
+            self.containers.sweep()
+        except Exception:
+            log.exception("removing the warm steering containers of a killed service failed")
+
+    def _close_containers(self) -> None:
+        try:
+            self.containers.close()
+        except Exception:
+            log.exception("removing the warm steering containers failed")
 
     def _next_events(self, timeout: float) -> list[Event]:
         try:
@@ -90,6 +120,10 @@ class SteeringLoop:
             log.exception("steering scan failed")
             return set()
         self.runner.retain(scan.active | self._in_flight)
+        try:
+            self.containers.retain(scan.active | self._in_flight)
+        except Exception:
+            log.exception("removing ended segments' warm steering containers failed")
         self._histories.retain(scan.active | self._in_flight)
         now = time.monotonic()
         self._cooldown = {k: v for k, v in self._cooldown.items() if v > now}
@@ -111,7 +145,7 @@ class SteeringLoop:
 
     def _steer(self, segment_id: int) -> SteerResult | None:
         try:
-            result = steer_segment(self.services, self.runner, segment_id, self._histories)
+            result = steer_segment(self.services, self.runner, segment_id, self._histories, self.containers)
         except StoreBusy as exc:
             log.warning("steering of segment %d postponed, database busy: %s", segment_id, exc)
             self._cooldown[segment_id] = time.monotonic() + self.poll_s

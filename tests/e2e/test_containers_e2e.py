@@ -75,3 +75,11 @@ def test_steering_and_evaluations_both_run_in_containers(system: tuple[Path, int
     assert len(runs) >= 3 and {r[0] for r in runs} == {"container"} and runs[0][1] == "ok", runs
     assert len(metas) == 6 and all(json.loads(m[0])["epochs"] == 3 for m in metas)
     assert dict(kinds) == {"checkpoint": 6, "metrics": 6}
+    # The steering image is warm-capable: its segment's container served the runs and was removed.
+    engine = docker_with_image("hposteer/steering-nevergrad")
+    try:
+        warm = engine.containers.list(all=True, filters={"label": "hposteer.role=steering-warm"})
+        assert [c for c in warm if c.labels.get("hposteer.workdir", "").startswith(str(data_dir))] == []
+    finally:
+        engine.close()
+    assert not list((data_dir / "steering").glob("warm-*"))
