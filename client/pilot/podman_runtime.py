@@ -8,8 +8,10 @@ storage (``--pull=never``); a name is looked up as given, then as ``localhost/NA
 ``podman create`` then ``podman start --attach --interactive``: the attached CLI process writes the
 container's output to the attempt's log and ends with the container's status; the pilot holds its
 stdin, so if the pilot dies the container's watchdog (container_args.GUARD) kills the payload.
-Containers carry the docker runtime's labels, are removed when they end (``--rm``, and ``podman rm``
-after), and leftovers of a dead earlier pilot of the same name on this host are removed at start.
+The one addition is a seccomp profile that refuses new namespaces (client/pilot/seccomp.py), as
+Docker's default profile does and podman's does not. Containers carry the docker runtime's labels,
+are removed when they end (``--rm``, and ``podman rm`` after), and leftovers of a dead earlier
+pilot of the same name on this host are removed at start.
 """
 
 from __future__ import annotations
@@ -29,14 +31,24 @@ from typing import Any
 from client.pilot.container_args import NOBODY, container_user, create_args, exit_code, give_to
 from client.pilot.engine_cli import alive, check_bind_source, check_image, last_line, run_engine
 from client.pilot.runtime import KILL_GRACE_S, Payload, RuntimeOptions, RuntimeStartError, image_reference
+from client.pilot.seccomp import SeccompProfileError, profile_path
 
 ENGINE_ERROR = 125  # podman's own failures
 LABEL = "hposteer.pilot"
 HOW_TO_LOAD = "docker save {ref} | podman load"
 
 
-def podman_argv(args: Mapping[str, Any], *, name: str, rootless: bool = False, podman: str = "podman") -> list[str]:
-    """``podman create`` for the container ``create_args`` describes (pure: the golden test reads it)."""
+def podman_argv(
+    args: Mapping[str, Any],
+    *,
+    name: str,
+    rootless: bool = False,
+    podman: str = "podman",
+    seccomp_profile: Path | None = None,
+) -> list[str]:
+    """``podman create`` for the container ``create_args`` describes (pure: the golden test reads it).
+
+    ``seccomp_profile``: client.pilot.seccomp's profile, which refuses new namespaces."""
     known = dict(args)
     argv = [podman, "create", "--rm", "--pull=never", f"--name={name}", "--log-driver=none", "--read-only-tmpfs=false"]
     if rootless:
@@ -59,6 +71,8 @@ def podman_argv(args: Mapping[str, Any], *, name: str, rootless: bool = False, p
         argv.append("--read-only")
     argv += [f"--tmpfs={path}:{options}" for path, options in known.pop("tmpfs").items()]
     argv += [f"--security-opt={option}" for option in known.pop("security_opt")]
+    if seccomp_profile is not None:
+        argv.append(f"--security-opt=seccomp={seccomp_profile}")
     argv += [f"--cap-drop={cap}" for cap in known.pop("cap_drop")]
     argv.append(f"--network={known.pop('network_mode')}")
     argv.append(f"--pids-limit={known.pop('pids_limit')}")
@@ -136,6 +150,10 @@ class PodmanRuntime:
         if version.returncode != 0:
             raise RuntimeStartError(f"runtime podman: `podman version` failed: {last_line(version.stderr)}")
         self.rootless = os.getuid() != 0
+        try:
+            self.seccomp_profile = profile_path()
+        except SeccompProfileError as exc:
+            raise RuntimeStartError(f"runtime podman: {exc}") from None
         self.labels = {
             LABEL: options.pilot_name,
             f"{LABEL}.host": socket.gethostname(),
@@ -190,7 +208,10 @@ class PodmanRuntime:
             labels=labels, limits=self.options.limits, image_path=image_path,
         )  # fmt: skip
         name = f"hposteer-{uuid.uuid4().hex[:16]}"
-        created = run_engine("podman", podman_argv(args, name=name, rootless=self.rootless, podman=self.podman))
+        argv = podman_argv(
+            args, name=name, rootless=self.rootless, podman=self.podman, seccomp_profile=self.seccomp_profile
+        )
+        created = run_engine("podman", argv)
         if created.returncode != 0:
             raise RuntimeStartError(
                 f"runtime podman: cannot create a container of image {reference!r}: {last_line(created.stderr)}"

@@ -22,7 +22,7 @@ from client.http import ApiClient
 from client.pilot.container_args import GUARD, NOBODY, ContainerLimits, create_args
 from client.pilot.podman_runtime import podman_argv
 from client.pilot.runtime import RuntimeOptions, RuntimeStartError, make_runtime
-from tests.client.test_docker_runtime import EVAL, PROBE, USER_TEXT
+from tests.client.test_docker_runtime import EVAL, PROBE, USER_TEXT, assert_contained, run_hostile
 from tests.client.test_pilot_agent import hposteer_pilot, new_site, points, submit, upload, wait_until
 from tests.conftest import LiveService, podman_with_image
 
@@ -43,7 +43,9 @@ def golden(**overrides: Any) -> list[str]:
     }
     rootless = overrides.pop("rootless", False)
     values.update(overrides)
-    return podman_argv(create_args(**values), name="hposteer-x", rootless=rootless)
+    return podman_argv(
+        create_args(**values), name="hposteer-x", rootless=rootless, seccomp_profile=Path("/tmp/profile.json")
+    )
 
 
 def test_the_argv_carries_every_hardening_setting() -> None:
@@ -56,6 +58,7 @@ def test_the_argv_carries_every_hardening_setting() -> None:
         "--read-only-tmpfs=false",
         "--tmpfs=/tmp:rw,nosuid,nodev,size=64m",
         "--security-opt=no-new-privileges",
+        "--security-opt=seccomp=/tmp/profile.json",
         "--cap-drop=ALL",
         "--network=none",
         "--pids-limit=256",
@@ -166,6 +169,10 @@ def test_the_hardening_is_in_effect_inside(podman_image: str, live_service: Live
     assert probe["tmp"] == "written" and probe["workdir"] == "written"
     assert probe["service"] == "ConnectionRefusedError", "127.0.0.1 is the container's own loopback"
     assert probe["outside"] == "OSError", "ENETUNREACH: no network at all"
+
+
+def test_a_hostile_payload_is_contained(podman_image: str, tmp_path: Path) -> None:
+    assert_contained(*run_hostile("podman", podman_image, tmp_path / "attempt"))
 
 
 def test_exit_codes_and_a_stop_are_reported_as_the_local_runtime_does(podman_image: str, tmp_path: Path) -> None:
