@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks and print (and save) their results.
 
-python -m bench [--only latency|throughput|isolation|containers] [--quick]
+python -m bench [--only latency|throughput|isolation|containers|replicas] [--quick]
 
 With --only, the other sections of the results file are kept (merged), and the section's own date
 and command are recorded under "runs".
@@ -14,15 +14,15 @@ import platform
 import time
 from pathlib import Path
 
-from bench import containers, isolation, latency, throughput
-from bench.harness import machine, running_service
+from bench import containers, isolation, latency, replicas, throughput
+from bench.harness import machine, postgres_unavailable, running_service
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["latency", "throughput", "isolation", "containers"])
+    parser.add_argument("--only", choices=["latency", "throughput", "isolation", "containers", "replicas"])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for the docs)")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -77,12 +77,25 @@ def main() -> None:
         else:
             print(f"containers: skipped ({reason})", flush=True)
             report["containers"] = {"skipped": reason}
+    if args.only in (None, "replicas"):
+        report["replicas"] = _replicas(only=args.only == "replicas", quick=args.quick)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
     if args.only is not None:
         report = _merged(out, args.only, report)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"results written to {out}")
+
+
+def _replicas(*, only: bool, quick: bool) -> dict[str, object]:
+    """(e) needs a PostgreSQL server: without one, `--only replicas` fails and `make bench` skips it."""
+    reason = postgres_unavailable()
+    if reason is None:
+        return replicas.run(quick=quick)
+    if only:
+        raise SystemExit(f"replicas: cannot run: {reason} (set HPOSTEER_BENCH_POSTGRES_URL)")
+    print(f"replicas: skipped ({reason})", flush=True)
+    return {"skipped": reason}
 
 
 def _merged(path: Path, section: str, report: dict[str, object]) -> dict[str, object]:

@@ -13,7 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,10 +178,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=30)
     pgid = process.pid
     if pgid > 1 and pgid != os.getpgid(0):
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @contextmanager
@@ -212,13 +210,15 @@ def running_replicas(count: int, database_url: str, **env_settings: str) -> Iter
                 log_path = data_dir / f"replica-{index}.log"
                 log = log_path.open("wb")
                 logs.append(log)
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "service", "serve", *common, "--port", str(port),
-                         "--log-level", "warning"],
-                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                    )  # fmt: skip
+                command = [sys.executable, "-m", "service", "serve", *common, "--port", str(port)]
+                process = subprocess.Popen(
+                    [*command, "--log-level", "warning"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # its own process group: stopped whole in _stop
                 )
+                processes.append(process)
                 urls.append(f"http://127.0.0.1:{port}")
             for index, (url, process) in enumerate(zip(urls, processes, strict=True)):
                 _wait_healthy(url, process, data_dir / f"replica-{index}.log")
@@ -310,9 +310,7 @@ def descendants(snapshot: CpuSnapshot, root: int) -> set[int]:
     return found
 
 
-def cpu_breakdown(
-    before: CpuSnapshot, after: CpuSnapshot, label: Callable[[ProcessCpu], str]
-) -> dict[str, float]:
+def cpu_breakdown(before: CpuSnapshot, after: CpuSnapshot, label: Callable[[ProcessCpu], str]) -> dict[str, float]:
     """Cores used per label between two snapshots (CPU seconds / wall seconds), plus the machine's
     total ("machine busy") and what no labelled process accounts for ("unaccounted": processes that
     ended in between, kernel threads, interrupts). A process started in between counts all its time."""

@@ -22,7 +22,7 @@ from service.api.schemas import HealthOut
 from service.config import Settings
 from service.operations.context import Services, build_services
 from service.store.database import StoreBusy
-from service.store.migrate import upgrade
+from service.store.migrate import prepare_schema, printable_url
 from service.workers.reaper import ReaperThread
 from service.workers.steering_host import ProcessSteeringHost, SteeringHost, ThreadSteeringHost
 
@@ -78,8 +78,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.auto_migrate:
-            await run_in_threadpool(upgrade, services.db.engine)
+        where = printable_url(settings.resolved_database_url)
+        await run_in_threadpool(
+            lambda: prepare_schema(services.db.engine, auto_migrate=settings.auto_migrate, where=where)
+        )
         host: SteeringHost = (
             ProcessSteeringHost(settings)
             if settings.steering_mode == "process"
@@ -90,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         reaper = ReaperThread(services, settings.reaper_interval_s)
         reaper.start()
         app.state.steering_host = host
-        log.info("hposteer %s serving on %s", __version__, settings.resolved_database_url)
+        log.info("hposteer %s serving on %s", __version__, where)
         try:
             yield
         finally:

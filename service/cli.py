@@ -75,8 +75,24 @@ def _database(settings: Settings) -> Any:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from sqlalchemy.exc import OperationalError
 
     from service.app import create_app
+    from service.store.database import Database
+    from service.store.migrate import SchemaError, prepare_schema, printable_url
+
+    url = settings.resolved_database_url
+    db = Database(url, busy_timeout_s=settings.busy_timeout_s, pool_size=1)
+    try:  # before the server starts, so that a refusal is one clear line and exit code 1
+        prepare_schema(db.engine, auto_migrate=settings.auto_migrate, where=printable_url(url))
+    except SchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        print(f"error: cannot reach the database {printable_url(url)}: {exc.orig}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
 
     uvicorn.run(
         create_app(settings),

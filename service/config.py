@@ -56,7 +56,15 @@ class Settings(BaseSettings):
     dataset_file_max_bytes: int = Field(2048 * MiB, gt=0, description="Largest file accepted by a dataset upload")
     failure_loss: float = Field(1e5, description="Loss recorded for a point whose attempts all failed")
     busy_timeout_s: float = Field(5.0, gt=0, description="Wait this long for a database lock, then answer 503")
-    db_pool_size: int = Field(16, ge=1)
+    db_pool_size: int = Field(
+        16,
+        ge=1,
+        description="Connections per process (and as many again in overflow); PostgreSQL needs "
+        "replicas x 2 x (this + 2) connections at most, counting the steering process",
+    )
+    db_statement_timeout_s: float = Field(
+        30.0, gt=0, description="PostgreSQL: a statement running longer is cancelled (the request answers 503)"
+    )
     pilot_seen_window_min: float = Field(
         10.0, gt=0, description="`task show` checks brokerage against pilots seen in this many minutes"
     )

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,20 +116,47 @@ class ServerThread:
         return f"http://127.0.0.1:{self.port}"
 
 
+@contextmanager
+def live_service_on(data_dir: Path, backend: str = "sqlite", **overrides: object) -> Iterator[LiveService]:
+    """A real service on loopback over a fresh database of ``backend`` (``sqlite`` or ``postgresql``:
+    its own database, dropped afterwards), with a token of each role."""
+    databases = None
+    if backend == "postgresql":
+        require_postgres()
+        databases = _postgres_database()
+        overrides = {"database_url": next(databases), **overrides}
+    settings = fast_settings(data_dir, **overrides)
+    try:
+        with ServerThread(settings) as server:
+            services: Services = server.app.state.services
+            yield LiveService(
+                url=server.url,
+                settings=settings,
+                services=services,
+                user_token=create_token(services.db, role="user", owner="alice")[1],
+                other_user_token=create_token(services.db, role="user", owner="bob")[1],
+                pilot_token=create_token(services.db, role="pilot", owner="site-admin")[1],
+                admin_token=create_token(services.db, role="admin", owner="root")[1],
+            )
+    finally:
+        if databases is not None:
+            for _ in databases:
+                pass
+
+
+def require_postgres() -> None:
+    """Skip without a PostgreSQL server, except under CI=true, where that fails."""
+    if POSTGRES_URL is None:
+        if IN_CI:
+            pytest.fail("CI=true but HPOSTEER_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+        pytest.skip("PostgreSQL not configured (set HPOSTEER_TEST_POSTGRES_URL)")
+
+
 @pytest.fixture(scope="module")
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    settings = fast_settings(tmp_path_factory.mktemp("service"))
-    with ServerThread(settings) as server:
-        services: Services = server.app.state.services
-        yield LiveService(
-            url=server.url,
-            settings=settings,
-            services=services,
-            user_token=create_token(services.db, role="user", owner="alice")[1],
-            other_user_token=create_token(services.db, role="user", owner="bob")[1],
-            pilot_token=create_token(services.db, role="pilot", owner="site-admin")[1],
-            admin_token=create_token(services.db, role="admin", owner="root")[1],
-        )
+    """The service on SQLite (tests/api/conftest.py makes the API suite's run on both backends)."""
+    with live_service_on(tmp_path_factory.mktemp("service")) as service:
+        yield service
 
 
 def _postgres_database() -> Iterator[str]:
@@ -152,10 +180,7 @@ def _postgres_database() -> Iterator[str]:
 def backend_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
     """Use-case services on a fresh database of each backend (the store test suite runs on both)."""
     if request.param == "postgresql":
-        if POSTGRES_URL is None:
-            if IN_CI:
-                pytest.fail("CI=true but HPOSTEER_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
-            pytest.skip("PostgreSQL not configured (set HPOSTEER_TEST_POSTGRES_URL)")
+        require_postgres()
         databases = _postgres_database()
         url = next(databases)
         settings = fast_settings(tmp_path, database_url=url)

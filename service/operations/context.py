@@ -79,6 +79,7 @@ def build_services(settings: Settings, steering: SteeringTrigger) -> Services:
         settings.resolved_database_url,
         busy_timeout_s=settings.busy_timeout_s,
         pool_size=settings.db_pool_size,
+        statement_timeout_s=settings.db_statement_timeout_s,
     )
     return Services(
         db=db,

@@ -3,8 +3,10 @@
 SQLite (the embedded default) runs in WAL mode; write transactions start with
 ``BEGIN IMMEDIATE`` so that two writers never both read and then fail to upgrade their
 lock, and readers use plain ``BEGIN``. PostgreSQL gets ``FOR UPDATE SKIP LOCKED`` claims
-(see store.points). A database that stays locked past the busy timeout raises
-:class:`StoreBusy`, which the API answers with 503 and ``Retry-After``.
+(see store.claims), and a ``lock_timeout`` (the busy timeout) and ``statement_timeout`` on every
+connection. A database that stays locked past the busy timeout, a statement past its limit, or no
+free pooled connection within the busy timeout raises :class:`StoreBusy`, which the API answers
+with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,15 @@ def database_time(conn: Connection) -> float:
 class Database:
     """One engine plus the two kinds of transaction the use cases need."""
 
-    def __init__(self, url: str, *, busy_timeout_s: float = 5.0, pool_size: int = 16, echo: bool = False):
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_s: float = 5.0,
+        pool_size: int = 16,
+        statement_timeout_s: float = 30.0,
+        echo: bool = False,
+    ):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.busy_timeout_s = busy_timeout_s
@@ -72,7 +82,12 @@ class Database:
             self.engine = create_engine(url, echo=echo, connect_args=connect_args, **pool)
             _configure_sqlite(self.engine, busy_timeout_s)
         else:
-            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, **pool)
+            # A lock wait past the busy timeout, or a statement past its own limit, is cancelled by the
+            # server (-> StoreBusy -> 503), so a request never hangs on the database.
+            options = (
+                f"-c lock_timeout={int(busy_timeout_s * 1000)} -c statement_timeout={int(statement_timeout_s * 1000)}"
+            )
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, connect_args={"options": options}, **pool)
         self._writer = self.engine.execution_options(hposteer_write=True)
         # SQLite has one writer at a time. Threads of this process queue on a mutex, which
         # wakes the next one at once, instead of in SQLite's busy handler, which sleeps in

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveService, ServerThread, fast_settings
+from tests.conftest import LiveService, ServerThread, fast_settings, live_service_on
 
 SPACE = {
     "x": {"method": "uniform", "dimension": {"low": -2.0, "high": 2.0}},
@@ -465,6 +465,47 @@ def test_oversized_upload_is_refused_and_locked_database_answers_503(tmp_path: P
             assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
             assert elapsed < 5, "busy answers come quickly, they never hang"
             assert c.post("/api/v1/tasks", json=submission()).status_code == 201
+
+
+def test_a_postgresql_lock_wait_answers_503_quickly(tmp_path: Path) -> None:
+    """lock_timeout on every connection: a table another session holds makes a request answer 503
+    after the busy timeout, not wait for the lock."""
+    from sqlalchemy import create_engine, text
+
+    with live_service_on(tmp_path, "postgresql", busy_timeout_s=0.5) as service, http(service, service.user_token) as c:
+        assert c.post("/api/v1/tasks", json=submission()).status_code == 201
+        blocker = create_engine(service.settings.resolved_database_url)
+        try:
+            with blocker.connect() as conn, conn.begin():
+                conn.execute(text("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"))
+                started = time.monotonic()
+                r = c.post("/api/v1/tasks", json=submission())
+                elapsed = time.monotonic() - started
+        finally:
+            blocker.dispose()
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+        assert elapsed < 3, "the lock wait was cut at the busy timeout (the log says: lock timeout)"
+        assert c.post("/api/v1/tasks", json=submission()).status_code == 201
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_exhausted_connection_pool_answers_503_never_hangs(tmp_path: Path, backend: str) -> None:
+    """Every pooled connection busy (here: held by the test): requests wait the busy timeout for one,
+    then answer 503 with Retry-After, and serve again once connections are back."""
+    overrides = {"busy_timeout_s": 0.5, "db_pool_size": 1}
+    with live_service_on(tmp_path, backend, **overrides) as service, http(service, service.user_token) as c:
+        engine = service.services.db.engine
+        held = [engine.connect() for _ in range(2)]  # pool_size 1 + overflow 1
+        try:
+            started = time.monotonic()
+            r = c.get("/api/v1/tasks")
+            elapsed = time.monotonic() - started
+        finally:
+            for conn in held:
+                conn.close()
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+        assert 0.4 < elapsed < 3
+        assert c.get("/api/v1/tasks").status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/tasks/999999"])

@@ -14,29 +14,17 @@ import httpx
 import pytest
 
 from client.cli import main as hposteer
-from service.operations.auth import create_token
-from service.operations.context import Services
-from tests.conftest import LiveService, ServerThread, fast_settings
+from tests.conftest import LiveService, live_service_on
 
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}
 MAX_FILE = 64 * 1024
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    """A service of its own, with a small dataset file limit."""
-    settings = fast_settings(tmp_path_factory.mktemp("datasets"), dataset_file_max_bytes=MAX_FILE)
-    with ServerThread(settings) as server:
-        services: Services = server.app.state.services
-        yield LiveService(
-            url=server.url,
-            settings=settings,
-            services=services,
-            user_token=create_token(services.db, role="user", owner="alice")[1],
-            other_user_token=create_token(services.db, role="user", owner="bob")[1],
-            pilot_token=create_token(services.db, role="pilot", owner="site-admin")[1],
-            admin_token=create_token(services.db, role="admin", owner="root")[1],
-        )
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """A service of its own, with a small dataset file limit, on each backend."""
+    with live_service_on(tmp_path_factory.mktemp("datasets"), request.param, dataset_file_max_bytes=MAX_FILE) as s:
+        yield s
 
 
 def http(service: LiveService, token: str) -> httpx.Client:

@@ -3,11 +3,27 @@ on every backend, and the downgrade path works too."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, text
 
 from service.operations.context import Services
-from service.store.migrate import current_revision, head_revision, upgrade
+from service.store.database import Database
+from service.store.migrate import (
+    SchemaError,
+    current_revision,
+    head_revision,
+    prepare_schema,
+    schema_status,
+    upgrade,
+)
 from service.store.tables import metadata
 
 
@@ -45,3 +61,82 @@ def test_upgrading_a_first_revision_database_keeps_its_rows(backend_services: Se
     with engine.connect() as conn:
         assert conn.execute(text("SELECT label FROM tokens WHERE token_hash = 'abc'")).scalar_one() == "kept"
     assert _differences(backend_services) == []
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    from service.store.migrate import _config
+
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def test_replicas_starting_together_migrate_once(backend_services: Services) -> None:
+    """Four engines (as four replicas) upgrade an empty database at once: one migrates, the others
+    wait for its lock and find the schema current."""
+    _downgrade(backend_services.db.engine, "base")
+    assert schema_status(backend_services.db.engine).state == "empty"
+    url = backend_services.settings.resolved_database_url
+    engines = [Database(url, busy_timeout_s=30).engine for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def replica(engine: Engine) -> None:
+        barrier.wait()
+        try:
+            upgrade(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for engine in engines:
+        engine.dispose()
+    assert errors == []
+    assert schema_status(backend_services.db.engine).state == "current"
+    assert _differences(backend_services) == []
+
+
+def test_a_service_refuses_a_schema_it_cannot_serve(backend_services: Services) -> None:
+    engine = backend_services.db.engine
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+    for auto in (True, False):
+        with pytest.raises(SchemaError, match="revision ffffffffffff, which this hposteer does not know"):
+            prepare_schema(engine, auto_migrate=auto, where="DB")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
+    _downgrade(engine, "0001")
+    needs = r"has schema revision 0001; this hposteer needs revision .*hposteer db upgrade"
+    with pytest.raises(SchemaError, match=needs):
+        prepare_schema(engine, auto_migrate=False, where="DB")
+    assert current_revision(engine) == "0001", "nothing was changed"
+    assert prepare_schema(engine, auto_migrate=True, where="DB").state == "current"
+
+
+def test_serve_refuses_an_old_schema_with_one_line_and_exit_code_1(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = Database(url).engine
+    try:
+        upgrade(engine, "0001")
+    finally:
+        engine.dispose()
+    env = {**os.environ, "HPOSTEER_AUTO_MIGRATE": "false"}
+    served = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--database-url", url, "--data-dir", str(tmp_path), "--port", "0"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert served.returncode == 1, served.stderr
+    assert served.stderr.startswith("error: the database sqlite:///") and "hposteer db upgrade" in served.stderr
+    assert "Traceback" not in served.stderr
+    upgraded = subprocess.run(
+        [sys.executable, "-m", "service", "db", "upgrade", "--database-url", url, "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert upgraded.returncode == 0 and f"(newest {head_revision()})" in upgraded.stdout, upgraded.stderr

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Entry of hposteer/postgres (for trying hposteer only): initialise $PGDATA once, then run postgres.
 set -eu
-: "${PGDATA:=/var/lib/postgresql/data}"
+: "${PGDATA:=/var/lib/postgresql/data/pgdata}"
 : "${POSTGRES_USER:=hposteer}"
 : "${POSTGRES_DB:=hposteer}"
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
@@ -12,8 +12,8 @@ if [ -z "${POSTGRES_PASSWORD:-}" ]; then
   exit 2
 fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  # A mounted volume may be a fresh empty directory (or hold lost+found): initdb into a subdirectory
-  # is the usual fix for the latter; here an empty-but-for-lost+found volume is used as is.
+  # PGDATA is a subdirectory of the mounted volume: a fresh file system's lost+found would make
+  # initdb refuse the volume's root.
   echo "hposteer-postgres: initialising $PGDATA"
   pwfile="$(mktemp)"
   printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
