@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -351,8 +352,16 @@ def _generators(
     try:
         for p in procs:
             p.start()
-        for _ in procs:
-            ready.get(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        started = 0
+        while started < len(procs):
+            try:
+                ready.get(timeout=0.5)
+                started += 1
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode is not None]
+                if dead or time.monotonic() > deadline:
+                    raise RuntimeError(f"load generators did not start (exit codes {dead})") from None
         start.value = time.perf_counter() + 0.3
         go.set()
         yield float(start.value), out, procs

@@ -15,6 +15,7 @@ from service.store.blobs import BLOB_STORES, BlobStore, blob_size
 from service.store.database import Database
 from service.store.pilots import PilotRecord
 from service.store.records import TaskLimits
+from service.store.steering_gate import SteeringGate, gate_for
 from service.store.tasks import get_task_limits
 
 
@@ -38,6 +39,7 @@ class Services:
     blobs: BlobStore
     steering: SteeringTrigger
     tokens: TokenCache
+    steering_gate: SteeringGate  # one steering run per segment across processes (store.steering_gate)
     # Pilots never change after registration, so the hot path may remember them.
     pilots: dict[int, PilotRecord] = field(default_factory=dict)
     # Likewise a task's budgets and limits.
@@ -87,4 +89,5 @@ def build_services(settings: Settings, steering: SteeringTrigger) -> Services:
         blobs=BLOB_STORES["local"](settings.blob_dir),
         steering=steering,
         tokens=TokenCache(settings.token_cache_s),
+        steering_gate=gate_for(db.engine, settings.data_dir),
     )

@@ -140,7 +140,21 @@ def steer_segment(
 ) -> SteerResult:
     """One steering run: builtin optimisers through ``runner`` (warm), a task's own steering
     container through ``containers`` (default: the settings' container runner, without warm
-    containers, which need an owner to remove them)."""
+    containers, which need an owner to remove them). Skipped while another run, in this or another
+    service process, holds the segment (``services.steering_gate``)."""
+    with services.steering_gate.hold(segment_id) as held:
+        if not held:
+            return SteerResult(segment_id, 0, 0, "skipped", "another steering run holds this segment")
+        return _steer_held(services, runner, segment_id, histories, containers)
+
+
+def _steer_held(
+    services: Services,
+    runner: SegmentRunner,
+    segment_id: int,
+    histories: HistoryCache | None,
+    containers: ContainerSteering | None,
+) -> SteerResult:
     with services.db.read() as conn:
         segment = task_store.get_segment(conn, segment_id)
         task = task_store.get_task(conn, segment.task_id, None) if segment else None

@@ -10,7 +10,7 @@ from service.core.steering import Observation
 from service.operations import pilot_jobs
 from service.operations.context import Services
 from service.operations.principal import Principal
-from service.operations.steer import segments_needing_steering, steer_segment
+from service.operations.steer import SteerResult, _steer_held, segments_needing_steering, steer_segment
 from service.operations.submit import TaskRequest, submit_task
 from service.operations.tasks import show_task
 from service.steering.warm import WarmRunner
@@ -89,16 +89,22 @@ def test_a_run_that_lost_the_race_stores_nothing(backend_services: Services) -> 
     task_id = submit(backend_services, optimizer="random", n_points_per_iteration=2)
     segment_id = segment_of(backend_services, task_id)
 
+    inner: list[SteerResult] = []
+
     class RacingRunner(WarmRunner):
-        """Another steering run completes while this one is asking its optimiser."""
+        """Another steering run completes while this one is asking its optimiser. The steering gate
+        refuses it; one that got past the gate (none should) would still store nothing twice."""
 
         def run(self, **kw: object) -> list[Params]:  # type: ignore[override]
             points = super().run(**kw)  # type: ignore[arg-type]
-            steer_segment(backend_services, WarmRunner(), segment_id)
+            inner.append(steer_segment(backend_services, WarmRunner(), segment_id))
+            inner.append(_steer_held(backend_services, WarmRunner(), segment_id, None, None))
             return points
 
     result = steer_segment(backend_services, RacingRunner(), segment_id)
-    assert result.outcome == "skipped"
+    assert inner[0].outcome == "skipped" and inner[0].message == "another steering run holds this segment"
+    assert inner[1].outcome == "ok", "past the gate, the twin run won the race"
+    assert result.outcome == "skipped" and result.message == "the segment changed during the run"
     task = show_task(backend_services, ALICE, task_id)
     assert task.progress.generated == 2, "only the winner's points, never both"
 
