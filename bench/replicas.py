@@ -63,16 +63,19 @@ TARGET_ACQUIRE_P99_MS = 50.0
 class Config:
     """One configuration of the benchmark; ``quick`` is a smoke run (not for the docs)."""
 
-    replicas: tuple[int, ...] = (1, 3)
+    replicas: tuple[int, ...] = (1, 3)  # the headline rows: one task, as in (b)
+    spread_tasks: int = 16  # one more row: the most replicas, the slots spread over this many tasks (0: none)
+    optuna_reference_slots: tuple[int, ...] = (8,)  # Optuna also at these concurrencies, for reference
     slots: int = 64
     processes: int = 8  # load-generator processes; slots are threads spread evenly over them
     warmup_s: float = 5.0
     window_s: float = 20.0
     split_every: int = 10  # one evaluation in this many per slot: complete, then a plain acquire
     empty_wait_s: float | None = None  # after an answer without a job: None = the pilot's backoff
-    tasks: int = 1  # tasks the slots share (one segment each)
+    db_pool_size: int | None = None  # HPOSTEER_DB_POOL_SIZE of the replicas (None: the service's default)
     points_per_iteration: int = 1024
     optuna: bool = True
+    database_prefix: str = "bench_replicas"  # fresh databases are named <prefix>_hposteer_<random> etc.
 
     @classmethod
     def for_run(cls, quick: bool) -> Config:
@@ -429,8 +432,9 @@ def _spread(slots: int, processes: int) -> list[list[int]]:
     return [list(range(slots))[i::processes] for i in range(processes)]
 
 
-def measure_hposteer(replicas: Replicas, config: Config) -> dict[str, Any]:
-    """hposteer with ``len(replicas.urls)`` replicas: one task, random optimiser, zero-work slots."""
+def measure_hposteer(replicas: Replicas, config: Config, tasks: int = 1) -> dict[str, Any]:
+    """hposteer with ``len(replicas.urls)`` replicas: ``tasks`` tasks of one user (one segment each,
+    random optimiser), zero-work slots of one pilot."""
     from client.http import ApiClient
 
     urls = replicas.urls
@@ -438,7 +442,7 @@ def measure_hposteer(replicas: Replicas, config: Config) -> dict[str, Any]:
         ApiClient(urls[0], replicas.user_token) as user,
         ApiClient(urls[0], replicas.pilot_token) as pilot,
     ):
-        per_task = max(config.points_per_iteration // config.tasks, 128)
+        per_task = max(config.points_per_iteration // tasks, 128)
         task_ids = [
             user.submit_task(
                 {
@@ -453,7 +457,7 @@ def measure_hposteer(replicas: Replicas, config: Config) -> dict[str, Any]:
                     "seed": 1 + index,
                 }
             )["id"]
-            for index in range(config.tasks)
+            for index in range(tasks)
         ]
         names = [str(i) for i in range(config.slots)]
         registration = pilot.register_pilot(
@@ -486,8 +490,11 @@ def measure_hposteer(replicas: Replicas, config: Config) -> dict[str, Any]:
     merged: SlotResult = row.pop("latency")
     return {
         "system": "hposteer",
+        "slots": config.slots,
         "replicas": len(urls),
-        "tasks": config.tasks,
+        "label": f"hposteer, {len(urls)} replica{'s' if len(urls) > 1 else ''}"
+        + (f", {tasks} tasks" if tasks > 1 else ""),
+        "tasks": tasks,
         "empty_wait": "pilot backoff" if config.empty_wait_s is None else f"{config.empty_wait_s * 1000:g} ms",
         **row,
         "acquire": latency_stats(merged.acquire_ms),
@@ -502,10 +509,12 @@ def measure_hposteer(replicas: Replicas, config: Config) -> dict[str, Any]:
     }
 
 
-def measure_optuna(storage_url: str, config: Config) -> dict[str, Any]:
-    """Optuna 5: RDBStorage on ``storage_url``, RandomSampler, zero-work ask/tell in the same slots."""
+def measure_optuna(storage_url: str, config: Config, slots: int | None = None) -> dict[str, Any]:
+    """Optuna 5: RDBStorage on ``storage_url``, RandomSampler, zero-work ask/tell loops in ``slots``
+    threads (default: as many as hposteer's slots) over the same processes (fewer if fewer slots)."""
     import optuna
 
+    slots = slots or config.slots
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(storage_url)
     optuna.create_study(study_name="bench", storage=storage, sampler=optuna.samplers.RandomSampler(seed=1))
@@ -518,12 +527,14 @@ def measure_optuna(storage_url: str, config: Config) -> dict[str, Any]:
             "warmup_s": config.warmup_s,
             "window_s": config.window_s,
         }
-        for numbers in _spread(config.slots, config.processes)
+        for numbers in _spread(slots, min(config.processes, slots))
     ]
     row = _drive("optuna", per_process, config, storage_url, [])
     merged: SlotResult = row.pop("latency")
     return {
         "system": f"optuna {optuna.__version__}",
+        "label": f"optuna {optuna.__version__}, {slots} slots",
+        "slots": slots,
         "replicas": None,
         **row,
         "ask": latency_stats(merged.acquire_ms),
@@ -541,14 +552,14 @@ def _line(row: dict[str, Any]) -> str:
     if row["system"] == "hposteer":
         a, c, w = row["acquire"], row["complete_acquire_next"], row["job_wait"]
         return (
-            f"replicas hposteer x{row['replicas']} ({row['tasks']} task(s), {row['empty_wait']} on no job): "
+            f"replicas {row['label']}: "
             f"{row['evaluations_per_s']:>7} evaluations/s; acquire p50 {a['p50_ms']} p99 {a['p99_ms']} ms; "
             f"complete+acquire_next p50 {c['p50_ms']} p99 {c['p99_ms']} ms; job wait p50 {w['p50_ms']} "
             f"p99 {w['p99_ms']} ms; answers without a job {row['empty_answers']}, errors {row['errors']}"
         )
     a, t = row["ask"], row["trial"]
     return (
-        f"replicas {row['system']}:  {row['evaluations_per_s']:>7} trials/s; ask p50 {a['p50_ms']} ms "
+        f"replicas {row['label']}: {row['evaluations_per_s']:>7} trials/s; ask p50 {a['p50_ms']} ms "
         f"p99 {a['p99_ms']} ms; trial (ask+tell) p50 {t['p50_ms']} ms p99 {t['p99_ms']} ms; errors {row['errors']}"
     )
 
@@ -559,56 +570,66 @@ def _cpu_line(row: dict[str, Any]) -> str:
     return f"    cores: {'; '.join(parts)}\n    postgres backends (average): {waits or 'none active'}"
 
 
-def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Ratios to Optuna and whether each target of the issue is met."""
-    by_replicas = {r["replicas"]: r for r in rows if r["system"] == "hposteer"}
-    optuna_row = next((r for r in rows if r["system"] != "hposteer"), None)
-    out: dict[str, Any] = {"targets": {}}
-    if optuna_row is not None and optuna_row["evaluations_per_s"] > 0:
-        for n, row in by_replicas.items():
-            out[f"ratio_{n}_replicas_to_optuna"] = round(row["evaluations_per_s"] / optuna_row["evaluations_per_s"], 2)
-    top = by_replicas.get(max(by_replicas)) if by_replicas else None
-    if top is not None:
-        n = top["replicas"]
-        out["targets"][f">= {TARGET_EVALUATIONS_PER_S:g} evaluations/s with {n} replicas"] = (
-            top["evaluations_per_s"] >= TARGET_EVALUATIONS_PER_S
+def verdicts(rows: list[dict[str, Any]], slots: int) -> dict[str, Any]:
+    """Ratios to Optuna (at the same concurrency, and at its best one measured) and whether each
+    target of the issue is met by the rows with the most replicas."""
+    ours = [r for r in rows if r["system"] == "hposteer"]
+    theirs = [r for r in rows if r["system"] != "hposteer" and r["evaluations_per_s"] > 0]
+    same = next((r for r in theirs if r["slots"] == slots), None)
+    best = max(theirs, key=lambda r: r["evaluations_per_s"], default=None)
+    ratios: dict[str, float] = {}
+    targets: dict[str, bool] = {}
+    for row in ours:
+        if same is not None:
+            ratios[f"{row['label']} / {same['label']}"] = round(row["evaluations_per_s"] / same["evaluations_per_s"], 2)
+        if best is not None and best is not same:
+            ratios[f"{row['label']} / {best['label']}"] = round(row["evaluations_per_s"] / best["evaluations_per_s"], 2)
+    most = max((r["replicas"] for r in ours), default=0)
+    for row in (r for r in ours if r["replicas"] == most):
+        name = row["label"]
+        targets[f"{name}: >= {TARGET_EVALUATIONS_PER_S:g} evaluations/s"] = (
+            row["evaluations_per_s"] >= TARGET_EVALUATIONS_PER_S
         )
-        ratio = out.get(f"ratio_{n}_replicas_to_optuna")
-        if ratio is not None:
-            out["targets"][f">= {TARGET_RATIO:g}x Optuna's trials/s with {n} replicas"] = ratio >= TARGET_RATIO
-        for key, name in (("acquire", "plain acquire"), ("complete_acquire_next", "complete+acquire_next")):
-            p99 = top[key]["p99_ms"]
-            out["targets"][f"{name} p99 <= {TARGET_ACQUIRE_P99_MS:g} ms with {n} replicas"] = (
+        if same is not None:
+            targets[f"{name}: >= {TARGET_RATIO:g}x Optuna's trials/s ({same['label']})"] = (
+                row["evaluations_per_s"] >= TARGET_RATIO * same["evaluations_per_s"]
+            )
+        for key, what in (("acquire", "plain acquire"), ("complete_acquire_next", "complete+acquire_next")):
+            p99 = row[key]["p99_ms"]
+            targets[f"{name}: {what} p99 <= {TARGET_ACQUIRE_P99_MS:g} ms"] = (
                 p99 is not None and p99 <= TARGET_ACQUIRE_P99_MS
             )
-    return out
+    return {"ratios": ratios, "targets": targets}
+
+
+def _show(row: dict[str, Any]) -> dict[str, Any]:
+    print(_line(row), flush=True)
+    print(_cpu_line(row), flush=True)
+    return row
 
 
 def run(config: Config | None = None, *, quick: bool = False, admin_url: str | None = None) -> dict[str, Any]:
-    """Every configuration one after the other on fresh databases; prints a line each and the verdicts."""
+    """Every configuration one after the other, each on a fresh database (dropped afterwards) with
+    fresh replicas; prints a line each, the ratios and the verdicts; returns the results section."""
     config = config or Config.for_run(quick)
+    runs = [(count, 1) for count in config.replicas]
+    if config.spread_tasks > 1 and config.replicas:
+        runs.append((max(config.replicas), config.spread_tasks))
+    env = {} if config.db_pool_size is None else {"db_pool_size": str(config.db_pool_size)}
     rows = []
-    for count in config.replicas:
-        with postgres_database("hposteer_bench_replicas", admin_url) as url, running_replicas(count, url) as replicas:
-            row = measure_hposteer(replicas, config)
-        print(_line(row), flush=True)
-        print(_cpu_line(row), flush=True)
-        rows.append(row)
+    for count, tasks in runs:
+        with (
+            postgres_database(f"{config.database_prefix}_hposteer", admin_url) as url,
+            running_replicas(count, url, **env) as replicas,
+        ):
+            rows.append(_show(measure_hposteer(replicas, config, tasks)))
     if config.optuna:
-        with postgres_database("optuna_bench_replicas", admin_url) as url:
-            row = measure_optuna(url, config)
-        print(_line(row), flush=True)
-        print(_cpu_line(row), flush=True)
-        rows.append(row)
-    result = verdicts(rows)
-    for key, value in result.items():
-        if key.startswith("ratio_"):
-            print(f"replicas {key.replace('_', ' ')}: {value}", flush=True)
+        for slots in (config.slots, *config.optuna_reference_slots):
+            with postgres_database(f"{config.database_prefix}_optuna", admin_url) as url:
+                rows.append(_show(measure_optuna(url, config, slots)))
+    result = verdicts(rows, config.slots)
+    for pair, ratio in result["ratios"].items():
+        print(f"replicas ratio {pair}: {ratio}", flush=True)
     for target, met in result["targets"].items():
         print(f"replicas target {target}: {'met' if met else 'NOT met'}", flush=True)
-    return {
-        "config": asdict(config),
-        "memory_gib": memory_gib(),
-        "rows": rows,
-        **result,
-    }
+    return {"config": asdict(config), "memory_gib": memory_gib(), "rows": rows, **result}

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         300.0, gt=0, description="A warm steering container unused for this long is removed"
     )
 
+    blob_store: Literal["local", "database"] = Field(
+        "local",
+        description="Where uploaded files live: 'local' (files under data_dir/blobs; replicas must share it) or "
+        "'database' (in the database, with a local cache: replicas share only the database)",
+    )
     sandbox_max_bytes: int = Field(100 * MiB, gt=0)
     dataset_file_max_bytes: int = Field(2048 * MiB, gt=0, description="Largest file accepted by a dataset upload")
     failure_loss: float = Field(1e5, description="Loss recorded for a point whose attempts all failed")

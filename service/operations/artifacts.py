@@ -162,9 +162,7 @@ def discard_blob(services: Services, sha256: str) -> None:
 
 
 def _unlink(services: Services, sha256: str) -> None:
-    path = services.blobs.path(sha256)
-    if path is not None:
-        path.unlink(missing_ok=True)
+    services.blobs.remove(sha256)
 
 
 def checkpoint_for_restore(services: Services, *, attempt_id: int, lease_token: str) -> tuple[Path, str]:

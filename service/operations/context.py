@@ -86,7 +86,7 @@ def build_services(settings: Settings, steering: SteeringTrigger) -> Services:
     return Services(
         db=db,
         settings=settings,
-        blobs=BLOB_STORES["local"](settings.blob_dir),
+        blobs=BLOB_STORES[settings.blob_store](settings.blob_dir, db),
         steering=steering,
         tokens=TokenCache(settings.token_cache_s),
         steering_gate=gate_for(db.engine, settings.data_dir),

@@ -1,8 +1,14 @@
-"""Content-addressed blob storage (sandboxes now; checkpoints and metrics later).
+"""Content-addressed blob storage: sandboxes, checkpoints, metrics and dataset files.
 
 A blob is written to a temporary file while it streams in, hashed and size-checked on the
 way, fsynced, and only then renamed to its sha256 path: a 2xx answer means the bytes are on
-disk, and a failed upload leaves nothing behind. Stores are plugins resolved by name.
+disk, and a failed upload leaves nothing behind. Stores are plugins resolved by name
+(``BLOB_STORES``, setting ``blob_store``):
+
+* ``local``: files under ``<data_dir>/blobs``. Replicas must share that directory.
+* ``database``: the bytes in the database too (table ``blob_chunks``, 1 MiB rows), committed
+  before the upload is answered; each process keeps a local cache under ``<data_dir>/blobs`` and
+  fills it from the database on first use. Replicas then share nothing but the database.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, insert, select
 
-from service.store.database import now_expr
+from service.store.database import Database, now_expr
 from service.store.tables import blobs
 
 
@@ -49,7 +55,13 @@ class BlobWriter(Protocol):
 class BlobStore(Protocol):
     def writer(self, max_bytes: int) -> BlobWriter: ...
 
-    def path(self, sha256: str) -> Path | None: ...
+    def path(self, sha256: str) -> Path | None:
+        """A local file holding the blob, or None when the store has no such blob."""
+        ...
+
+    def remove(self, sha256: str) -> None:
+        """Forget the blob (no row refers to it any more)."""
+        ...
 
 
 class _LocalWriter:
@@ -110,13 +122,30 @@ class LocalBlobStore:
         return _LocalWriter(self.root, max_bytes)
 
     def path(self, sha256: str) -> Path | None:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not _is_sha256(sha256):
             return None
         path = _blob_path(self.root, sha256)
         return path if path.is_file() else None
 
+    def remove(self, sha256: str) -> None:
+        if _is_sha256(sha256):
+            _blob_path(self.root, sha256).unlink(missing_ok=True)
 
-BLOB_STORES: dict[str, Callable[[Path], BlobStore]] = {"local": LocalBlobStore}
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _database_store(root: Path, db: Database) -> BlobStore:
+    from service.store.blob_chunks import DatabaseBlobStore  # it builds on this module
+
+    return DatabaseBlobStore(root, db)
+
+
+BLOB_STORES: dict[str, Callable[[Path, Database], BlobStore]] = {
+    "local": lambda root, db: LocalBlobStore(root),
+    "database": _database_store,
+}
 
 
 def record_blob(conn: Connection, blob: StoredBlob, kind: str, owner: str) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -56,6 +57,15 @@ blobs = Table(
     Column("kind", String(32), nullable=False),  # sandbox | checkpoint | metrics | dataset
     Column("owner", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# Blob contents, for the ``database`` blob store (replicas without a shared disk): 1 MiB chunks.
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 tasks = Table(
