@@ -142,6 +142,13 @@ def steer_segment(
     container through ``containers`` (default: the settings' container runner, without warm
     containers, which need an owner to remove them). Skipped while another run, in this or another
     service process, holds the segment (``services.steering_gate``)."""
+    with services.db.read() as conn:  # most notifications need no run: answer those without the gate
+        segment = task_store.get_segment(conn, segment_id)
+        task = task_store.get_task(conn, segment.task_id, None) if segment else None
+        if segment is None or task is None or not _steerable(task, segment):
+            return SteerResult(segment_id, 0, 0, "skipped")
+        if points_to_generate(budget_of(task), segment.counts) <= 0:
+            return SteerResult(segment_id, 0, 0, "skipped")
     with services.steering_gate.hold(segment_id) as held:
         if not held:
             return SteerResult(segment_id, 0, 0, "skipped", "another steering run holds this segment")

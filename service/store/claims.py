@@ -3,6 +3,14 @@
 Eligibility and order are SQL (site, brokerage allow-list, nParallelEvaluation, the job budget,
 fair share between owners, then priority); the point's attempt counter moves in the claiming
 UPDATE (R2). Statements are built once per process with bound parameters.
+
+Contention (PostgreSQL, many slots on one task): the segment and task rows are hot, every claim
+and completion moves their counters. So the segment is chosen without a lock, the point is picked
+``FOR UPDATE SKIP LOCKED`` (concurrent claims take different points, never wait for each other
+there), and the limits are enforced by the conditional counter UPDATE that follows: claims queue
+on the segment row only from that statement to the commit, and one that finds the limit reached
+meanwhile has changed nothing and returns None. Locking the segment up front instead made
+concurrent claims skip it and answer "no job" with points pending.
 """
 
 from __future__ import annotations
@@ -38,9 +46,10 @@ class Claim:
 
 
 @cache
-def _claim_statements(skip_locked: bool, continuing: bool = False) -> dict[str, _Statement]:
+def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: bool = True) -> dict[str, _Statement]:
     """The claim's statements; ``continuing``: the next point of a job that already runs
-    (maxPointsPerEvaluationJob), from the same segment and without starting a new job."""
+    (maxPointsPerEvaluationJob), from the same segment and without starting a new job;
+    ``brokered``: some slot-specific allow-list applies (an expanding IN, rendered per call)."""
     running = AttemptState.RUNNING.value
     owner_running = (
         select(func.count())
@@ -53,10 +62,13 @@ def _claim_statements(skip_locked: bool, continuing: bool = False) -> dict[str, 
         .join(tasks, tasks.c.id == segments.c.task_id)
         .where(
             tasks.c.state == TaskState.RUNNING.value,
-            segments.c.state.in_([SegmentState.ACTIVE.value, SegmentState.EXHAUSTED.value]),
+            # two comparisons, not IN (...): a literal IN list is rendered again on every call
+            or_(segments.c.state == SegmentState.ACTIVE.value, segments.c.state == SegmentState.EXHAUSTED.value),
             or_(tasks.c.sites.is_(None), tasks.c.sites.like(bindparam("p_site_pattern"), escape="\\")),
             # brokerage: a task with requirements only for the slots that satisfy them (operations.brokerage)
-            or_(tasks.c.requirements.is_(None), tasks.c.id.in_(bindparam("p_allowed", expanding=True))),
+            or_(tasks.c.requirements.is_(None), tasks.c.id.in_(bindparam("p_allowed", expanding=True)))
+            if brokered
+            else tasks.c.requirements.is_(None),
             segments.c.pending > 0,
             segments.c.running < tasks.c.n_parallel_evaluation,
             (segments.c.id == bindparam("p_segment_id"))
@@ -74,8 +86,14 @@ def _claim_statements(skip_locked: bool, continuing: bool = False) -> dict[str, 
         .limit(1)
     )
     if skip_locked:
-        candidate = candidate.with_for_update(of=segments, skip_locked=True)
         pick = pick.with_for_update(skip_locked=True)
+    limits = select(tasks.c.n_parallel_evaluation, tasks.c.max_evaluation_jobs).where(tasks.c.id == segments.c.task_id)
+    within_limits = [segments.c.running < limits.with_only_columns(tasks.c.n_parallel_evaluation).scalar_subquery()]
+    if not continuing:
+        within_limits.append(
+            segments.c.jobs - segments.c.extra_jobs
+            < limits.with_only_columns(tasks.c.max_evaluation_jobs).scalar_subquery()
+        )
     now = now_expr()
     return {
         "candidate": candidate,
@@ -85,7 +103,7 @@ def _claim_statements(skip_locked: bool, continuing: bool = False) -> dict[str, 
         .values(state=PointState.RUNNING.value, attempts=points.c.attempts + 1, updated_at=now)
         .returning(*points.c),
         "segment": update(segments)
-        .where(segments.c.id == bindparam("p_segment_id"))
+        .where(segments.c.id == bindparam("p_segment_id"), *within_limits)
         .values(jobs=segments.c.jobs + new_job, pending=segments.c.pending - 1, running=segments.c.running + 1)
         .returning(*segments.c),
         "task": update(tasks)
@@ -150,11 +168,10 @@ def claim_next(
     ``request_key`` is the idempotency key of the call, kept on the attempt (R4).
     Brokerage: a task with requirements is eligible only if it is among ``allowed_task_ids``.
     """
-    sql = _claim_statements(skip_locked, continuation is not None)
-    candidate_params: dict[str, Any] = {
-        "p_site_pattern": f"%,{_like_escape(site)},%",
-        "p_allowed": list(allowed_task_ids),
-    }
+    sql = _claim_statements(skip_locked, continuation is not None, bool(allowed_task_ids))
+    candidate_params: dict[str, Any] = {"p_site_pattern": f"%,{_like_escape(site)},%"}
+    if allowed_task_ids:
+        candidate_params["p_allowed"] = list(allowed_task_ids)
     if continuation is not None:
         candidate_params["p_segment_id"] = continuation.segment_id
     segment_id = conn.execute(sql["candidate"], candidate_params).scalar()
@@ -162,12 +179,15 @@ def claim_next(
         return None
     point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
     if point_id is None:
-        return None
+        return None  # every pending point of the segment is being claimed right now
+    segment_row = conn.execute(sql["segment"], {"p_segment_id": segment_id}).first()
+    if segment_row is None:
+        return None  # the segment reached a limit since it was chosen: nothing was changed
+    segment = from_row(SegmentRecord, segment_row)
     point_row = conn.execute(sql["claim_point"], {"p_point_id": point_id}).first()
-    if point_row is None:
-        return None
+    if point_row is None:  # the picked point is locked by us: it cannot have moved
+        raise RuntimeError(f"point {point_id} left 'pending' while this claim held its lock")
     point = from_row(PointRecord, point_row)
-    segment = from_row(SegmentRecord, conn.execute(sql["segment"], {"p_segment_id": segment_id}).one())
     task = from_row(ClaimedTask, conn.execute(sql["task"], {"p_task_id": point.task_id}).one())
     token = secrets.token_urlsafe(24)
     job_number = task.jobs_started - 1 if continuation is None else continuation.job_number
