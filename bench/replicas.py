@@ -15,12 +15,17 @@ on one fresh PostgreSQL database, bench/harness.py ``running_replicas``) and for
 * **Acquire latency**, p50/p99, of the calls that hand out a job, as the slot sees them over
   loopback HTTP: (1) the plain ``acquire`` and (2) ``complete`` with ``acquire_next`` (the
   completion and the next claim, one transaction); ``complete`` alone is reported too, so the
-  acquire part of (2) can be read off as the difference.
+  acquire part of (2) can be read off as the difference. And the pilot's view, "job wait": from
+  sending the report to holding the next job, answers without a job included; after such an
+  answer a slot waits as the pilot does (``PilotBackoff``), so empty answers cost what they cost
+  a real pilot. One more row spreads the slots over ``spread_tasks`` tasks (16), to tell contention
+  on one task's rows from the service's own cost.
 * **Optuna 5**, same PostgreSQL, its own fresh database: ``RDBStorage``, ``RandomSampler``, one
   float parameter, a zero-work objective as ask/tell loops (``ask`` with the distribution, then
   ``tell`` a constant) in the same 64 threads over the same W processes, one study. Ask/tell is
   what ``study.optimize`` does per trial minus its bookkeeping, so it is Optuna's fastest honest
-  path and lets ``ask`` be timed apart (the analogue of acquire). Trials/s over the same windows.
+  path and lets ``ask`` be timed apart (the analogue of acquire). Trials/s over the same windows;
+  Optuna also with 8 slots (``optuna_reference_slots``), where it is faster.
 * **Where the CPU goes** during each window: CPU time per process from /proc (replicas, their
   steering children, the load generators, PostgreSQL backends of the benchmark's database,
   PostgreSQL's own processes, everything else on the machine) in cores, and what PostgreSQL's
@@ -54,6 +59,7 @@ from bench.harness import (
 )
 
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
+OTHER = "other processes (not this benchmark)"
 TARGET_EVALUATIONS_PER_S = 1000.0
 TARGET_RATIO = 3.0
 TARGET_ACQUIRE_P99_MS = 50.0
@@ -337,7 +343,7 @@ def _labeller(database: str, replica_pids: list[int], generators: list[int]) -> 
             return "load generators"
         if proc.pid == me:
             return "benchmark parent (sampling)"
-        return _postgres_label(proc, database) or "other processes (not this benchmark)"
+        return _postgres_label(proc, database) or f"{OTHER}: {proc.comm}"
 
     return label
 
@@ -409,7 +415,7 @@ def _drive(
                 merged.job_wait_ms += r.job_wait_ms
                 merged.empty += r.empty
                 merged.errors += r.errors
-    cpu = cpu_breakdown(before, after, label)
+    cpu, others = _fold_others(cpu_breakdown(before, after, label))
     window = after.at - before.at
     return {
         "evaluations": merged.evaluations,
@@ -417,9 +423,26 @@ def _drive(
         "sampled_window_s": round(window, 2),
         "latency": merged,
         "cpu_cores": cpu,
+        "cpu_cores_other_processes": others,
         "postgres_backends": wait_profile,
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
+
+
+def _fold_others(cores: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """One "other processes" entry instead of one per command name; the top five apart."""
+    folded: dict[str, float] = {}
+    others: dict[str, float] = {}
+    for key, value in cores.items():
+        if key.startswith(f"{OTHER}: "):
+            others[key.split(": ", 1)[1]] = value
+        else:
+            folded[key] = value
+    if others:
+        folded[OTHER] = round(sum(others.values()), 2)
+        folded = dict(sorted(folded.items(), key=lambda kv: (kv[0].startswith(("machine", "steal")), -kv[1])))
+    top = dict(sorted(others.items(), key=lambda kv: -kv[1])[:5])
+    return folded, top
 
 
 def _sleep_until(at: float) -> None:
@@ -567,7 +590,11 @@ def _line(row: dict[str, Any]) -> str:
 def _cpu_line(row: dict[str, Any]) -> str:
     parts = [f"{k} {v}" for k, v in row["cpu_cores"].items() if v >= 0.01 or k.startswith("machine")]
     waits = ", ".join(f"{k} {v}" for k, v in row["postgres_backends"].items())
-    return f"    cores: {'; '.join(parts)}\n    postgres backends (average): {waits or 'none active'}"
+    others = ", ".join(f"{k} {v}" for k, v in row["cpu_cores_other_processes"].items() if v >= 0.01)
+    return (
+        f"    cores: {'; '.join(parts)}\n    other processes' top: {others or 'none'}\n"
+        f"    postgres backends (average): {waits or 'none active'}"
+    )
 
 
 def verdicts(rows: list[dict[str, Any]], slots: int) -> dict[str, Any]:

@@ -132,5 +132,5 @@ def test_postgres_processes_are_told_apart_by_their_titles() -> None:
     assert _postgres_label(proc("postgres: postgres other 127.0.0.1(5000) idle"), "mydb") == (
         "postgres: other databases"
     )
-    assert _postgres_label(proc("postgres: 15/main: walwriter"), "mydb").startswith("postgres: server processes")
+    assert str(_postgres_label(proc("postgres: 15/main: walwriter"), "mydb")).startswith("postgres: server processes")
     assert _postgres_label(proc("python -m service serve", comm="python"), "mydb") is None
