@@ -43,5 +43,11 @@ soak: $(STAMP)
 images: $(STAMP)
 	images/build.sh
 
+# Deployment images (docs/operator.md, "Images"): hposteer/service, hposteer/pilot and, for trying the
+# compose file and the Kubernetes trial overlay, hposteer/postgres; same recipe as `images`.
+.PHONY: deploy-images
+deploy-images: $(STAMP)
+	deploy/images/build.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hposteer-demo

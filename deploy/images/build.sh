@@ -16,6 +16,7 @@
 #   deploy/images/build.sh service pilot        some of them
 #   BASE_IMAGE=python:3.11-slim deploy/images/build.sh   elsewhere, from an official image
 #   TAG=0.1.0 deploy/images/build.sh            tag other than latest
+# shellcheck disable=SC2086  # $PIP may be a command with arguments ("python3 -m pip"): left unquoted
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BASE_IMAGE="${BASE_IMAGE:-hposteer/base:bookworm}"

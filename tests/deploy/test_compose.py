@@ -1,8 +1,9 @@
 """The compose deployment (deploy/compose/docker-compose.yml), brought up for real with Debian's
 `docker-compose` (v1): PostgreSQL, the one-shot schema upgrade and pilot token, two service replicas
 and a pilot. A task submitted with `phpo` through replica 2 is evaluated by the pilot, which talks to
-replica 1 only: it finishing proves that the replicas share the database *and* the blob volume (the
-sandbox uploaded to one is downloaded from the other). Runs as a compose project of its own with
+replica 1 only: it finishing proves that the replicas share the database and that uploads live in it
+(HPOSTEER_BLOB_STORE=database: the sandbox uploaded to one is downloaded from the other, which has no
+volume in common with it). Runs as a compose project of its own with
 random host ports, and is always taken down with its volumes.
 
 Without docker-compose, a Docker engine or the images (`make deploy-images`) it skips; under CI=true
@@ -103,7 +104,7 @@ def project() -> Iterator[Project]:
 
 
 def test_compose_runs_a_task_with_two_replicas_and_a_pilot(project: Project, tmp_path: Path) -> None:
-    replica_1, replica_2 = project.replica_urls
+    replica_2 = project.replica_urls[1]
     _wait_healthy(replica_2)  # `up` waited for replica 1 only (the pilot depends on it)
     created = project.compose(
         "exec", "-T", "service-1", "hposteer", "token", "create", "--role", "user", "--owner", "compose-test"

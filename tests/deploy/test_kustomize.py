@@ -104,7 +104,6 @@ def test_each_kustomization_renders_the_service_its_service_and_a_pilot(overlay:
         ("Deployment", "hposteer-service"),
         ("Service", "hposteer"),
         ("Deployment", "hposteer-pilot"),
-        ("PersistentVolumeClaim", "hposteer-data"),
     } <= names
     assert one(objects, "Deployment", "hposteer-service")["spec"]["replicas"] == 2
     if overlay == "trial":
@@ -134,10 +133,14 @@ def test_service_variables_are_settings_the_service_reads(overlay: str, tmp_path
     assert unknown == [], f"the service reads no such settings: {unknown}"
     assert "HPOSTEER_DATABASE_URL" in env and "secretKeyRef" in env["HPOSTEER_DATABASE_URL"]["valueFrom"]
     literal = {name[9:].lower(): e["value"] for name, e in env.items() if "value" in e}
-    settings = Settings(**literal)  # every literal value parses as its setting
+    settings = Settings.model_validate(literal)  # every literal value parses as its setting
     assert settings.host == "0.0.0.0" and settings.port == service["ports"][0]["containerPort"]
+    # The replicas share only the database: uploads live in it, the data directory is a cache.
+    assert settings.blob_store == "database"
+    spec = one(render(overlay), "Deployment", "hposteer-service")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in service["volumeMounts"]}
-    assert mounts[str(settings.data_dir)] == "data", "the data directory is the shared volume"
+    assert "emptyDir" in volumes[mounts[str(settings.data_dir)]], "the data directory is a writable cache"
     args = service_parser().parse_args(service["args"][1:])
     assert service["args"][0] == "hposteer" and args.command == "serve"
 
@@ -169,7 +172,7 @@ def test_pilot_command_and_environment_are_what_the_pilot_reads(overlay: str) ->
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_use_routes_of_the_service(overlay: str, tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path))
+    app = create_app(Settings.model_validate({"data_dir": tmp_path}))
     routes = {getattr(r, "path", None) for r in app.routes}
     service = container(one(render(overlay), "Deployment", "hposteer-service"))
     ports = {p["name"] for p in service["ports"]}
@@ -224,7 +227,7 @@ def test_trial_database_url_points_at_the_trial_postgres() -> None:
     assert url.host == service["metadata"]["name"] and url.port == service["spec"]["ports"][0]["port"]
     assert url.database == env["POSTGRES_DB"] and url.username == env["POSTGRES_USER"]
     assert url.password == secret_data(one(objects, "Secret", "hposteer-postgres"), "password")
-    assert env["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/postgres/")
+    assert str(env["POSTGRES_PASSWORD_FILE"]).startswith("/run/secrets/postgres/")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -237,7 +240,7 @@ def test_services_select_their_pods(overlay: str) -> None:
         service = one(objects, "Service", service_name)
         selector = service["spec"]["selector"].items()
         selected = [w for w in workloads(objects) if selector <= w["spec"]["template"]["metadata"]["labels"].items()]
-        assert [w["metadata"]["name"] for w in selected] == [workload_name]
+        assert [(w["kind"], w["metadata"]["name"]) for w in selected] == [(kind, workload_name)]
         ports = {p["name"] for p in container(selected[0])["ports"]}
         assert all(p["targetPort"] in ports for p in service["spec"]["ports"])
 
