@@ -274,7 +274,21 @@ class Pilot:
         self._idle_slots.discard(slot.name)
         label = f"slot {slot.name}: task {job['task_id']} point {job['point_id']}"
         self.log.info(f"{label}: acquired attempt {job['attempt_number']} {short_params(job['params'])}")
-        report = self.evaluator.evaluate(slot, job)
+        started = time.monotonic()
+        try:
+            report = self.evaluator.evaluate(slot, job)
+        except Exception as exc:  # a bug of the pilot's: report it now rather than let the lease run out
+            self.log.info(f"{label}: unexpected error:\n{traceback.format_exc()}")
+            report = {
+                "lease_token": job["lease_token"],
+                "outcome": "failure",
+                "loss": None,
+                "failure_class": "pilot_error",
+                "exit_code": None,
+                "message": f"the pilot failed while handling the evaluation: {type(exc).__name__}: {exc}",
+                "log_tail": "",
+                "duration_s": round(time.monotonic() - started, 3),
+            }
         if report is None:
             self.log.info(f"{label}: lease lost; the result is dropped")
             return None, False

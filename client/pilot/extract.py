@@ -4,7 +4,8 @@ Two passes over the archive. The first checks every member against our own rules
 writes nothing; the second writes the members itself (``O_CREAT|O_EXCL|O_NOFOLLOW``, modes
 masked to 0644/0755, no owners) after tarfile's ``data_filter`` agrees as well. The filter is
 only defence in depth: it has been bypassed repeatedly (reliability.md §3.4), and this
-machine's Python lacks the 2025 fixes. If anything still fails while writing, whatever was
+machine's Python lacks the 2025 fixes. Pythons older than 3.11.4 (Debian bookworm's 3.11.2) have
+no filter at all; our own rules then stand alone. If anything still fails while writing, whatever was
 written is removed again, so a refused archive never leaves files behind.
 
 Rules, each with its own exception (client/pilot/archive_errors.py): gzip input only, by the
@@ -62,16 +63,24 @@ def _write(archive: Path, dest: Path, checked: list[tuple[tarfile.TarInfo, str]]
                     raise CorruptArchive(f"{archive.name} changed while it was being extracted")
                 if name == ".":
                     continue
-                try:
-                    tarfile.data_filter(member, root)
-                except tarfile.FilterError as exc:
-                    raise UnsafeArchive(f"tarfile's data filter refuses {member.name!r}: {exc}") from exc
+                _second_opinion(member, root)
                 files += _write_member(tar, member, Path(root), name)
     except (tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
         if isinstance(exc, UnsafeArchive):
             raise
         raise unreadable(archive, exc) from exc
     return files
+
+
+def _second_opinion(member: tarfile.TarInfo, root: str) -> None:
+    """tarfile's data filter, where this Python has one (3.11.4 and later)."""
+    data_filter = getattr(tarfile, "data_filter", None)
+    if data_filter is None:
+        return
+    try:
+        data_filter(member, root)
+    except tarfile.FilterError as exc:
+        raise UnsafeArchive(f"tarfile's data filter refuses {member.name!r}: {exc}") from exc
 
 
 def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: str) -> int:

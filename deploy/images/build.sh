@@ -88,34 +88,13 @@ python_image() {  # $1: service | pilot: fill deploy/images/$1/wheelhouse and hp
   cp "$WORK"/dist/hposteer-*.whl "$ctx/hposteer-wheel/"
 }
 
-# WORKAROUND: the pilot's archive extractor (client/pilot/extract.py) calls tarfile.data_filter (PEP 706),
-# which CPython has from 3.11.4 on; Debian bookworm's python3 is 3.11.2 without the backport, so a pilot
-# on the debootstrap base fails every job. Until the client copes with an older 3.11, the pilot image
-# gets tarfile.py of a newer 3.11 patch release (this machine's .venv Python), copied over the base's.
-# Nothing is copied when the base's Python has the filter (e.g. BASE_IMAGE=python:3.11-slim).
-tarfile_backport() {
-  local ctx=deploy/images/pilot/stdlib-backport image_version donor_version
-  rm -rf "$ctx" && mkdir -p "$ctx"
-  image_version="$(docker run --rm "$BASE_IMAGE" python3 -c \
-    'import sys, tarfile; print("ok" if hasattr(tarfile, "data_filter") else "%d.%d" % sys.version_info[:2])')"
-  [ "$image_version" = ok ] && return
-  donor_version="$("$PYTHON" -c 'import sys, tarfile; print("%d.%d" % sys.version_info[:2] if hasattr(tarfile, "data_filter") else "")')"
-  if [ "$donor_version" != "$image_version" ]; then
-    echo "deploy-images: the Python $image_version of $BASE_IMAGE lacks tarfile.data_filter, which the pilot needs;" \
-      "no Python $image_version with it on this machine to take tarfile.py from (PYTHON=...)" >&2
-    exit 1
-  fi
-  cp "$("$PYTHON" -c 'import tarfile; print(tarfile.__file__)')" "$ctx/tarfile.py"
-  echo "deploy-images: pilot: $BASE_IMAGE's Python $image_version lacks tarfile.data_filter; using $PYTHON's tarfile.py"
-}
-
 if [ $# -eq 0 ]; then
   set -- postgres service pilot
 fi
 for name in "$@"; do
   case "$name" in
     service) python_image "$name" ;;
-    pilot) python_image "$name"; tarfile_backport ;;
+    pilot) python_image "$name" ;;
     postgres) ;;
     *) echo "deploy-images: unknown image $name (postgres, service, pilot)" >&2; exit 2 ;;
   esac

@@ -289,3 +289,34 @@ def test_bad_options_exit_2(live_service: LiveService, tmp_path: Path) -> None:
         _, stderr = pilot.communicate(timeout=30)
         assert pilot.returncode == 2, stderr
         assert expected in stderr
+
+
+def test_a_pilot_bug_while_handling_a_job_fails_the_attempt_at_once(live_service: LiveService, tmp_path: Path) -> None:
+    """An unexpected exception in the pilot's own handling of a job (here injected into the evaluator)
+    is reported as a pilot_error failure right away, not left running until its lease runs out."""
+    from client.pilot.agent import Pilot, PilotConfig
+    from client.pilot.runtime import make_runtime
+    from client.pilot.slots import cpu_slots
+
+    site = new_site()
+    with ApiClient(live_service.url, live_service.user_token) as user:
+        task_id = submit(user, site, upload(user, {"eval.py": "print('never run')\n"}), max_points=1, max_attempts=1)
+        with ApiClient(live_service.url, live_service.pilot_token) as api:
+            config = PilotConfig(
+                name="buggy", site=site, slots=cpu_slots(1), runtime=make_runtime("local"), workdir=tmp_path,
+                exit_when_idle_s=1.0,
+            )  # fmt: skip
+            pilot = Pilot(api, config)
+
+            def broken(*_: object) -> None:
+                raise KeyError("a bug in the pilot")
+
+            pilot.evaluator.evaluate = broken  # type: ignore[assignment,method-assign]
+            began = time.monotonic()
+            assert pilot.run() == 0
+            took = time.monotonic() - began
+        [point] = points(user, task_id)
+    [attempt] = point["attempts"]
+    assert point["state"] == "failed" and attempt["failure_class"] == "pilot_error"
+    assert "KeyError: 'a bug in the pilot'" in attempt["message"]
+    assert took < live_service.settings.lease_ttl_s + 5, "reported at once, not at lease expiry"

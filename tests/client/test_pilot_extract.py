@@ -1,4 +1,7 @@
-"""The pilot's own tar extractor against hostile archives (reliability.md §4.5), built with tarfile."""
+"""The pilot's own tar extractor against hostile archives (reliability.md §4.5), built with tarfile.
+
+Every test runs twice: with tarfile's data filter as a second opinion, and without it, as on
+Pythons older than 3.11.4 (Debian bookworm's 3.11.2), where the extractor's own rules stand alone."""
 
 from __future__ import annotations
 
@@ -16,6 +19,13 @@ import pytest
 
 from client.pilot import archive_errors as errors
 from client.pilot.extract import Limits, safe_extract
+
+
+@pytest.fixture(autouse=True, params=["with data_filter", "without data_filter"])
+def _python_versions(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.param == "without data_filter":
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        monkeypatch.delattr(tarfile, "FilterError", raising=False)
 
 
 def _member(name: str, kind: bytes = tarfile.REGTYPE, **attrs: Any) -> tarfile.TarInfo:
