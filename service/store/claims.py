@@ -30,6 +30,9 @@ from service.store.tables import attempts, points, segments, tasks
 from service.store.transitions import may_enter
 
 _Statement = Select[Any] | Update | Insert | Delete
+# Segments tried per claim, best first: concurrent claims may fill the best one's free evaluation
+# slots between the unlocked choice and the conditional counter UPDATE; the next one then serves.
+CANDIDATES = 4
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: boo
             else (segments.c.jobs - segments.c.extra_jobs < tasks.c.max_evaluation_jobs),
         )
         .order_by(owner_running, tasks.c.priority.desc(), tasks.c.id, segments.c.idx)
-        .limit(1)
+        .limit(CANDIDATES)
     )
     new_job = 0 if continuing else 1
     pick = (
@@ -174,16 +177,10 @@ def claim_next(
         candidate_params["p_allowed"] = list(allowed_task_ids)
     if continuation is not None:
         candidate_params["p_segment_id"] = continuation.segment_id
-    segment_id = conn.execute(sql["candidate"], candidate_params).scalar()
-    if segment_id is None:
+    chosen = _choose(conn, sql, list(conn.execute(sql["candidate"], candidate_params).scalars()))
+    if chosen is None:
         return None
-    point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
-    if point_id is None:
-        return None  # every pending point of the segment is being claimed right now
-    segment_row = conn.execute(sql["segment"], {"p_segment_id": segment_id}).first()
-    if segment_row is None:
-        return None  # the segment reached a limit since it was chosen: nothing was changed
-    segment = from_row(SegmentRecord, segment_row)
+    segment_id, point_id, segment = chosen
     point_row = conn.execute(sql["claim_point"], {"p_point_id": point_id}).first()
     if point_row is None:  # the picked point is locked by us: it cannot have moved
         raise RuntimeError(f"point {point_id} left 'pending' while this claim held its lock")
@@ -220,6 +217,22 @@ def claim_next(
         segment=segment,
         job_step=1 if continuation is None else continuation.next_step,
     )
+
+
+def _choose(
+    conn: Connection, sql: dict[str, _Statement], candidates: list[int]
+) -> tuple[int, int, SegmentRecord] | None:
+    """The first candidate segment with a pending point no concurrent claim holds and room under
+    its limits: (segment id, point id, the segment after its counters moved)."""
+    for segment_id in candidates:
+        point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
+        if point_id is None:
+            continue  # every pending point of the segment is being claimed right now
+        segment_row = conn.execute(sql["segment"], {"p_segment_id": segment_id}).first()
+        if segment_row is None:
+            continue  # the segment reached a limit since it was chosen: nothing was changed
+        return segment_id, int(point_id), from_row(SegmentRecord, segment_row)
+    return None
 
 
 def claim_of(conn: Connection, attempt_id: int) -> Claim | None:
