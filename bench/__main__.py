@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks and print (and save) their results.
 
-python -m bench [--only latency|throughput|isolation|containers|replicas] [--quick]
+python -m bench [--only latency|throughput|isolation|containers|replicas|ui] [--quick]
 
 With --only, the other sections of the results file are kept (merged), and the section's own date
 and command are recorded under "runs".
@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-from bench import containers, isolation, latency, replicas, throughput
+from bench import containers, isolation, latency, replicas, throughput, ui
 from bench.harness import machine, postgres_unavailable, running_service
 
 RESULTS = Path(__file__).parent / "results"
@@ -22,7 +22,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["latency", "throughput", "isolation", "containers", "replicas"])
+    parser.add_argument("--only", choices=["latency", "throughput", "isolation", "containers", "replicas", "ui"])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for the docs)")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -69,22 +69,28 @@ def main() -> None:
             rows.append(row)
         report["isolation"] = rows
     if args.only in (None, "containers"):
-        reason = containers.unavailable()
-        if reason is None:
-            report["containers"] = containers.run(quick=args.quick)
-        elif args.only == "containers":
-            raise SystemExit(f"containers: cannot run: {reason}")
-        else:
-            print(f"containers: skipped ({reason})", flush=True)
-            report["containers"] = {"skipped": reason}
+        report["containers"] = _containers(only=args.only == "containers", quick=args.quick)
     if args.only in (None, "replicas"):
         report["replicas"] = _replicas(only=args.only == "replicas", quick=args.quick)
+    if args.only in (None, "ui"):  # (f); its PostgreSQL part skips itself when no server answers
+        report["ui"] = ui.run(quick=args.quick)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
     if args.only is not None:
         report = _merged(out, args.only, report)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"results written to {out}")
+
+
+def _containers(*, only: bool, quick: bool) -> dict[str, object]:
+    """(d) needs a Docker engine and the images: without them, `--only containers` fails and `make bench` skips it."""
+    reason = containers.unavailable()
+    if reason is None:
+        return containers.run(quick=quick)
+    if only:
+        raise SystemExit(f"containers: cannot run: {reason}")
+    print(f"containers: skipped ({reason})", flush=True)
+    return {"skipped": reason}
 
 
 def _replicas(*, only: bool, quick: bool) -> dict[str, object]:

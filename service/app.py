@@ -1,12 +1,16 @@
 """``create_app(settings)``: the whole service, built from one Settings object.
 
 Nothing is created at import time. The lifespan migrates the schema (unless told not to),
-starts the steering host and the reaper, and stops them again on shutdown.
+starts the event bus (docs/events.md), the steering host and the reaper, and stops them again on
+shutdown.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,13 +20,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.api import artifact_routes, dataset_routes, errors, pilot_routes, user_routes
+from service.api import artifact_routes, dataset_routes, errors, metrics_route, pilot_routes, user_routes
 from service.api.errors import error_response
 from service.api.schemas import HealthOut
 from service.config import Settings
+from service.core.events import NoMeters, Shutdown, Startup
+from service.events import EventBus, build_event_bus
+from service.events.prometheus import ServiceMetrics
 from service.operations.context import Services, build_services
 from service.store.database import StoreBusy
 from service.store.migrate import prepare_schema, printable_url
+from service.ui import install as install_ui
 from service.workers.reaper import ReaperThread
 from service.workers.steering_host import ProcessSteeringHost, SteeringHost, ThreadSteeringHost
 
@@ -75,6 +83,7 @@ class ApiVersionMiddleware:
 def create_app(settings: Settings) -> FastAPI:
     trigger = _LateTrigger()
     services = build_services(settings, trigger)
+    bus, metrics = _events_and_metrics(settings, services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,8 +91,11 @@ def create_app(settings: Settings) -> FastAPI:
         await run_in_threadpool(
             lambda: prepare_schema(services.db.engine, auto_migrate=settings.auto_migrate, where=where)
         )
+        bus.start()
+        replica = f"{socket.gethostname()}:{os.getpid()}"
+        bus.emit(Startup(replica, __version__, bus.handler_names, time.time()), wait_s=1.0)
         host: SteeringHost = (
-            ProcessSteeringHost(settings)
+            ProcessSteeringHost(settings, services.events, services.meters)
             if settings.steering_mode == "process"
             else ThreadSteeringHost(services, settings)
         )
@@ -99,6 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
             reaper.stop()
             trigger.host = None
             await run_in_threadpool(host.stop)
+            bus.emit(Shutdown(replica, time.time()), wait_s=1.0)
+            await run_in_threadpool(bus.close)  # handlers finish their queues; they may read the database
             services.db.dispose()
 
     app = FastAPI(
@@ -117,9 +131,24 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pilot_routes.router)
     app.include_router(dataset_routes.router)
     app.include_router(artifact_routes.router)
+    install_ui(app)  # the web UI (service/ui, docs/ui.md): pages under /ui, assets served from the repository
     _health(app, services)
+    if metrics is not None:
+        metrics_route.install(app, metrics)
     app.add_middleware(ApiVersionMiddleware)
     return app
+
+
+def _events_and_metrics(settings: Settings, services: Services) -> tuple[EventBus, ServiceMetrics | None]:
+    """The event bus with the configured handlers and the Prometheus meters, wired into ``services``."""
+    bus = build_event_bus(settings, services.db, services.blobs)
+    metrics = None
+    if settings.metrics_enabled:
+        window_s = settings.pilot_seen_window_min * 60
+        metrics = ServiceMetrics(services.db, pilot_window_s=window_s, handler_stats=bus.stats)
+    services.events = bus
+    services.meters = metrics if metrics is not None else NoMeters()
+    return bus, metrics
 
 
 def _health(app: FastAPI, services: Services) -> None:

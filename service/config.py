@@ -6,11 +6,12 @@ object and every component gets what it needs from it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
@@ -76,6 +77,42 @@ class Settings(BaseSettings):
     token_cache_s: float = Field(5.0, ge=0, description="Validated tokens are remembered this long")
     auto_migrate: bool = Field(True, description="Upgrade the database schema at start-up")
     log_level: str = "info"
+
+    # Events and metrics (docs/events.md).
+    event_handlers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Event handlers in order, as JSON or comma-separated: log, jsonl, mlflow (docs/events.md)",
+    )
+    event_queue_size: int = Field(
+        10_000, ge=1, description="Events waiting per handler; past it new ones are dropped, counted and logged"
+    )
+    events_jsonl_path: Path | None = Field(None, description="The jsonl handler appends one JSON line per event here")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="The mlflow handler's tracking store: http(s)://server, sqlite:///file.db or file:dir"
+    )
+    mlflow_experiment_prefix: str = Field(
+        "hposteer", min_length=1, description="MLflow experiments are named <prefix>/<task id>-<task name>"
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics (no token)")
+
+    @field_validator("event_handlers", mode="before")
+    @classmethod
+    def _handler_list(cls, value: Any) -> Any:
+        """Accept '["log","mlflow"]' and 'log,mlflow' alike from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [name.strip() for name in text.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _handlers_known(self) -> Settings:
+        if self.event_handlers:
+            from service.events.registry import check_handler_settings
+
+            check_handler_settings(self.event_handlers, self)
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_fits_lease(self) -> Settings:

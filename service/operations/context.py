@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from service.config import Settings
+from service.core.events import EventSink, Meters, NoEvents, NoMeters
 from service.operations.auth import TokenCache
 from service.operations.brokerage import Brokerage
 from service.store.blobs import BLOB_STORES, BlobStore, blob_size
@@ -40,6 +41,9 @@ class Services:
     steering: SteeringTrigger
     tokens: TokenCache
     steering_gate: SteeringGate  # one steering run per segment across processes (store.steering_gate)
+    # Events for handlers and in-process metrics, handed over after each commit (service.events; docs/events.md).
+    events: EventSink = field(default_factory=NoEvents)
+    meters: Meters = field(default_factory=NoMeters)
     # Pilots never change after registration, so the hot path may remember them.
     pilots: dict[int, PilotRecord] = field(default_factory=dict)
     # Likewise a task's budgets and limits.

@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 from service.core.scheduling import EndReason, SegmentBudget, end_reason
 from service.core.states import SegmentState, TaskState
 from service.operations.context import Services
+from service.operations.outbox import Outbox
 from service.store import attempts as attempt_store
 from service.store import points as point_store
 from service.store import tasks as task_store
@@ -61,10 +62,15 @@ def settle_segment(conn: Connection, task: TaskLimits | TaskRecord, segment: Seg
 
 
 def attempt_ended(
-    conn: Connection, services: Services, attempt: AttemptRecord, loss: float | None
+    conn: Connection,
+    services: Services,
+    attempt: AttemptRecord,
+    loss: float | None,
+    outbox: Outbox | None = None,
 ) -> point_store.Settled | None:
     """Settle the point of an attempt that just ended (``loss`` None: it failed or expired),
-    then end its segment and task if that was their last point."""
+    then end its segment and task if that was their last point; ``outbox`` collects what to
+    tell handlers and meters once the caller's transaction committed."""
     task = services.limits(conn, attempt.task_id)
     if task is None:
         return None
@@ -78,6 +84,8 @@ def attempt_ended(
     )
     if settled is not None:
         settle_segment(conn, task, settled.segment)
+    if outbox is not None:
+        outbox.attempt_ended(conn, attempt, settled, loss)
     return settled
 
 

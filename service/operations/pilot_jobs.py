@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from service.operations.context import Services
 from service.operations.errors import Invalid, NotFound
 from service.operations.leases import lease_refusal
 from service.operations.lifecycle import attempt_ended
+from service.operations.outbox import Outbox
 from service.operations.principal import Principal
 from service.store import attempts as attempt_store
 from service.store import claims
@@ -89,6 +91,8 @@ def acquire(
     A retried call with the same ``request_key`` gets the job the first call claimed (R4):
     its answer may have been lost after the claim committed.
     """
+    began = time.perf_counter()
+    outbox = Outbox(services)
     with services.db.write() as conn:
         pilot = _pilot(conn, services, pilot_id, principal.owner)
         if pilot is None:
@@ -98,8 +102,11 @@ def acquire(
         if request_key is not None:
             earlier = attempt_store.claimed_with_key(conn, pilot_id, request_key)
             if earlier is not None:
-                return _job_again(conn, services, earlier)
-        return _claim_job(conn, services, pilot, slot, request_key=request_key)
+                return _job_again(conn, services, earlier)  # already told as a start_job
+        job = _claim_job(conn, services, pilot, slot, request_key=request_key, outbox=outbox)
+    services.meters.acquire(time.perf_counter() - began, job is not None)
+    outbox.publish()
+    return job
 
 
 def _job_again(conn: Connection, services: Services, attempt_id: int) -> dict[str, Any] | None:
@@ -125,9 +132,11 @@ def _claim_job(
     *,
     request_key: str | None = None,
     after: AttemptRecord | None = None,
+    outbox: Outbox | None = None,
 ) -> dict[str, Any] | None:
     """Claim a job for the slot; ``after`` (a just-finished attempt) lets its job take its next point
-    when the task allows several points per job (maxPointsPerEvaluationJob)."""
+    when the task allows several points per job (maxPointsPerEvaluationJob); ``outbox`` records it
+    as a started job."""
     settings = services.settings
     claim = None
     continuation = _continuation(conn, services, after) if after is not None else None
@@ -149,6 +158,8 @@ def _claim_job(
             break
     if claim is None:
         return None
+    if outbox is not None:
+        outbox.job_started(claim, pilot, slot)
     return _render(conn, services, claim)
 
 
@@ -287,6 +298,7 @@ def complete(
     success = report.outcome == "success"
     tail = report.log_tail[-LOG_TAIL_MAX:] if report.log_tail else report.log_tail
     next_job = None
+    outbox = Outbox(services)
     with services.db.write() as conn:
         attempt = attempt_store.finish_attempt(
             conn,
@@ -302,12 +314,18 @@ def complete(
             completion_key=report.request_key,
         )
         if attempt is not None:
-            settled = attempt_ended(conn, services, attempt, report.loss if success else None)
+            settled = attempt_ended(conn, services, attempt, report.loss if success else None, outbox)
             if acquire_next and attempt.pilot_id is not None:
                 pilot = _pilot(conn, services, attempt.pilot_id, principal.owner)
                 if pilot is not None:
                     next_job = _claim_job(
-                        conn, services, pilot, attempt.slot, request_key=report.request_key, after=attempt
+                        conn,
+                        services,
+                        pilot,
+                        attempt.slot,
+                        request_key=report.request_key,
+                        after=attempt,
+                        outbox=outbox,
                     )
         elif report.request_key is not None:
             again = _completed_again(conn, services, attempt_id, report)
@@ -315,6 +333,7 @@ def complete(
                 return again
     if attempt is None:
         raise lease_refusal(services, attempt_id, report.lease_token)
+    outbox.publish()  # before waking steering: a round's end is told before the next round's points
     services.steering.notify([attempt.segment_id])
     return {
         "accepted": True,

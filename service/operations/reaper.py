@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from service.operations.context import Services
 from service.operations.lifecycle import attempt_ended
+from service.operations.outbox import Outbox
 from service.store import attempts as attempt_store
 
 
 def reap_expired(services: Services, *, batch: int = 500) -> int:
     """Expire every lapsed lease; returns how many attempts were expired."""
+    outbox = Outbox(services)
     with services.db.write() as conn:
         expired = attempt_store.expire_due(conn, batch)
         touched: set[int] = set()
         for attempt in expired:
-            attempt_ended(conn, services, attempt, None)
+            attempt_ended(conn, services, attempt, None, outbox)
             touched.add(attempt.segment_id)
+    outbox.publish()
     if touched:
         services.steering.notify(touched)
     return len(expired)

@@ -23,6 +23,7 @@ from service.core.steering_exec import CONTAINER_OPTIMIZER, SteeringCommand, par
 from service.operations.context import Services
 from service.operations.history import HistoryCache
 from service.operations.lifecycle import budget_of, fail_task, settle_segment
+from service.operations.outbox import recommendations_available
 from service.store import points as point_store
 from service.store import steering_runs as run_store
 from service.store import tasks as task_store
@@ -236,8 +237,11 @@ def _store_points(
         iteration = segment.iteration + 1
         if not run_store.advance_iteration(conn, segment.id, segment.iteration):
             return SteerResult(seen.id, requested, 0, "skipped", "another run took this iteration")
-        point_store.insert_points(conn, task_id=task.id, segment_id=segment.id, iteration=iteration, params=chosen)
+        numbers = point_store.insert_points(
+            conn, task_id=task.id, segment_id=segment.id, iteration=iteration, params=chosen
+        )
         outcome = "ok" if params else "exhausted"
+        duration_s = time.perf_counter() - began
         run_store.record_run(
             conn,
             task_id=task.id,
@@ -249,13 +253,15 @@ def _store_points(
             outcome=outcome,
             message=None,
             started_at=started_at,
-            duration_ms=(time.perf_counter() - began) * 1000,
+            duration_ms=duration_s * 1000,
         )
         if not params:
             task_store.set_segment_state(conn, segment.id, SegmentState.EXHAUSTED, end_reason="exhausted")
             exhausted = task_store.get_segment(conn, segment.id)
             assert exhausted is not None
             settle_segment(conn, task, exhausted)
+    services.meters.steering_run(duration_s, outcome)
+    recommendations_available(services, task.id, segment.idx, iteration, numbers, chosen, runner_name, duration_s)
     return SteerResult(seen.id, requested, len(chosen), outcome)
 
 
@@ -291,4 +297,5 @@ def _record_failure(
         recent = run_store.recent_outcomes(conn, segment.id, limit)
         if len(recent) >= limit and all(o == "failed" for o in recent):
             fail_task(conn, task.id, f"steering failed {limit} times in a row; last error: {message}")
+    services.meters.steering_run(time.perf_counter() - began, "failed")
     return SteerResult(seen.id, requested, 0, "failed", message)

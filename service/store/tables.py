@@ -159,7 +159,10 @@ points = Table(
     Column("finished_at", Float, nullable=True),
     UniqueConstraint("task_id", "number"),
     Index("ix_points_segment_id_state_number", "segment_id", "state", "number"),
-    Index("ix_points_task_id_state", "task_id", "state"),
+    # The web UI (service/store/monitoring.py): the points table by state in number or loss order, the
+    # running best over done points (index only), the best point; (task_id, state, ...) serves state counts.
+    Index("ix_points_task_id_state_number_loss", "task_id", "state", "number", "loss"),
+    Index("ix_points_task_id_state_loss_number", "task_id", "state", "loss", "number"),
     Index("ix_points_segment_id_updated_at", "segment_id", "updated_at"),  # incremental history reads
 )
 
@@ -198,6 +201,7 @@ attempts = Table(
     Index("ix_attempts_segment_id_state", "segment_id", "state"),
     Index("ix_attempts_owner_state", "owner", "state"),
     Index("ix_attempts_pilot_id_request_key", "pilot_id", "request_key"),
+    Index("ix_attempts_task_id_site", "task_id", "site"),  # the web UI's site mix of a task
 )
 
 artifacts = Table(

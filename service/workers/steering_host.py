@@ -18,6 +18,8 @@ from multiprocessing.process import BaseProcess
 from typing import Protocol
 
 from service.config import Settings
+from service.core.events import EventSink, Meters
+from service.events.forward import PipeSink, start_relay
 from service.operations.context import NoTrigger, Services, build_services
 from service.workers.runner import make_segment_runner
 from service.workers.steering_loop import SteeringLoop, run_in_thread
@@ -57,10 +59,14 @@ class ThreadSteeringHost:
         self._runner.close()
 
 
-def _child_main(settings_json: str, inbox: Connection, parent_pid: int) -> None:
+def _child_main(
+    settings_json: str, inbox: Connection, parent_pid: int, events: Connection | None = None, listening: bool = False
+) -> None:
     settings = Settings.model_validate_json(settings_json)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s steering %(levelname)s %(message)s")
     services = build_services(settings, NoTrigger())
+    if events is not None:  # the service process's handlers and meters get the child's events (events.forward)
+        services.events = services.meters = PipeSink(events, listening)
     runner = make_segment_runner()
     loop = SteeringLoop(services, runner, threads=settings.steering_threads, poll_s=settings.steering_poll_s)
 
@@ -85,8 +91,10 @@ def _child_main(settings_json: str, inbox: Connection, parent_pid: int) -> None:
 
 
 class ProcessSteeringHost:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, events: EventSink | None = None, meters: Meters | None = None):
         self._settings = settings
+        self._telemetry = (events, meters) if events is not None and meters is not None else None
+        self._relay: threading.Thread | None = None
         self._ctx = multiprocessing.get_context("spawn")
         # A pipe, not a multiprocessing.Queue: a send is one write(2) on the request thread,
         # where a Queue would wake its feeder thread for every completion.
@@ -107,13 +115,22 @@ class ProcessSteeringHost:
                 log.warning("the steering process is gone; %s not delivered", item)
 
     def start(self) -> None:
+        relay_in = relay_out = None
+        if self._telemetry is not None:
+            relay_in, relay_out = self._ctx.Pipe(duplex=False)
+        # The child relays its events rather than running handlers of its own.
+        child_settings = self._settings.model_copy(update={"event_handlers": []})
+        listening = self._telemetry is not None and self._telemetry[0].listening
         self._process = self._ctx.Process(
             target=_child_main,
-            args=(self._settings.model_dump_json(), self._inbox, os.getpid()),
+            args=(child_settings.model_dump_json(), self._inbox, os.getpid(), relay_out, listening),
             name="hposteer-steering",
             daemon=True,
         )
         self._process.start()
+        if self._telemetry is not None and relay_in is not None and relay_out is not None:
+            relay_out.close()  # the child holds the write end now; its exit ends the relay thread
+            self._relay = start_relay(relay_in, *self._telemetry)
 
     @property
     def alive(self) -> bool:
@@ -130,3 +147,5 @@ class ProcessSteeringHost:
             self._process.join(timeout=5)
         self._outbox.close()
         self._inbox.close()
+        if self._relay is not None:  # the child's last events reach the bus before the service's shutdown
+            self._relay.join(timeout=5)

@@ -1,0 +1,97 @@
+"""Task views for the web UI, built from the segments' point counters instead of counting points.
+
+``operations.views.task_views`` (the API's) counts a task's points per state with a grouped scan:
+about 10 ms on SQLite and 40 ms on PostgreSQL at 100,000 points, on every change of a task that
+someone watches. The segments already carry counters that the hot path moves in the same statements
+as the points (generated, pending, running, evaluated = done + failed), so only the failed points
+need counting (a short range of the (task_id, state, ...) index): done = evaluated - failed,
+cancelled = generated - pending - running - evaluated. The views are the same dataclasses with the
+same values (tests/ui/test_ui_monitoring.py compares the two).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from sqlalchemy import Connection
+
+from service.operations.views import BestView, ProgressView, SegmentView, TaskView, settings_of
+from service.store import monitoring as store
+from service.store import tasks as task_store
+from service.store.records import PointRecord, SegmentRecord, TaskRecord
+
+
+def _progress(task: TaskRecord, segment: SegmentRecord, failed: int) -> ProgressView:
+    return ProgressView(
+        max_points=task.max_points,
+        generated=segment.generated,
+        pending=segment.pending,
+        running=segment.running,
+        done=segment.evaluated - failed,
+        failed=failed,
+        cancelled=segment.generated - segment.pending - segment.running - segment.evaluated,
+        jobs=segment.jobs,
+    )
+
+
+def _total(parts: Sequence[ProgressView]) -> ProgressView:
+    return ProgressView(*(sum(getattr(p, f) for p in parts) for f in ProgressView.__dataclass_fields__))
+
+
+def _best(point: PointRecord | None, index: dict[int, int]) -> BestView | None:
+    if point is None or point.loss is None:
+        return None
+    return BestView(point.number, index.get(point.segment_id, 0), point.params, point.loss)
+
+
+def counted_views(
+    conn: Connection, tasks: Sequence[TaskRecord], segments: dict[int, list[SegmentRecord]], *, detail: bool
+) -> list[TaskView]:
+    """The views ``task_views`` would give (without the brokerage note), from the counters."""
+    failed = store.failed_by_segment(conn, [t.id for t in tasks])
+    views = []
+    for task in tasks:
+        own = segments.get(task.id, [])
+        index = {s.id: s.idx for s in own}
+        progress = {s.id: _progress(task, s, failed.get(s.id, 0)) for s in own}
+        best = task_store.best_point(conn, task_id=task.id, segment_id=None, mode=task.optimizer_mode)
+        view = TaskView(
+            id=task.id,
+            name=task.name,
+            owner=task.owner,
+            state=task.state,
+            end_reason=task.end_reason,
+            optimizer=task.optimizer,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            finished_at=task.finished_at,
+            progress=_total(list(progress.values())) if own else _total([]),
+            best=_best(best, index),
+        )
+        if detail:
+            view = dataclasses.replace(
+                view,
+                message=task.message,
+                seed=task.seed,
+                settings=settings_of(task),
+                options=task.options,
+                segments=[_segment(conn, task, s, progress[s.id], index) for s in own],
+            )
+        views.append(view)
+    return views
+
+
+def _segment(
+    conn: Connection, task: TaskRecord, segment: SegmentRecord, progress: ProgressView, index: dict[int, int]
+) -> SegmentView:
+    best = task_store.best_point(conn, task_id=task.id, segment_id=segment.id, mode=task.optimizer_mode)
+    return SegmentView(
+        index=segment.idx,
+        name=segment.name,
+        state=segment.state,
+        end_reason=segment.end_reason,
+        iteration=segment.iteration,
+        progress=progress,
+        best=_best(best, index),
+    )

@@ -1,0 +1,15 @@
+"""The UI benchmark (bench/ui.py) end to end at a small size, so that it keeps working: a filled
+task, a real service process, every page and endpoint over HTTP, idle and while a pilot completes."""
+
+from __future__ import annotations
+
+from bench.ui import measure
+
+
+def test_the_ui_benchmark_runs_on_a_small_task() -> None:
+    result = measure("sqlite", 1000, 1)
+    assert result["points"] == 1000 and result["live_completions"] >= 17
+    for round_ in ("idle", "live"):
+        assert len(result[round_]) == 16
+        assert all(row["p95_ms"] > 0 for row in result[round_].values())
+    assert result["target_met"], result
