@@ -153,6 +153,7 @@ def _claim_job(
             request_key=request_key,
             continuation=attempt_continuation,
             allowed_task_ids=allowed,
+            held_segment_id=after.segment_id if after is not None else None,
         )
         if claim is not None:
             break

@@ -11,6 +11,11 @@ there), and the limits are enforced by the conditional counter UPDATE that follo
 on the segment row only from that statement to the commit, and one that finds the limit reached
 meanwhile has changed nothing and returns None. Locking the segment up front instead made
 concurrent claims skip it and answer "no job" with points pending.
+
+Deadlocks: a completion that hands back the slot's next job already holds its own segment's row
+(its counters moved). Its claim may wait for that segment's row only; any other segment it
+locks with ``SKIP LOCKED`` first and passes over if another transaction holds it, so two such
+transactions never wait for each other's segments. A plain acquire holds no segment and may wait.
 """
 
 from __future__ import annotations
@@ -100,6 +105,9 @@ def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: boo
     now = now_expr()
     return {
         "candidate": candidate,
+        "try_lock": select(segments.c.id)
+        .where(segments.c.id == bindparam("p_segment_id"))
+        .with_for_update(skip_locked=True),
         "pick": pick,
         "claim_point": update(points)
         .where(points.c.id == bindparam("p_point_id"), may_enter(points.c.state, PointState.RUNNING))
@@ -160,6 +168,7 @@ def claim_next(
     request_key: str | None = None,
     continuation: JobContinuation | None = None,
     allowed_task_ids: Sequence[int] = (),
+    held_segment_id: int | None = None,
 ) -> Claim | None:
     """Claim one pending point for a pilot slot, or return None when nothing is eligible.
 
@@ -170,6 +179,8 @@ def claim_next(
     With ``continuation`` only that segment is eligible and the attempt joins the same job.
     ``request_key`` is the idempotency key of the call, kept on the attempt (R4).
     Brokerage: a task with requirements is eligible only if it is among ``allowed_task_ids``.
+    ``held_segment_id``: the segment whose row this transaction locked already (a completion's);
+    the claim waits for no other segment's row.
     """
     sql = _claim_statements(skip_locked, continuation is not None, bool(allowed_task_ids))
     candidate_params: dict[str, Any] = {"p_site_pattern": f"%,{_like_escape(site)},%"}
@@ -177,7 +188,8 @@ def claim_next(
         candidate_params["p_allowed"] = list(allowed_task_ids)
     if continuation is not None:
         candidate_params["p_segment_id"] = continuation.segment_id
-    chosen = _choose(conn, sql, list(conn.execute(sql["candidate"], candidate_params).scalars()))
+    candidates = list(conn.execute(sql["candidate"], candidate_params).scalars())
+    chosen = _choose(conn, sql, candidates, held_segment_id if skip_locked else None)
     if chosen is None:
         return None
     segment_id, point_id, segment = chosen
@@ -220,11 +232,15 @@ def claim_next(
 
 
 def _choose(
-    conn: Connection, sql: dict[str, _Statement], candidates: list[int]
+    conn: Connection, sql: dict[str, _Statement], candidates: list[int], held_segment_id: int | None
 ) -> tuple[int, int, SegmentRecord] | None:
     """The first candidate segment with a pending point no concurrent claim holds and room under
-    its limits: (segment id, point id, the segment after its counters moved)."""
+    its limits: (segment id, point id, the segment after its counters moved). With
+    ``held_segment_id``, other segments are locked without waiting, or passed over."""
     for segment_id in candidates:
+        others_segment = held_segment_id is not None and segment_id != held_segment_id
+        if others_segment and conn.execute(sql["try_lock"], {"p_segment_id": segment_id}).scalar() is None:
+            continue  # another transaction holds it: waiting could close a cycle of waits
         point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
         if point_id is None:
             continue  # every pending point of the segment is being claimed right now

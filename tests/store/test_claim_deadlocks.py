@@ -1,0 +1,84 @@
+"""Two completions that each hold their own segment's row and claim each other's segment must not
+wait for each other (PostgreSQL would break the cycle with a deadlock error after a second): a
+claim waits for no segment row but the one its transaction holds (service/store/claims.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import text
+
+from service.operations import pilot_jobs
+from service.operations.context import Services
+from service.operations.principal import Principal
+from service.operations.steer import steer_segment
+from service.operations.submit import TaskRequest, submit_task
+from service.steering.warm import WarmRunner
+from service.store import claims
+from service.store import tasks as task_store
+from tests.conftest import require_postgres
+
+ALICE = Principal("alice", "user", 1)
+PILOT = Principal("site", "pilot", 2)
+SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
+
+
+def _segment_with_points(services: Services, site: str) -> int:
+    request = TaskRequest(
+        name=f"deadlock.{site}", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=1,
+        max_points=4, n_points_per_iteration=4, n_parallel_evaluation=4, site=site,
+    )  # fmt: skip
+    task_id = submit_task(services, ALICE, request, dry_run=False).id
+    with services.db.read() as conn:
+        segment_id = task_store.segments_of(conn, task_id)[0].id
+    runner = WarmRunner()
+    try:
+        assert steer_segment(services, runner, segment_id).produced == 4
+    finally:
+        runner.close()
+    return segment_id
+
+
+def test_completions_claiming_each_others_segments_do_not_deadlock(backend_services: Services) -> None:
+    if backend_services.db.is_sqlite:  # one writer at a time: no row locks to wait for
+        require_postgres()
+        return
+    first, second = _segment_with_points(backend_services, "SITE-A"), _segment_with_points(backend_services, "SITE-B")
+    pilot_id = pilot_jobs.register_pilot(
+        backend_services, PILOT, name="p", site="SITE-A", hostname="h", slots=[{"name": "0", "gpus": []}],
+        runtimes=["local"], version="t",
+    )["pilot_id"]  # fmt: skip
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def completion(name: str, own: int, wanted_site: str) -> None:
+        try:
+            with backend_services.db.write() as conn:
+                # what a completion's counter move does: this transaction now holds its segment's row
+                conn.execute(text("UPDATE segments SET evaluated = evaluated WHERE id = :s"), {"s": own})
+                barrier.wait(5)
+                began = time.monotonic()
+                claim = claims.claim_next(
+                    conn, site=wanted_site, pilot_id=pilot_id, slot="0", lease_ttl_s=60, skip_locked=True,
+                    held_segment_id=own,
+                )  # fmt: skip
+                outcomes[name] = (claim, time.monotonic() - began)
+                barrier.wait(5)  # both hold their rows until both claims returned
+        except Exception as exc:
+            outcomes[name] = exc
+
+    threads = [
+        threading.Thread(target=completion, args=("a", first, "SITE-B")),
+        threading.Thread(target=completion, args=("b", second, "SITE-A")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for name in ("a", "b"):
+        outcome = outcomes[name]
+        assert isinstance(outcome, tuple), f"{name}: {outcome!r}"
+        claim, took = outcome
+        assert claim is None, "the only eligible segment is held by the other completion: passed over"
+        assert took < 0.5, f"{name} waited {took:.2f} s for the other's segment"
