@@ -16,10 +16,10 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
-from service.operations.views import BestView, ProgressView, SegmentView, TaskView, settings_of
+from service.operations.views import ProgressView, TaskView, best_view, segment_view, settings_of, sum_progress
 from service.store import monitoring as store
 from service.store import tasks as task_store
-from service.store.records import PointRecord, SegmentRecord, TaskRecord
+from service.store.records import SegmentRecord, TaskRecord
 
 
 def _progress(task: TaskRecord, segment: SegmentRecord, failed: int) -> ProgressView:
@@ -33,16 +33,6 @@ def _progress(task: TaskRecord, segment: SegmentRecord, failed: int) -> Progress
         cancelled=segment.generated - segment.pending - segment.running - segment.evaluated,
         jobs=segment.jobs,
     )
-
-
-def _total(parts: Sequence[ProgressView]) -> ProgressView:
-    return ProgressView(*(sum(getattr(p, f) for p in parts) for f in ProgressView.__dataclass_fields__))
-
-
-def _best(point: PointRecord | None, index: dict[int, int]) -> BestView | None:
-    if point is None or point.loss is None:
-        return None
-    return BestView(point.number, index.get(point.segment_id, 0), point.params, point.loss)
 
 
 def counted_views(
@@ -66,8 +56,8 @@ def counted_views(
             created_at=task.created_at,
             updated_at=task.updated_at,
             finished_at=task.finished_at,
-            progress=_total(list(progress.values())) if own else _total([]),
-            best=_best(best, index),
+            progress=sum_progress(list(progress.values())) if own else sum_progress([]),
+            best=best_view(best, index),
         )
         if detail:
             view = dataclasses.replace(
@@ -76,22 +66,7 @@ def counted_views(
                 seed=task.seed,
                 settings=settings_of(task),
                 options=task.options,
-                segments=[_segment(conn, task, s, progress[s.id], index) for s in own],
+                segments=[segment_view(conn, task, s, progress[s.id], index) for s in own],
             )
         views.append(view)
     return views
-
-
-def _segment(
-    conn: Connection, task: TaskRecord, segment: SegmentRecord, progress: ProgressView, index: dict[int, int]
-) -> SegmentView:
-    best = task_store.best_point(conn, task_id=task.id, segment_id=segment.id, mode=task.optimizer_mode)
-    return SegmentView(
-        index=segment.idx,
-        name=segment.name,
-        state=segment.state,
-        end_reason=segment.end_reason,
-        iteration=segment.iteration,
-        progress=progress,
-        best=_best(best, index),
-    )

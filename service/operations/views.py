@@ -122,11 +122,11 @@ def _progress(by_state: dict[str, int], jobs: int, max_points: int) -> ProgressV
     )
 
 
-def _sum(views: Sequence[ProgressView]) -> ProgressView:
+def sum_progress(views: Sequence[ProgressView]) -> ProgressView:
     return ProgressView(*(sum(getattr(v, f) for v in views) for f in ProgressView.__dataclass_fields__))
 
 
-def _best(point: PointRecord | None, segment_index: dict[int, int]) -> BestView | None:
+def best_view(point: PointRecord | None, segment_index: dict[int, int]) -> BestView | None:
     if point is None or point.loss is None:
         return None
     return BestView(point.number, segment_index.get(point.segment_id, 0), point.params, point.loss)
@@ -164,7 +164,7 @@ def task_views(conn: Connection, records: Sequence[TaskRecord], *, detail: bool)
         segments = segments_by_task.get(task.id, [])
         index = {s.id: s.idx for s in segments}
         seg_progress = {s.id: _progress(counts.get(s.id, {}), s.jobs, task.max_points) for s in segments}
-        best = _best(task_store.best_point(conn, task_id=task.id, segment_id=None, mode=task.optimizer_mode), index)
+        best = best_view(task_store.best_point(conn, task_id=task.id, segment_id=None, mode=task.optimizer_mode), index)
         base: dict[str, Any] = {
             "id": task.id,
             "name": task.name,
@@ -175,7 +175,7 @@ def task_views(conn: Connection, records: Sequence[TaskRecord], *, detail: bool)
             "created_at": task.created_at,
             "updated_at": task.updated_at,
             "finished_at": task.finished_at,
-            "progress": _sum(list(seg_progress.values())) if segments else _progress({}, 0, 0),
+            "progress": sum_progress(list(seg_progress.values())) if segments else _progress({}, 0, 0),
             "best": best,
         }
         if detail:
@@ -184,13 +184,13 @@ def task_views(conn: Connection, records: Sequence[TaskRecord], *, detail: bool)
                 seed=task.seed,
                 settings=settings_of(task),
                 options=task.options,
-                segments=[_segment_view(conn, task, s, seg_progress[s.id], index) for s in segments],
+                segments=[segment_view(conn, task, s, seg_progress[s.id], index) for s in segments],
             )
         views.append(TaskView(**base))
     return views
 
 
-def _segment_view(
+def segment_view(
     conn: Connection, task: TaskRecord, segment: SegmentRecord, progress: ProgressView, index: dict[int, int]
 ) -> SegmentView:
     best = task_store.best_point(conn, task_id=task.id, segment_id=segment.id, mode=task.optimizer_mode)
@@ -201,7 +201,7 @@ def _segment_view(
         end_reason=segment.end_reason,
         iteration=segment.iteration,
         progress=progress,
-        best=_best(best, index),
+        best=best_view(best, index),
     )
 
 
