@@ -161,6 +161,7 @@ Where to look next:
   every point and attempt:  HPOSTEER_SERVER={url} HPOSTEER_TOKEN={token} hposteer task show {task_id} --points
                             (the demo's service has stopped; restart it with
                              hposteer serve --data-dir {data_dir} --port {url.rsplit(":", 1)[1]})
+  in the web UI:            {url}/ui/login with that token, once the service runs again (docs/ui.md)
   evaluation directories:   {data_dir / "pilot"}
   logs:                     {data_dir / "service.log"}, {data_dir / "pilot.log"}
   your own search:          docs/getting-started.md, docs/phpo.md, docs/search-space.md"""
