@@ -3,6 +3,11 @@
 Signals: the first SIGTERM/SIGINT drains (no new work; running evaluations finish and are
 reported), a second one stops the payloads (reported as ``killed``). With
 ``exit_when_idle_s`` the pilot also exits once no slot has had work for that long.
+
+"No work" means the server answered that it has none. While the server cannot be reached the pilot
+is disconnected, not idle: a service restart or a rolling upgrade must not end every pilot that was
+started with a short idle limit. A disconnected pilot gives up (exit 1) only after
+``max(exit_when_idle_s, OUTAGE_GRACE_S)`` without an answer.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from client.pilot.logs import Logger
 from client.pilot.runtime import Runtime
 from client.pilot.slots import Slot
 from client.pilot.workdir import Workspace
+
+OUTAGE_GRACE_S = 60.0  # the least a pilot with --exit-when-idle waits for an unreachable server
 
 
 @dataclass
@@ -94,6 +101,7 @@ class Pilot:
         self._busy: set[str] = set()
         self._idle_slots: set[str] = set()
         self._last_work = time.monotonic()
+        self._unreachable_since: float | None = None  # when the server last stopped answering
         self._signals = 0
         self._acquire_keys: dict[str, str] = {}  # slot -> idempotency key of an unanswered acquire
 
@@ -121,9 +129,9 @@ class Pilot:
                 answer = self.api.register_pilot(self.registration())
                 break
             except ServerUnreachable as exc:
-                limit = self.config.exit_when_idle_s
+                limit = self._outage_limit_s()
                 if limit is not None and time.monotonic() - started >= limit:
-                    self.log.info(f"error: {exc} Giving up after {limit:g} s (--exit-when-idle)")
+                    self.log.info(f"error: {exc} Giving up after {limit:g} s without an answer (--exit-when-idle)")
                     self.exit_code = 1
                     return False
                 self.log.info(f"{exc} Retrying in {delay:g} s")
@@ -186,12 +194,36 @@ class Pilot:
 
     # -- slots -------------------------------------------------------------------------------
 
+    def _outage_limit_s(self) -> float | None:
+        """How long the pilot waits for an unreachable server before it gives up (None: forever)."""
+        limit = self.config.exit_when_idle_s
+        return None if limit is None else max(limit, OUTAGE_GRACE_S)
+
     def _idle_too_long(self) -> bool:
         limit = self.config.exit_when_idle_s
         if limit is None:
             return False
         with self._lock:
+            if self._unreachable_since is not None:
+                return False  # disconnected, not idle: _unreachable_too_long decides
             return not self._busy and time.monotonic() - self._last_work >= limit
+
+    def _unreachable_too_long(self) -> bool:
+        limit = self._outage_limit_s()
+        with self._lock:
+            since = self._unreachable_since
+        return limit is not None and since is not None and time.monotonic() - since >= limit
+
+    def _reached(self, reachable: bool) -> None:
+        """Track outages; the time the server could not be reached does not count as idle."""
+        now = time.monotonic()
+        with self._lock:
+            if reachable:
+                if self._unreachable_since is not None:
+                    self._unreachable_since = None
+                    self._last_work = max(self._last_work, now)
+            elif self._unreachable_since is None:
+                self._unreachable_since = now
 
     def _guarded_slot_loop(self, slot: Slot) -> None:
         """A slot survives a bug in one job's handling: it logs the error and goes on taking work
@@ -216,6 +248,15 @@ class Pilot:
                     job = self._acquire(slot)
                 asked = False
                 if job is None:
+                    if self._unreachable_too_long():
+                        if not self.draining.is_set():
+                            self.log.info(
+                                f"error: no answer from the server for {self._outage_limit_s():g} s; giving up "
+                                "(--exit-when-idle)"
+                            )
+                            self.exit_code = 1
+                        self.draining.set()
+                        break
                     if self._idle_too_long():
                         if not self.draining.is_set():
                             self.log.info(f"no work for {self.config.exit_when_idle_s:g} s; exiting")
@@ -241,6 +282,7 @@ class Pilot:
         try:
             answer = self.api.acquire(pilot_id, slot.name, request_key=key)
         except ServerUnreachable as exc:
+            self._reached(False)
             self.log.info(f"slot {slot.name}: {exc}")
             return None  # the key is kept for the next try
         except (Unauthorized, Forbidden) as exc:
@@ -257,9 +299,11 @@ class Pilot:
                     self.draining.set()
             return None
         except ApiError as exc:
+            self._reached(exc.status != 503)  # a service that stays unavailable is an outage too
             self._acquire_keys.pop(slot.name, None)
             self.log.info(f"slot {slot.name}: acquire failed: {exc.describe()}")
             return None
+        self._reached(True)
         self._acquire_keys.pop(slot.name, None)
         self.retry_after_s = float(answer.get("retry_after_s", self.retry_after_s))
         job = answer["job"]

@@ -1,7 +1,7 @@
 """`hposteer pilot`: the site admin's command (docs/pilot.md).
 
 Exit codes: 0 after a drain (signal) or an idle exit; 1 when the server refused the pilot
-(token, registration) or could not be reached within ``--exit-when-idle``; 2 for bad options.
+(token, registration) or did not answer for ``--exit-when-idle`` and at least 60 s; 2 for bad options.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--exit-when-idle",
         type=float,
         metavar="SECONDS",
-        help="exit once no slot has had work for this long (default: wait for work forever)",
+        help="exit once no slot has had work for this long; give up on a server that has not answered for "
+        "this long and at least 60 s (default: wait for work forever)",
     )
     parser.add_argument(
         "--name", default=socket.gethostname(), help="pilot name shown with each attempt (default: host name)"
