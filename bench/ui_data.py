@@ -184,9 +184,7 @@ def _bulk(conn: Any, task_id: int, n: int, rng: random.Random) -> dict[str, int]
             iteration=iterations, jobs=len(attempt_rows), generated=n, pending=by_state["pending"],
             running=by_state["running"], evaluated=by_state["done"] + by_state["failed"])
     )  # fmt: skip
-    conn.execute(
-        update(tasks).where(tasks.c.id == task_id).values(next_point_number=n + 1, jobs_started=len(attempt_rows))
-    )
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(next_point_number=n + 1))
     return {"attempts": len(attempt_rows), "runs": iterations}
 
 

@@ -280,7 +280,9 @@ class JobOut(BaseModel):
     task_name: str
     point_id: int
     attempt_number: int
-    job_number: int = Field(description="the task's job counter, from 0 (what %RNDM:n adds to n)")
+    job_number: int = Field(
+        description="the job's number in its task, from 0, distinct per job (what %RNDM:n adds to n)"
+    )
     segment: SegmentRefOut
     params: Any
     evaluation_exec: str

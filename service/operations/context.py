@@ -13,9 +13,10 @@ from service.core.events import EventSink, Meters, NoEvents, NoMeters
 from service.operations.auth import TokenCache
 from service.operations.brokerage import Brokerage
 from service.store.blobs import BLOB_STORES, BlobStore, blob_size
+from service.store.claims import claimed_task
 from service.store.database import Database
 from service.store.pilots import PilotRecord
-from service.store.records import TaskLimits
+from service.store.records import ClaimedTask, TaskLimits
 from service.store.steering_gate import SteeringGate, gate_for
 from service.store.tasks import get_task_limits
 
@@ -48,6 +49,8 @@ class Services:
     pilots: dict[int, PilotRecord] = field(default_factory=dict)
     # Likewise a task's budgets and limits.
     task_limits: dict[int, TaskLimits] = field(default_factory=dict)
+    # And what a job needs of its task (store.claims.claimed_task).
+    claimed_tasks: dict[int, ClaimedTask] = field(default_factory=dict)
 
     # Which tasks with requirements each pilot slot satisfies (operations.brokerage).
     brokerage: Brokerage = field(default_factory=Brokerage)
@@ -72,6 +75,14 @@ class Services:
             if limits is not None and len(self.task_limits) < 100_000:
                 self.task_limits[task_id] = limits
         return limits
+
+    def claimed_task(self, conn: Connection, task_id: int) -> ClaimedTask:
+        task = self.claimed_tasks.get(task_id)
+        if task is None:
+            task = claimed_task(conn, task_id)
+            if len(self.claimed_tasks) < 100_000:
+                self.claimed_tasks[task_id] = task
+        return task
 
     def points_per_job(self, conn: Connection, task_id: int) -> int:
         """maxPointsPerEvaluationJob of the task (1 when unset or the task is gone)."""

@@ -6,17 +6,19 @@ cancelled attempt; a steering run), so the end is recorded atomically with its c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import Connection
 
-from service.core.scheduling import EndReason, SegmentBudget, end_reason
+from service.core.scheduling import EndReason, SegmentBudget, end_reason, points_to_generate
 from service.core.states import SegmentState, TaskState
 from service.operations.context import Services
 from service.operations.outbox import Outbox
 from service.store import attempts as attempt_store
 from service.store import points as point_store
 from service.store import tasks as task_store
+from service.store.claims import CarriedMove
 from service.store.records import AttemptRecord, SegmentRecord, TaskLimits, TaskRecord
 
 _TERMINAL_SEGMENT = {SegmentState.DONE.value, SegmentState.FAILED.value, SegmentState.CANCELLED.value}
@@ -61,6 +63,59 @@ def settle_segment(conn: Connection, task: TaskLimits | TaskRecord, segment: Seg
     return True
 
 
+@dataclass(frozen=True)
+class EndingAttempt:
+    """An ended attempt whose point is settled but whose segment counters have not moved yet:
+    ``carry`` goes to the claim of the slot's next job (store.claims), then ``finish_ending``."""
+
+    attempt: AttemptRecord
+    task: TaskLimits | None
+    point: point_store.PointEnd | None
+    carry: CarriedMove | None
+    loss: float | None
+
+
+def begin_ending(conn: Connection, services: Services, attempt: AttemptRecord, loss: float | None) -> EndingAttempt:
+    """Settle the point of an attempt that just ended (``loss`` None: it failed or expired)."""
+    task = services.limits(conn, attempt.task_id)
+    if task is None:
+        return EndingAttempt(attempt, None, None, None, loss)
+    ended = point_store.end_point(
+        conn,
+        point_id=attempt.point_id,
+        segment_id=attempt.segment_id,
+        loss=loss,
+        max_attempts=task.max_attempts,
+        failure_loss=task.failure_loss,
+    )
+    return EndingAttempt(attempt, task, ended, CarriedMove(ended.move) if ended else None, loss)
+
+
+def finish_ending(conn: Connection, ending: EndingAttempt, outbox: Outbox | None = None) -> point_store.Settled | None:
+    """Write the counter move if no claim did, then end the segment and task if that was their last
+    point; ``outbox`` collects what to tell handlers and meters once the transaction committed."""
+    if ending.task is None:
+        return None
+    settled = None
+    if ending.point is not None and ending.carry is not None:
+        settled = point_store.Settled(ending.point.state, ending.carry.write(conn))
+        settle_segment(conn, ending.task, settled.segment)
+    if outbox is not None:
+        outbox.attempt_ended(conn, ending.attempt, settled, ending.loss)
+    return settled
+
+
+def may_need_steering(ending: EndingAttempt, settled: point_store.Settled | None) -> bool:
+    """Whether the steering loop must look at the segment after this attempt's end: False only
+    when the counters this transaction left (every counter change of a segment is serialised on
+    its row, so the change that crosses a threshold sees it) show that no point is wanted, which
+    spares the steering process a read per completion. Its periodic scan remains the backstop."""
+    if ending.task is None or settled is None:
+        return True
+    segment = settled.segment
+    return segment.state == SegmentState.ACTIVE.value and points_to_generate(budget_of(ending.task), segment.counts) > 0
+
+
 def attempt_ended(
     conn: Connection,
     services: Services,
@@ -71,22 +126,7 @@ def attempt_ended(
     """Settle the point of an attempt that just ended (``loss`` None: it failed or expired),
     then end its segment and task if that was their last point; ``outbox`` collects what to
     tell handlers and meters once the caller's transaction committed."""
-    task = services.limits(conn, attempt.task_id)
-    if task is None:
-        return None
-    settled = point_store.settle_point(
-        conn,
-        point_id=attempt.point_id,
-        segment_id=attempt.segment_id,
-        loss=loss,
-        max_attempts=task.max_attempts,
-        failure_loss=task.failure_loss,
-    )
-    if settled is not None:
-        settle_segment(conn, task, settled.segment)
-    if outbox is not None:
-        outbox.attempt_ended(conn, attempt, settled, loss)
-    return settled
+    return finish_ending(conn, begin_ending(conn, services, attempt, loss), outbox)
 
 
 def finish_task_if_over(conn: Connection, task_id: int) -> bool:

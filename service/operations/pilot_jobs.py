@@ -23,7 +23,7 @@ from service.operations import artifacts, datasets
 from service.operations.context import Services
 from service.operations.errors import Invalid, NotFound
 from service.operations.leases import lease_refusal
-from service.operations.lifecycle import attempt_ended
+from service.operations.lifecycle import begin_ending, finish_ending, may_need_steering
 from service.operations.outbox import Outbox
 from service.operations.principal import Principal
 from service.store import attempts as attempt_store
@@ -132,11 +132,13 @@ def _claim_job(
     *,
     request_key: str | None = None,
     after: AttemptRecord | None = None,
+    carry: claims.CarriedMove | None = None,
     outbox: Outbox | None = None,
 ) -> dict[str, Any] | None:
     """Claim a job for the slot; ``after`` (a just-finished attempt) lets its job take its next point
-    when the task allows several points per job (maxPointsPerEvaluationJob); ``outbox`` records it
-    as a started job."""
+    when the task allows several points per job (maxPointsPerEvaluationJob), ``carry`` is its
+    counter move (written by the claim, or left for the caller); ``outbox`` records it as a
+    started job."""
     settings = services.settings
     claim = None
     continuation = _continuation(conn, services, after) if after is not None else None
@@ -153,7 +155,8 @@ def _claim_job(
             request_key=request_key,
             continuation=attempt_continuation,
             allowed_task_ids=allowed,
-            held_segment_id=after.segment_id if after is not None else None,
+            carry=carry,
+            task_of=services.claimed_task,
         )
         if claim is not None:
             break
@@ -300,6 +303,7 @@ def complete(
     tail = report.log_tail[-LOG_TAIL_MAX:] if report.log_tail else report.log_tail
     next_job = None
     outbox = Outbox(services)
+    claimed = Outbox(services)  # the next job's start, told after this attempt's end
     with services.db.write() as conn:
         attempt = attempt_store.finish_attempt(
             conn,
@@ -315,7 +319,9 @@ def complete(
             completion_key=report.request_key,
         )
         if attempt is not None:
-            settled = attempt_ended(conn, services, attempt, report.loss if success else None, outbox)
+            # The point is settled first; its segment's counters move in the next claim's segment
+            # UPDATE (the last write before the commit: the hot row is held briefly), or below.
+            ending = begin_ending(conn, services, attempt, report.loss if success else None)
             if acquire_next and attempt.pilot_id is not None:
                 pilot = _pilot(conn, services, attempt.pilot_id, principal.owner)
                 if pilot is not None:
@@ -326,8 +332,10 @@ def complete(
                         attempt.slot,
                         request_key=report.request_key,
                         after=attempt,
-                        outbox=outbox,
+                        carry=ending.carry,
+                        outbox=claimed,
                     )
+            settled = finish_ending(conn, ending, outbox)
         elif report.request_key is not None:
             again = _completed_again(conn, services, attempt_id, report)
             if again is not None:
@@ -335,7 +343,9 @@ def complete(
     if attempt is None:
         raise lease_refusal(services, attempt_id, report.lease_token)
     outbox.publish()  # before waking steering: a round's end is told before the next round's points
-    services.steering.notify([attempt.segment_id])
+    claimed.publish()
+    if may_need_steering(ending, settled):
+        services.steering.notify([attempt.segment_id])
     return {
         "accepted": True,
         "point_state": settled.state.value if settled else "cancelled",

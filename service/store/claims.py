@@ -4,32 +4,65 @@ Eligibility and order are SQL (site, brokerage allow-list, nParallelEvaluation, 
 fair share between owners, then priority); the point's attempt counter moves in the claiming
 UPDATE (R2). Statements are built once per process with bound parameters.
 
-Contention (PostgreSQL, many slots on one task): the segment and task rows are hot, every claim
-and completion moves their counters. So the segment is chosen without a lock, the point is picked
-``FOR UPDATE SKIP LOCKED`` (concurrent claims take different points, never wait for each other
-there), and the limits are enforced by the conditional counter UPDATE that follows: claims queue
-on the segment row only from that statement to the commit, and one that finds the limit reached
-meanwhile has changed nothing and returns None. Locking the segment up front instead made
-concurrent claims skip it and answer "no job" with points pending.
+Contention (PostgreSQL, many slots on one task): the segment row is hot, every claim and
+completion moves its counters, and a transaction holds the row from its UPDATE to its commit. So:
 
-Deadlocks: a completion that hands back the slot's next job already holds its own segment's row
-(its counters moved). Its claim may wait for that segment's row only; any other segment it
-locks with ``SKIP LOCKED`` first and passes over if another transaction holds it, so two such
-transactions never wait for each other's segments. A plain acquire holds no segment and may wait.
+* the segment is chosen without a lock, the point is picked ``FOR UPDATE SKIP LOCKED``
+  (concurrent claims take different points, never wait for each other there), and the limits are
+  enforced by the conditional counter UPDATE: one that finds a limit reached meanwhile changes
+  nothing and the next candidate is tried. (Locking the segment up front made concurrent claims
+  skip it and answer "no job" with points pending.)
+* On PostgreSQL the counter UPDATE, the point's claim and the attempt's INSERT are one statement
+  (``_take_at_once``), the transaction's last before the commit: the row is held for the rest of
+  that statement and the commit. (As separate statements it was held for 3 round trips plus a
+  completion's 8 before them: 154 evaluations/s at 64 slots instead of 230, bench (e).)
+* A completion that hands back the slot's next job does not move its segment's counters itself:
+  it *carries* the move (``CarriedMove``) into the claim, which adds it to the same UPDATE when the
+  next job comes from the same segment (the usual case), so the row is written once.
+* The task row is not written: a job's number comes from its segment's job counter
+  (``job_number``), and what a job needs of its task never changes after submission.
+
+Deadlocks: a transaction holds at most the segments it already moved. A carried move for another
+segment than the candidate's is written first, and from then on that segment is *held*: the
+claim may wait for the held segment's row only; any other segment it locks with ``SKIP LOCKED``
+first and passes over if another transaction holds it, so two such transactions never wait for
+each other's segments. A plain acquire holds no segment and may wait.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Insert, Select, Update, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Delete,
+    Float,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Update,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from service.core.states import AttemptState, PointState, SegmentState, TaskState
 from service.store.database import now_expr
+from service.store.points import CounterMove, move_counters
 from service.store.records import ClaimedTask, PointRecord, SegmentRecord, from_row
 from service.store.tables import attempts, points, segments, tasks
 from service.store.transitions import may_enter
@@ -53,6 +86,11 @@ class Claim:
     job_step: int = 1  # this point's place in its job (maxPointsPerEvaluationJob)
 
 
+def _carried(delta: BindParameter[int]) -> ColumnElement[int]:
+    """``delta`` for the segment of the carried move (``p_carry_segment_id``), 0 for any other."""
+    return case((segments.c.id == bindparam("p_carry_segment_id", type_=Integer), delta), else_=0)
+
+
 @cache
 def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: bool = True) -> dict[str, _Statement]:
     """The claim's statements; ``continuing``: the next point of a job that already runs
@@ -66,7 +104,7 @@ def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: boo
         .scalar_subquery()
     )
     candidate = (
-        select(segments.c.id)
+        select(segments.c.id, segments.c.task_id)
         .join(tasks, tasks.c.id == segments.c.task_id)
         .where(
             tasks.c.state == TaskState.RUNNING.value,
@@ -77,8 +115,9 @@ def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: boo
             or_(tasks.c.requirements.is_(None), tasks.c.id.in_(bindparam("p_allowed", expanding=True)))
             if brokered
             else tasks.c.requirements.is_(None),
-            segments.c.pending > 0,
-            segments.c.running < tasks.c.n_parallel_evaluation,
+            # the counters as they will be once a carried completion's move is written
+            segments.c.pending + _carried(bindparam("p_carry_pending", type_=Integer)) > 0,
+            segments.c.running + _carried(bindparam("p_carry_running", type_=Integer)) < tasks.c.n_parallel_evaluation,
             (segments.c.id == bindparam("p_segment_id"))
             if continuing
             else (segments.c.jobs - segments.c.extra_jobs < tasks.c.max_evaluation_jobs),
@@ -96,14 +135,18 @@ def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: boo
     if skip_locked:
         pick = pick.with_for_update(skip_locked=True)
     limits = select(tasks.c.n_parallel_evaluation, tasks.c.max_evaluation_jobs).where(tasks.c.id == segments.c.task_id)
-    within_limits = [segments.c.running < limits.with_only_columns(tasks.c.n_parallel_evaluation).scalar_subquery()]
+    # a carried completion's -1 frees its evaluation slot before the limit is checked
+    carried_running: BindParameter[int] = bindparam("p_carry_running", type_=Integer)
+    within_limits = [
+        segments.c.running + carried_running < limits.with_only_columns(tasks.c.n_parallel_evaluation).scalar_subquery()
+    ]
     if not continuing:
         within_limits.append(
             segments.c.jobs - segments.c.extra_jobs
             < limits.with_only_columns(tasks.c.max_evaluation_jobs).scalar_subquery()
         )
     now = now_expr()
-    return {
+    statements: dict[str, _Statement] = {
         "candidate": candidate,
         "try_lock": select(segments.c.id)
         .where(segments.c.id == bindparam("p_segment_id"))
@@ -115,12 +158,13 @@ def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: boo
         .returning(*points.c),
         "segment": update(segments)
         .where(segments.c.id == bindparam("p_segment_id"), *within_limits)
-        .values(jobs=segments.c.jobs + new_job, pending=segments.c.pending - 1, running=segments.c.running + 1)
+        .values(
+            jobs=segments.c.jobs + new_job,
+            pending=segments.c.pending - 1 + bindparam("p_carry_pending"),
+            running=segments.c.running + 1 + carried_running,
+            evaluated=segments.c.evaluated + bindparam("p_carry_evaluated"),
+        )
         .returning(*segments.c),
-        "task": update(tasks)
-        .where(tasks.c.id == bindparam("p_task_id"))
-        .values(jobs_started=tasks.c.jobs_started + new_job, updated_at=now)
-        .returning(*(getattr(tasks.c, f.name) for f in fields(ClaimedTask))),
         "attempt": insert(attempts)
         .values(
             point_id=bindparam("p_point_id"),
@@ -141,6 +185,103 @@ def _claim_statements(skip_locked: bool, continuing: bool = False, brokered: boo
         )
         .returning(attempts.c.id, attempts.c.lease_expires_at),
     }
+    if skip_locked:
+        statements["take"] = _take_at_once(statements, continuing)
+    return statements
+
+
+def _take_at_once(sql: dict[str, _Statement], continuing: bool) -> Select[Any]:
+    """PostgreSQL: the segment's counters, the point's claim and the attempt in one statement
+    (data-modifying CTEs), so that the hot segment row, locked by its first part, is held for the
+    rest of one statement and the commit only. Nothing is written if the segment UPDATE finds a
+    limit reached. One row: the segment (``s_*``), the point (``pt_*``) and the attempt (``a_*``)."""
+    segment_update = sql["segment"]
+    assert isinstance(segment_update, Update)
+    seg = segment_update.cte("seg")
+    now = now_expr()
+    pt = (
+        update(points)
+        .where(
+            points.c.id == bindparam("p_point_id", type_=Integer),
+            may_enter(points.c.state, PointState.RUNNING),
+            exists(select(seg.c.id)),
+        )
+        .values(state=PointState.RUNNING.value, attempts=points.c.attempts + 1, updated_at=now)
+        .returning(*points.c)
+        .cte("pt")
+    )
+    number = (
+        bindparam("p_job_number", type_=Integer)
+        if continuing
+        else (seg.c.jobs - 1) * bindparam("p_n_segments", type_=Integer) + seg.c.idx
+    )
+    values = {
+        "point_id": pt.c.id,
+        "task_id": pt.c.task_id,
+        "segment_id": seg.c.id,
+        "owner": bindparam("p_owner", type_=String),
+        "number": pt.c.attempts,
+        "job_number": number,
+        "pilot_id": bindparam("p_pilot_id", type_=Integer),
+        "slot": bindparam("p_slot", type_=String),
+        "site": bindparam("p_site", type_=String),
+        "lease_token": bindparam("p_lease_token", type_=String),
+        "lease_expires_at": now + bindparam("p_ttl", type_=Float),
+        "state": literal(AttemptState.RUNNING.value, String),
+        "started_at": now,
+        "job_step": bindparam("p_job_step", type_=Integer),
+        "request_key": bindparam("p_request_key", type_=String),
+    }
+    att = (
+        insert(attempts)
+        .from_select(list(values), select(*values.values()).select_from(seg).join(pt, true()))
+        .returning(attempts.c.id, attempts.c.lease_expires_at, attempts.c.job_number)
+        .cte("att")
+    )
+    return (
+        select(
+            *(c.label(f"s_{c.name}") for c in seg.c),
+            *(c.label(f"pt_{c.name}") for c in pt.c),
+            *(c.label(f"a_{c.name}") for c in att.c),
+        )
+        .select_from(seg)
+        .join(pt, true())
+        .join(att, true())
+    )
+
+
+def claimed_task(conn: Connection, task_id: int) -> ClaimedTask:
+    """What a job needs of its task (none of it changes after submission: callers may cache it)."""
+    columns = [getattr(tasks.c, f.name) for f in fields(ClaimedTask) if f.name != "n_segments"]
+    n_segments = select(func.count()).select_from(segments).where(segments.c.task_id == tasks.c.id)
+    row = conn.execute(select(*columns, n_segments.scalar_subquery().label("n_segments")).where(tasks.c.id == task_id))
+    return from_row(ClaimedTask, row.one())
+
+
+def job_number(segment: SegmentRecord, n_segments: int) -> int:
+    """The number of the job a claim just started in ``segment`` (its ``jobs`` counted it): unique
+    in the task, from 0, what ``%RNDM:n`` adds to n. One segment: 0, 1, 2, ... in start order;
+    several: each segment's jobs interleaved (segment idx, idx + n, idx + 2n, ...), so that no
+    row but the segment's own is written to number them."""
+    return (segment.jobs - 1) * n_segments + segment.idx
+
+
+class CarriedMove:
+    """A completion's counter move handed to the claim of the slot's next job (see the module
+    docstring); ``segment`` is the segment as it is after the move, once written."""
+
+    def __init__(self, move: CounterMove):
+        self.move = move
+        self.segment: SegmentRecord | None = None
+
+    def write(self, conn: Connection) -> SegmentRecord:
+        """Write the move now, if no claim has; returns the segment after it."""
+        if self.segment is None:
+            self.segment = move_counters(conn, self.move)
+        return self.segment
+
+
+_NO_MOVE = {"p_carry_pending": 0, "p_carry_running": 0, "p_carry_evaluated": 0}
 
 
 @dataclass(frozen=True)
@@ -169,6 +310,8 @@ def claim_next(
     continuation: JobContinuation | None = None,
     allowed_task_ids: Sequence[int] = (),
     held_segment_id: int | None = None,
+    carry: CarriedMove | None = None,
+    task_of: Callable[[Connection, int], ClaimedTask] = claimed_task,
 ) -> Claim | None:
     """Claim one pending point for a pilot slot, or return None when nothing is eligible.
 
@@ -179,76 +322,115 @@ def claim_next(
     With ``continuation`` only that segment is eligible and the attempt joins the same job.
     ``request_key`` is the idempotency key of the call, kept on the attempt (R4).
     Brokerage: a task with requirements is eligible only if it is among ``allowed_task_ids``.
-    ``held_segment_id``: the segment whose row this transaction locked already (a completion's);
-    the claim waits for no other segment's row.
+    ``held_segment_id``: a segment whose row this transaction locked already; the claim waits for
+    no other segment's row. ``carry``: a completion's counter move, written by the claim (merged
+    into its segment UPDATE when the segment is the same); the caller writes it if still unwritten
+    (``carry.write``). ``task_of`` reads what the job needs of its task (a cache may stand in).
+    ``skip_locked`` (PostgreSQL): points are picked ``SKIP LOCKED`` and the writes are one statement.
     """
     sql = _claim_statements(skip_locked, continuation is not None, bool(allowed_task_ids))
-    candidate_params: dict[str, Any] = {"p_site_pattern": f"%,{_like_escape(site)},%"}
+    candidate_params: dict[str, Any] = {"p_site_pattern": f"%,{_like_escape(site)},%", "p_carry_segment_id": 0}
+    if carry is not None and carry.segment is None:
+        candidate_params.update(carry.move.params(), p_carry_segment_id=carry.move.segment_id)
+    else:
+        candidate_params.update(_NO_MOVE)
     if allowed_task_ids:
         candidate_params["p_allowed"] = list(allowed_task_ids)
     if continuation is not None:
         candidate_params["p_segment_id"] = continuation.segment_id
-    candidates = list(conn.execute(sql["candidate"], candidate_params).scalars())
-    chosen = _choose(conn, sql, candidates, held_segment_id if skip_locked else None)
-    if chosen is None:
-        return None
-    segment_id, point_id, segment = chosen
-    point_row = conn.execute(sql["claim_point"], {"p_point_id": point_id}).first()
-    if point_row is None:  # the picked point is locked by us: it cannot have moved
-        raise RuntimeError(f"point {point_id} left 'pending' while this claim held its lock")
-    point = from_row(PointRecord, point_row)
-    task = from_row(ClaimedTask, conn.execute(sql["task"], {"p_task_id": point.task_id}).one())
-    token = secrets.token_urlsafe(24)
-    job_number = task.jobs_started - 1 if continuation is None else continuation.job_number
-    attempt_row = conn.execute(
-        sql["attempt"],
-        {
-            "p_point_id": point.id,
-            "p_task_id": point.task_id,
-            "p_segment_id": segment_id,
-            "p_owner": task.owner,
-            "p_number": point.attempts,
-            "p_job_number": job_number,
-            "p_pilot_id": pilot_id,
-            "p_slot": slot,
-            "p_site": site,
-            "p_lease_token": token,
-            "p_ttl": lease_ttl_s,
-            "p_job_step": 1 if continuation is None else continuation.next_step,
-            "p_request_key": request_key,
-        },
-    ).one()
-    return Claim(
-        attempt_id=int(attempt_row.id),
-        lease_token=token,
-        lease_expires_at=float(attempt_row.lease_expires_at),
-        attempt_number=point.attempts,
-        job_number=job_number,
-        point=point,
-        task=task,
-        segment=segment,
-        job_step=1 if continuation is None else continuation.next_step,
-    )
-
-
-def _choose(
-    conn: Connection, sql: dict[str, _Statement], candidates: list[int], held_segment_id: int | None
-) -> tuple[int, int, SegmentRecord] | None:
-    """The first candidate segment with a pending point no concurrent claim holds and room under
-    its limits: (segment id, point id, the segment after its counters moved). With
-    ``held_segment_id``, other segments are locked without waiting, or passed over."""
-    for segment_id in candidates:
-        others_segment = held_segment_id is not None and segment_id != held_segment_id
-        if others_segment and conn.execute(sql["try_lock"], {"p_segment_id": segment_id}).scalar() is None:
+    candidates = [(int(r.id), int(r.task_id)) for r in conn.execute(sql["candidate"], candidate_params)]
+    job = {
+        "p_pilot_id": pilot_id,
+        "p_slot": slot,
+        "p_site": site,
+        "p_lease_token": secrets.token_urlsafe(24),
+        "p_ttl": lease_ttl_s,
+        "p_job_step": 1 if continuation is None else continuation.next_step,
+        "p_request_key": request_key,
+        "p_job_number": None if continuation is None else continuation.job_number,
+    }
+    held = held_segment_id
+    for segment_id, task_id in candidates:
+        merge = carry is not None and carry.segment is None and carry.move.segment_id == segment_id
+        if carry is not None and not merge:
+            carry.write(conn)  # before any other segment's row: from now on the transaction holds it
+            held = carry.move.segment_id
+        others = skip_locked and held is not None and segment_id != held
+        if others and conn.execute(sql["try_lock"], {"p_segment_id": segment_id}).scalar() is None:
             continue  # another transaction holds it: waiting could close a cycle of waits
         point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
         if point_id is None:
             continue  # every pending point of the segment is being claimed right now
-        segment_row = conn.execute(sql["segment"], {"p_segment_id": segment_id}).first()
-        if segment_row is None:
+        task = task_of(conn, task_id)
+        params = {
+            **job,
+            **(carry.move.params() if merge and carry is not None else _NO_MOVE),
+            "p_segment_id": segment_id,
+            "p_point_id": int(point_id),
+            "p_owner": task.owner,
+            "p_n_segments": task.n_segments,
+        }
+        take = _take_at_once_row if skip_locked else _take_in_steps
+        claim = take(conn, sql, params, task)
+        if claim is None:
             continue  # the segment reached a limit since it was chosen: nothing was changed
-        return segment_id, int(point_id), from_row(SegmentRecord, segment_row)
+        if merge and carry is not None:
+            carry.segment = claim.segment
+        return claim
     return None
+
+
+def _take_at_once_row(
+    conn: Connection, sql: dict[str, _Statement], params: dict[str, Any], task: ClaimedTask
+) -> Claim | None:
+    row = conn.execute(sql["take"], params).first()
+    if row is None:
+        return None
+    values = row._mapping
+    segment = SegmentRecord(**{f.name: values[f"s_{f.name}"] for f in fields(SegmentRecord)})
+    point = PointRecord(**{f.name: values[f"pt_{f.name}"] for f in fields(PointRecord)})
+    return _claim(params, task, segment, point, int(values["a_id"]), float(values["a_lease_expires_at"]))
+
+
+def _take_in_steps(
+    conn: Connection, sql: dict[str, _Statement], params: dict[str, Any], task: ClaimedTask
+) -> Claim | None:
+    """The same writes as ``_take_at_once`` as three statements (SQLite: one writer at a time)."""
+    segment_row = conn.execute(sql["segment"], params).first()
+    if segment_row is None:
+        return None
+    segment = from_row(SegmentRecord, segment_row)
+    point_row = conn.execute(sql["claim_point"], params).first()
+    if point_row is None:  # the picked point is locked by us: it cannot have moved
+        raise RuntimeError(f"point {params['p_point_id']} left 'pending' while this claim held its lock")
+    point = from_row(PointRecord, point_row)
+    number = job_number(segment, task.n_segments) if params["p_job_number"] is None else params["p_job_number"]
+    attempt = conn.execute(
+        sql["attempt"], {**params, "p_task_id": point.task_id, "p_number": point.attempts, "p_job_number": number}
+    ).one()
+    return _claim(params, task, segment, point, int(attempt.id), float(attempt.lease_expires_at))
+
+
+def _claim(
+    params: dict[str, Any],
+    task: ClaimedTask,
+    segment: SegmentRecord,
+    point: PointRecord,
+    attempt_id: int,
+    expires: float,
+) -> Claim:
+    number = job_number(segment, task.n_segments) if params["p_job_number"] is None else params["p_job_number"]
+    return Claim(
+        attempt_id=attempt_id,
+        lease_token=params["p_lease_token"],
+        lease_expires_at=expires,
+        attempt_number=point.attempts,
+        job_number=int(number),
+        point=point,
+        task=task,
+        segment=segment,
+        job_step=int(params["p_job_step"]),
+    )
 
 
 def claim_of(conn: Connection, attempt_id: int) -> Claim | None:
@@ -263,8 +445,7 @@ def claim_of(conn: Connection, attempt_id: int) -> Claim | None:
         return None
     point = from_row(PointRecord, conn.execute(select(points).where(points.c.id == row.point_id)).one())
     segment = from_row(SegmentRecord, conn.execute(select(segments).where(segments.c.id == row.segment_id)).one())
-    task_columns = [getattr(tasks.c, f.name) for f in fields(ClaimedTask)]
-    task = from_row(ClaimedTask, conn.execute(select(*task_columns).where(tasks.c.id == point.task_id)).one())
+    task = claimed_task(conn, point.task_id)
     return Claim(
         attempt_id=int(row.id),
         lease_token=str(row.lease_token),

@@ -2,7 +2,11 @@
 
 Every change of a point's state also moves its segment's counters (generated, pending,
 running, evaluated) in the same transaction, so the claim and the end-of-segment checks
-read one row instead of counting points. Hot-path statements are built once per process
+read one row instead of counting points. The segment row is the hot row of a task: a completion
+settles its point with ``end_point`` and hands the :class:`CounterMove` to the claim of the slot's
+next job, which applies it in its own segment UPDATE as the last write before the commit
+(store.claims), so the row is locked for one statement and the commit, not for the whole
+transaction. Hot-path statements are built once per process
 (``functools.cache``) with bound parameters: building SQLAlchemy expressions costs more
 than running them on SQLite.
 """
@@ -57,6 +61,25 @@ def _move_counters(conn: Connection, segment_id: int, **deltas: int) -> SegmentR
     params = {f"p_{name}": deltas.get(name, 0) for name in _COUNTERS}
     params["p_segment_id"] = segment_id
     return from_row(SegmentRecord, conn.execute(_counters_statement(), params).one())
+
+
+@dataclass(frozen=True)
+class CounterMove:
+    """A change of one segment's point counters, not yet written."""
+
+    segment_id: int
+    pending: int = 0
+    running: int = 0
+    evaluated: int = 0
+
+    def params(self) -> dict[str, int]:
+        """The deltas as the ``p_carry_*`` parameters of the claim's segment UPDATE."""
+        return {"p_carry_pending": self.pending, "p_carry_running": self.running, "p_carry_evaluated": self.evaluated}
+
+
+def move_counters(conn: Connection, move: CounterMove) -> SegmentRecord:
+    """Write a counter move; returns the segment as it is now."""
+    return _move_counters(conn, move.segment_id, pending=move.pending, running=move.running, evaluated=move.evaluated)
 
 
 def insert_points(
@@ -172,6 +195,43 @@ class Settled:
     segment: SegmentRecord  # with its counters after the move
 
 
+@dataclass(frozen=True)
+class PointEnd:
+    """A settled point whose segment counters still have to move (``move``)."""
+
+    state: PointState
+    move: CounterMove
+
+
+def end_point(
+    conn: Connection,
+    *,
+    point_id: int,
+    segment_id: int,
+    loss: float | None,
+    max_attempts: int,
+    failure_loss: float,
+) -> PointEnd | None:
+    """After an attempt ended: done with its loss, back to pending, or failed after the last attempt.
+
+    ``loss`` None means the attempt failed (or its lease was lost). Returns the new state and the
+    counter move the caller must write in the same transaction (``move_counters``, or the next
+    claim's segment UPDATE), or None if the point had already left ``running`` (e.g. the task was
+    killed meanwhile).
+    """
+    sql = _settle_statements()
+    if loss is not None:
+        if conn.execute(sql["done"], {"p_point_id": point_id, "p_loss": loss}).rowcount == 1:
+            return PointEnd(PointState.DONE, CounterMove(segment_id, running=-1, evaluated=1))
+        return None
+    params = {"p_point_id": point_id, "p_max_attempts": max_attempts, "p_failure_loss": failure_loss}
+    if conn.execute(sql["failed"], params).rowcount == 1:
+        return PointEnd(PointState.FAILED, CounterMove(segment_id, running=-1, evaluated=1))
+    if conn.execute(sql["retry"], params).rowcount == 1:
+        return PointEnd(PointState.PENDING, CounterMove(segment_id, running=-1, pending=1))
+    return None
+
+
 def settle_point(
     conn: Connection,
     *,
@@ -181,22 +241,11 @@ def settle_point(
     max_attempts: int,
     failure_loss: float,
 ) -> Settled | None:
-    """After an attempt ended: done with its loss, back to pending, or failed after the last attempt.
-
-    ``loss`` None means the attempt failed (or its lease was lost). Returns the new state, or
-    None if the point had already left ``running`` (e.g. the task was killed meanwhile).
-    """
-    sql = _settle_statements()
-    if loss is not None:
-        if conn.execute(sql["done"], {"p_point_id": point_id, "p_loss": loss}).rowcount == 1:
-            return Settled(PointState.DONE, _move_counters(conn, segment_id, running=-1, evaluated=1))
-        return None
-    params = {"p_point_id": point_id, "p_max_attempts": max_attempts, "p_failure_loss": failure_loss}
-    if conn.execute(sql["failed"], params).rowcount == 1:
-        return Settled(PointState.FAILED, _move_counters(conn, segment_id, running=-1, evaluated=1))
-    if conn.execute(sql["retry"], params).rowcount == 1:
-        return Settled(PointState.PENDING, _move_counters(conn, segment_id, running=-1, pending=1))
-    return None
+    """``end_point`` with its counter move written at once."""
+    ended = end_point(
+        conn, point_id=point_id, segment_id=segment_id, loss=loss, max_attempts=max_attempts, failure_loss=failure_loss
+    )
+    return None if ended is None else Settled(ended.state, move_counters(conn, ended.move))
 
 
 def requeue_failed_points(conn: Connection, task_id: int) -> dict[int, int]:

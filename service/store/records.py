@@ -79,9 +79,9 @@ class ClaimedTask:
     evaluation_input: str
     evaluation_output: str
     sandbox_sha256: str | None
-    jobs_started: int
     job_settings: dict[str, Any] | None
     max_points_per_job: int | None
+    n_segments: int  # numbers the jobs (store.claims.job_number)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,6 @@ tasks = Table(
     Column("sandbox_sha256", String(64), ForeignKey("blobs.sha256"), nullable=True),
     Column("options", JSON, nullable=False),  # every phpo option as submitted
     Column("next_point_number", Integer, nullable=False, default=1),
-    Column("jobs_started", Integer, nullable=False, default=0),
     # Tell failed points to the optimiser as failure_loss (PanDA's behaviour) instead of as failures.
     Column("failures_as_losses", Boolean, nullable=False, default=False, server_default="0"),
     # --architecture parsed (core.requirements); SQL NULL (also for a Python None): any slot

@@ -292,24 +292,29 @@ def test_segmented_task_steers_each_segment_and_sends_model_id_points(live_servi
             max_points=2,
             n_points_per_iteration=2,
             segments=[{"name": "segA"}, {"name": "segB"}],  # segment files/datasets: tests/api/test_datasets.py
-            evaluation_exec="python train.py --segment %SEGMENT_NAME",
+            evaluation_exec="python train.py --segment %SEGMENT_NAME --seed %RNDM:100",
         )
         task = user.post("/api/v1/tasks", json=body).json()
         assert [(s["index"], s["name"]) for s in task["segments"]] == [(0, "segA"), (1, "segB")]
         assert task["progress"]["max_points"] == 4, "maxPoints is per segment"
         pilot_id = register(pilot, site)
         seen = set()
+        numbers: dict[int, list[int]] = {0: [], 1: []}
         for _ in range(4):
             job = acquire(pilot, pilot_id)
             model_id, params = job["params"]
             assert job["segment"]["index"] == model_id and set(params) == {"x", "n", "act"}
-            assert job["evaluation_exec"] == f"python train.py --segment {job['segment']['name']}"
+            seed = 100 + job["job_number"]
+            assert job["evaluation_exec"] == f"python train.py --segment {job['segment']['name']} --seed {seed}"
             seen.add(job["segment"]["name"])
+            numbers[model_id].append(job["job_number"])
             pilot.post(
                 f"/api/v1/pilot/attempts/{job['attempt_id']}/complete",
                 json={"lease_token": job["lease_token"], "outcome": "success", "loss": 0.5},
             )
         assert seen == {"segA", "segB"}
+        # each segment numbers its own jobs, interleaved with the other's: distinct within the task
+        assert sorted(numbers[0]) == [0, 2] and sorted(numbers[1]) == [1, 3], numbers
         done = wait_state(user, task["id"], "finished")
         assert [s["state"] for s in done["segments"]] == ["done", "done"]
         bad = submission(

@@ -47,7 +47,7 @@ def _task(
         "failure_loss": 1e5, "evaluation_exec": "true", "evaluation_container": None,
         "evaluation_input": "input.json", "evaluation_output": "output.json", "sites": sites,
         "architecture": architecture, "priority": priority, "sandbox_sha256": None, "options": {},
-        "next_point_number": 1, "jobs_started": 0, "requirements": parse_architecture(architecture),
+        "next_point_number": 1, "requirements": parse_architecture(architecture),
     }  # fmt: skip
     with services.db.write() as conn:
         task_id = task_store.insert_task(conn, values)

@@ -4,6 +4,8 @@ Four worker processes claim points, complete some, fail some and abandon the res
 run out), and every one of them also runs the reaper. Afterwards the database must show no
 double claim, no lost point, at most ``max_attempts`` attempts per point and exactly one accepted
 result per done point (R1-R3), with the segment counters equal to the rows they summarise.
+Half the completions also take the slot's next job in their transaction (``acquire_next``): their
+counter move is then written by the claim's own segment UPDATE (service/store/claims.py).
 """
 
 from __future__ import annotations
@@ -39,23 +41,30 @@ def _worker(settings_json: str, pilot_id: int, seed: int, seconds: float) -> Non
     services = build_services(Settings.model_validate_json(settings_json), NoTrigger())
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
+    job = None
     try:
         while time.monotonic() < deadline:
             try:
                 reap_expired(services)
-                job = pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot=f"s{seed}")
+                if job is None:
+                    job = pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot=f"s{seed}")
                 if job is None:
                     time.sleep(0.01)
                     continue
                 roll = rng.random()
                 if roll < 0.2:
+                    job = None
                     continue  # abandoned: the lease runs out and a reaper (any process) settles it
                 if roll < 0.5:
                     report = pilot_jobs.Report(job["lease_token"], "failure", failure_class="payload_error")
                 else:
                     report = pilot_jobs.Report(job["lease_token"], "success", loss=float(job["point_id"]))
+                done, job = job, None
                 with contextlib.suppress(Conflict):  # the lease expired first: refused, as it must be
-                    pilot_jobs.complete(services, PILOT, attempt_id=job["attempt_id"], report=report)
+                    answer = pilot_jobs.complete(
+                        services, PILOT, attempt_id=done["attempt_id"], report=report, acquire_next=rng.random() < 0.5
+                    )
+                    job = answer["next_job"]
             except StoreBusy:
                 time.sleep(0.01)
     finally:

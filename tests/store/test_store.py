@@ -49,7 +49,6 @@ def _task(services: Services, **overrides: Any) -> tuple[int, int]:
         "sandbox_sha256": None,
         "options": {},
         "next_point_number": 1,
-        "jobs_started": 0,
     }
     values.update(overrides)
     with services.db.write() as conn:
