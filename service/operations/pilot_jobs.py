@@ -7,6 +7,7 @@ else is refused with Conflict (409) and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -31,6 +32,7 @@ from service.store import claims
 from service.store import pilots as pilot_store
 from service.store import points as point_store
 from service.store.claims import Claim
+from service.store.database import StoreBusy
 from service.store.pilots import PilotRecord
 from service.store.records import AttemptRecord
 
@@ -344,6 +346,13 @@ def complete(
         raise lease_refusal(services, attempt_id, report.lease_token)
     outbox.publish()  # before waking steering: a round's end is told before the next round's points
     claimed.publish()
+    if next_job is None and ending.carry is not None and ending.carry.passed_over and attempt.pilot_id is not None:
+        # The claim passed over segments that other transactions held (it could not wait for them
+        # while holding its own): committed now, a plain acquire may wait. Same key: a replay finds it.
+        with contextlib.suppress(StoreBusy):  # the report is stored: the pilot then asks on its own
+            next_job = acquire(
+                services, principal, pilot_id=attempt.pilot_id, slot=attempt.slot, request_key=report.request_key
+            )
     if may_need_steering(ending, settled):
         services.steering.notify([attempt.segment_id])
     return {

@@ -273,6 +273,7 @@ class CarriedMove:
     def __init__(self, move: CounterMove):
         self.move = move
         self.segment: SegmentRecord | None = None
+        self.passed_over = False  # a claim passed over a segment another transaction held
 
     def write(self, conn: Connection) -> SegmentRecord:
         """Write the move now, if no claim has; returns the segment after it."""
@@ -357,6 +358,8 @@ def claim_next(
             held = carry.move.segment_id
         others = skip_locked and held is not None and segment_id != held
         if others and conn.execute(sql["try_lock"], {"p_segment_id": segment_id}).scalar() is None:
+            if carry is not None:
+                carry.passed_over = True
             continue  # another transaction holds it: waiting could close a cycle of waits
         point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
         if point_id is None:

@@ -24,17 +24,17 @@ PILOT = Principal("site", "pilot", 2)
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
 
 
-def _segment_with_points(services: Services, site: str) -> int:
+def _segment_with_points(services: Services, site: str, points: int = 4) -> int:
     request = TaskRequest(
         name=f"deadlock.{site}", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=1,
-        max_points=4, n_points_per_iteration=4, n_parallel_evaluation=4, site=site,
+        max_points=points, n_points_per_iteration=points, n_parallel_evaluation=4, site=site,
     )  # fmt: skip
     task_id = submit_task(services, ALICE, request, dry_run=False).id
     with services.db.read() as conn:
         segment_id = task_store.segments_of(conn, task_id)[0].id
     runner = WarmRunner()
     try:
-        assert steer_segment(services, runner, segment_id).produced == 4
+        assert steer_segment(services, runner, segment_id).produced == points
     finally:
         runner.close()
     return segment_id
@@ -82,3 +82,39 @@ def test_completions_claiming_each_others_segments_do_not_deadlock(backend_servi
         claim, took = outcome
         assert claim is None, "the only eligible segment is held by the other completion: passed over"
         assert took < 0.5, f"{name} waited {took:.2f} s for the other's segment"
+
+
+def test_a_completion_passed_over_held_segments_gets_its_next_job_after_its_commit(backend_services: Services) -> None:
+    """The completion's claim may not wait for another segment's row while it holds its own; it
+    passes over, commits, and then waits as a plain acquire: the pilot still gets the job."""
+    if backend_services.db.is_sqlite:
+        require_postgres()
+        return
+    services = backend_services
+    first = _segment_with_points(services, "SITE-C", points=1)  # older: its point is taken first
+    second = _segment_with_points(services, "SITE-C")
+    pilot_id = pilot_jobs.register_pilot(
+        services, PILOT, name="p", site="SITE-C", hostname="h", slots=[{"name": "0", "gpus": []}],
+        runtimes=["local"], version="t",
+    )["pilot_id"]  # fmt: skip
+    job = pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot="0")
+    assert job is not None
+    with services.db.read() as conn:
+        assert task_store.segments_of(conn, job["task_id"])[0].id == first
+    holder = services.db.engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT id FROM segments WHERE id = :s FOR UPDATE"), {"s": second})
+    release = threading.Timer(0.5, lambda: (holder.commit(), holder.close()))
+    release.start()
+    began = time.monotonic()
+    answer = pilot_jobs.complete(
+        services, PILOT, attempt_id=job["attempt_id"],
+        report=pilot_jobs.Report(job["lease_token"], "success", loss=1.0, request_key="k-1"), acquire_next=True,
+    )  # fmt: skip
+    took = time.monotonic() - began
+    release.join()
+    next_job = answer["next_job"]
+    assert next_job is not None, "the job comes from the segment that was held, once it is free"
+    with services.db.read() as conn:
+        assert task_store.segments_of(conn, next_job["task_id"])[0].id == second
+    assert 0.4 <= took < 5.0, f"it waited for the holder ({took:.2f} s), after its own commit"
