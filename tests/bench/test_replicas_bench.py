@@ -54,6 +54,7 @@ def test_a_tiny_run_measures_both_systems_and_leaves_nothing_behind() -> None:
     config = Config(
         replicas=(1,),
         spread_tasks=0,
+        paced_work_s=0.2,
         optuna_reference_slots=(),
         slots=4,
         processes=2,
@@ -66,13 +67,15 @@ def test_a_tiny_run_measures_both_systems_and_leaves_nothing_behind() -> None:
 
     result = run(config, admin_url=admin_url)
 
-    ours, theirs = result["rows"]
+    ours, paced, theirs = result["rows"]
     assert ours["system"] == "hposteer" and ours["replicas"] == 1 and ours["errors"] == 0, ours["first_errors"]
     assert ours["evaluations"] > 0 and ours["server_done_points"] >= ours["evaluations"]
     assert ours["complete_acquire_next"]["count"] > 0 and ours["complete"]["count"] > 0  # both kinds were sampled
     assert ours["replica_log_problems"] == []
     assert ours["cpu_cores"]["replica 1: service process"] > 0
     assert ours["cpu_cores"]["load generators"] > 0
+    assert paced["work_s"] == 0.2 and paced["errors"] == 0 and paced["label"].endswith("0.2 s of work per evaluation")
+    assert 0 < paced["evaluations"] <= 4 * 2.0 / 0.2 + 4, "4 slots, 0.2 s each, over a 2 s window"
     assert theirs["system"].startswith("optuna") and theirs["errors"] == 0, theirs["first_errors"]
     assert theirs["evaluations"] > 0 and theirs["ask"]["count"] == theirs["evaluations"]
     assert list(result["ratios"]) == ["hposteer, 1 replica / optuna 5.0.0, 4 slots"]
