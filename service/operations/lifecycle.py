@@ -88,7 +88,13 @@ def begin_ending(conn: Connection, services: Services, attempt: AttemptRecord, l
         max_attempts=task.max_attempts,
         failure_loss=task.failure_loss,
     )
-    return EndingAttempt(attempt, task, ended, CarriedMove(ended.move) if ended else None, loss)
+    if ended is None:
+        return EndingAttempt(attempt, task, None, None, loss)
+
+    def settle(conn: Connection, segment: SegmentRecord) -> None:  # with the move, in its transaction
+        settle_segment(conn, task, segment)
+
+    return EndingAttempt(attempt, task, ended, CarriedMove(ended.move, then=settle), loss)
 
 
 def finish_ending(conn: Connection, ending: EndingAttempt, outbox: Outbox | None = None) -> point_store.Settled | None:
@@ -98,8 +104,11 @@ def finish_ending(conn: Connection, ending: EndingAttempt, outbox: Outbox | None
         return None
     settled = None
     if ending.point is not None and ending.carry is not None:
+        # Writes the move if no claim did, and ends the segment if that was its last point. When a
+        # claim merged the move into its own UPDATE, it took a pending point of the segment, which
+        # therefore cannot end now: nothing is written here after such a claim (its commit may
+        # already have been sent with it, store.claims ``final``).
         settled = point_store.Settled(ending.point.state, ending.carry.write(conn))
-        settle_segment(conn, ending.task, settled.segment)
     if outbox is not None:
         outbox.attempt_ended(conn, ending.attempt, settled, ending.loss)
     return settled

@@ -32,7 +32,7 @@ from service.store import claims
 from service.store import pilots as pilot_store
 from service.store import points as point_store
 from service.store.claims import Claim
-from service.store.database import StoreBusy
+from service.store.database import FinalStatementMissed, StoreBusy
 from service.store.pilots import PilotRecord
 from service.store.records import AttemptRecord
 
@@ -93,6 +93,15 @@ def acquire(
     A retried call with the same ``request_key`` gets the job the first call claimed (R4):
     its answer may have been lost after the claim committed.
     """
+    try:
+        return _acquire(services, principal, pilot_id, slot, request_key, final=not services.db.is_sqlite)
+    except FinalStatementMissed:  # a limit was reached meanwhile; everything was rolled back
+        return _acquire(services, principal, pilot_id, slot, request_key, final=False)
+
+
+def _acquire(
+    services: Services, principal: Principal, pilot_id: int, slot: str, request_key: str | None, *, final: bool
+) -> dict[str, Any] | None:
     began = time.perf_counter()
     outbox = Outbox(services)
     with services.db.write() as conn:
@@ -105,7 +114,7 @@ def acquire(
             earlier = attempt_store.claimed_with_key(conn, pilot_id, request_key)
             if earlier is not None:
                 return _job_again(conn, services, earlier)  # already told as a start_job
-        job = _claim_job(conn, services, pilot, slot, request_key=request_key, outbox=outbox)
+        job = _claim_job(conn, services, pilot, slot, request_key=request_key, outbox=outbox, final=final)
     services.meters.acquire(time.perf_counter() - began, job is not None)
     outbox.publish()
     return job
@@ -136,11 +145,12 @@ def _claim_job(
     after: AttemptRecord | None = None,
     carry: claims.CarriedMove | None = None,
     outbox: Outbox | None = None,
+    final: bool = False,
 ) -> dict[str, Any] | None:
     """Claim a job for the slot; ``after`` (a just-finished attempt) lets its job take its next point
     when the task allows several points per job (maxPointsPerEvaluationJob), ``carry`` is its
     counter move (written by the claim, or left for the caller); ``outbox`` records it as a
-    started job."""
+    started job; ``final``: the claim is the transaction's last write (store.claims)."""
     settings = services.settings
     claim = None
     continuation = _continuation(conn, services, after) if after is not None else None
@@ -159,6 +169,7 @@ def _claim_job(
             allowed_task_ids=allowed,
             carry=carry,
             task_of=services.claimed_task,
+            final=final,
         )
         if claim is not None:
             break
@@ -301,6 +312,16 @@ def complete(
     Handing the next job back with the completion saves the pilot a round trip per point.
     """
     _check(report)
+    final = acquire_next and not services.db.is_sqlite
+    try:
+        return _complete(services, principal, attempt_id, report, acquire_next, final=final)
+    except FinalStatementMissed:  # the next job's claim met a limit; everything was rolled back
+        return _complete(services, principal, attempt_id, report, acquire_next, final=False)
+
+
+def _complete(
+    services: Services, principal: Principal, attempt_id: int, report: Report, acquire_next: bool, *, final: bool
+) -> dict[str, Any]:
     success = report.outcome == "success"
     tail = report.log_tail[-LOG_TAIL_MAX:] if report.log_tail else report.log_tail
     next_job = None
@@ -336,6 +357,7 @@ def complete(
                         after=attempt,
                         carry=ending.carry,
                         outbox=claimed,
+                        final=final,
                     )
             settled = finish_ending(conn, ending, outbox)
         elif report.request_key is not None:

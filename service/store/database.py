@@ -29,7 +29,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Float
 
@@ -38,6 +39,11 @@ PING_AFTER_IDLE_S = 1.0
 
 class StoreBusy(RuntimeError):
     """The database could not take the request in time (lock or pool timeout); retry later."""
+
+
+class FinalStatementMissed(RuntimeError):
+    """``execute_and_commit``'s guard found that the final statement did nothing: the whole
+    transaction was rolled back, and the use case may run again the ordinary way."""
 
 
 class db_now(FunctionElement[float]):
@@ -124,6 +130,57 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_COMPILED: dict[int, tuple[ClauseElement, SQLCompiler]] = {}
+
+
+def execute_and_commit(
+    conn: Connection, statement: ClauseElement, guard: ClauseElement, params: dict[str, Any]
+) -> dict[str, Any]:
+    """PostgreSQL: run ``statement``, then ``guard``, then COMMIT, in one round trip (psycopg's
+    pipeline mode); returns the statement's first row.
+
+    Why: row locks the statement takes are released by the COMMIT without waiting for this
+    process to read the answer and send the COMMIT, which on a loaded machine was most of the time a
+    hot row stayed locked (docs/benchmarks.md (e)). The caller's transaction is over when this
+    returns; whatever it runs on ``conn`` afterwards is a new transaction, committed at the end of
+    the ``Database.write`` block, so the statement must be the transaction's last write.
+
+    ``guard`` must fail (a division by zero) when the statement did not do its work: the COMMIT then
+    rolls the whole transaction back, and :class:`FinalStatementMissed` is raised. ``statement``
+    and ``guard`` must be built once (their compiled form is kept per object).
+    """
+    import psycopg
+
+    compiled = [_compiled(conn, s) for s in (statement, guard)]
+    expanded = [c._process_parameters_for_postcompile(c.construct_params(params)) for c in compiled]
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        with raw.pipeline():
+            main, check = raw.cursor(), raw.cursor()
+            main.execute(expanded[0].statement, expanded[0].parameters)
+            check.execute(expanded[1].statement, expanded[1].parameters)
+            raw.commit()
+        row = main.fetchone()
+    except psycopg.errors.DivisionByZero as exc:
+        raise FinalStatementMissed("the final statement changed nothing; the transaction was rolled back") from exc
+    except psycopg.Error as exc:  # as SQLAlchemy would have raised it (a lock timeout -> StoreBusy)
+        raise DBAPIError.instance(expanded[0].statement, params, exc, psycopg.Error, dialect=conn.dialect) from exc
+    if row is None or main.description is None:
+        raise FinalStatementMissed("the final statement returned no row")
+    return {column.name: value for column, value in zip(main.description, row, strict=True)}
+
+
+def _compiled(conn: Connection, statement: ClauseElement) -> SQLCompiler:
+    entry = _COMPILED.get(id(statement))
+    if entry is not None and entry[0] is statement:
+        return entry[1]
+    compiled = statement.compile(dialect=conn.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    _COMPILED[id(statement)] = (statement, compiled)
+    return compiled
 
 
 def _ping_when_idle(engine: Engine, idle_s: float) -> None:
