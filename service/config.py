@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         16,
         ge=1,
-        description="Pooled connections per process, and as many again in overflow: a replica (service process "
-        "and steering process) opens up to 4 x this on PostgreSQL",
+        description="Half the pooled connections per process (each process keeps up to 2 x this open): a "
+        "replica (service process and steering process) opens up to 4 x this on PostgreSQL",
     )
     db_statement_timeout_s: float = Field(
         30.0, gt=0, description="PostgreSQL: a statement running longer is cancelled (the request answers 503)"

@@ -500,7 +500,7 @@ def test_an_exhausted_connection_pool_answers_503_never_hangs(tmp_path: Path, ba
     overrides = {"busy_timeout_s": 0.5, "db_pool_size": 1}
     with live_service_on(tmp_path, backend, **overrides) as service, http(service, service.user_token) as c:
         engine = service.services.db.engine
-        held = [engine.connect() for _ in range(2)]  # pool_size 1 + overflow 1
+        held = [engine.connect() for _ in range(2)]  # a pool of 2 x db_pool_size
         try:
             started = time.monotonic()
             r = c.get("/api/v1/tasks")
