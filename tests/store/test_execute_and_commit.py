@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, bindparam, func, insert, literal, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from service.operations import pilot_jobs
 from service.operations.context import Services
@@ -158,3 +159,22 @@ def test_a_completion_whose_next_claim_meets_the_limit_at_the_last_moment_is_sto
         ).one()
     assert states == {"succeeded": 1}, "the result is stored once, and no attempt was opened"
     assert tuple(segment) == ("done", "max_evaluation_jobs", 0, 1, 2)
+
+
+def test_a_connection_lost_before_the_final_statement_is_not_handed_out_again(backend_services: Services) -> None:
+    """The error reaches the caller as SQLAlchemy's, and the dead connection leaves the pool (the
+    transaction's rollback finds it closed), so no later request meets it."""
+    if not _postgres(backend_services):
+        return
+    db = backend_services.db
+    with db.write() as conn:
+        probe.create(conn)
+        conn.execute(insert(probe).values(id=1, n=0))
+    with pytest.raises(DBAPIError), db.write() as conn:  # noqa: PT012 (the loss is set up inside the transaction)
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with db.engine.connect() as killer:
+            killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        execute_and_commit(conn, BUMP, BUMPED, {"p_id": 1, "p_n": 1})
+    for _ in range(2 * backend_services.settings.db_pool_size):  # every pooled connection works
+        with db.read() as conn:
+            assert conn.execute(text("SELECT n FROM probe WHERE id = 1")).scalar_one() == 0
