@@ -232,22 +232,6 @@ def end_point(
     return None
 
 
-def settle_point(
-    conn: Connection,
-    *,
-    point_id: int,
-    segment_id: int,
-    loss: float | None,
-    max_attempts: int,
-    failure_loss: float,
-) -> Settled | None:
-    """``end_point`` with its counter move written at once."""
-    ended = end_point(
-        conn, point_id=point_id, segment_id=segment_id, loss=loss, max_attempts=max_attempts, failure_loss=failure_loss
-    )
-    return None if ended is None else Settled(ended.state, move_counters(conn, ended.move))
-
-
 def requeue_failed_points(conn: Connection, task_id: int) -> dict[int, int]:
     """Failed points back to pending with a fresh round of attempts; how many, by segment id."""
     now = now_expr()

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from service.core.states import AttemptState, PointState, SegmentState, TaskState
 from service.operations.context import Services
@@ -108,10 +108,17 @@ def _end(
             loss=loss, exit_code=0 if loss is not None else 1,
             failure_class=None if loss is not None else "payload_error", message=None, log_tail=None,
         )  # fmt: skip
-        return point_store.settle_point(
-            conn, point_id=claim.point.id, segment_id=claim.segment.id, loss=loss,
-            max_attempts=max_attempts, failure_loss=1e5,
-        )  # fmt: skip
+        return _settle(conn, claim.point.id, claim.segment.id, loss, max_attempts)
+
+
+def _settle(
+    conn: Connection, point_id: int, segment_id: int, loss: float | None, max_attempts: int
+) -> point_store.Settled | None:
+    """What a completion does: the point's end, then its counter move (store.points)."""
+    ended = point_store.end_point(
+        conn, point_id=point_id, segment_id=segment_id, loss=loss, max_attempts=max_attempts, failure_loss=1e5
+    )
+    return None if ended is None else point_store.Settled(ended.state, point_store.move_counters(conn, ended.move))
 
 
 def test_point_numbers_are_sequential_per_task_across_iterations(backend_services: Services) -> None:
@@ -195,9 +202,7 @@ def test_writes_are_fenced_by_lease_token_and_expiry(backend_services: Services)
     assert [a.id for a in expired] == [claim.attempt_id]
     with backend_services.db.write() as conn:
         assert attempt_store.expire_due(conn, 100) == [], "an attempt expires once"
-        settled = point_store.settle_point(
-            conn, point_id=claim.point.id, segment_id=segment_id, loss=None, max_attempts=3, failure_loss=1e5
-        )
+        settled = _settle(conn, claim.point.id, segment_id, None, 3)
     assert settled is not None and settled.state == PointState.PENDING
 
 
