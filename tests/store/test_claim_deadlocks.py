@@ -24,10 +24,12 @@ PILOT = Principal("site", "pilot", 2)
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
 
 
-def _segment_with_points(services: Services, site: str, points: int = 4) -> int:
+def segment_with_points(services: Services, site: str, points: int = 4, **limits: int) -> int:
+    """A task of one segment at ``site`` whose ``points`` points are steered already (``limits``:
+    more TaskRequest fields, e.g. max_evaluation_jobs); returns the segment's id."""
     request = TaskRequest(
-        name=f"deadlock.{site}", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=1,
-        max_points=points, n_points_per_iteration=points, n_parallel_evaluation=4, site=site,
+        name=f"claims.{site}", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=1,
+        max_points=points, n_points_per_iteration=points, n_parallel_evaluation=4, site=site, **limits,  # type: ignore[arg-type]
     )  # fmt: skip
     task_id = submit_task(services, ALICE, request, dry_run=False).id
     with services.db.read() as conn:
@@ -44,7 +46,7 @@ def test_completions_claiming_each_others_segments_do_not_deadlock(backend_servi
     if backend_services.db.is_sqlite:  # one writer at a time: no row locks to wait for
         require_postgres()
         return
-    first, second = _segment_with_points(backend_services, "SITE-A"), _segment_with_points(backend_services, "SITE-B")
+    first, second = segment_with_points(backend_services, "SITE-A"), segment_with_points(backend_services, "SITE-B")
     pilot_id = pilot_jobs.register_pilot(
         backend_services, PILOT, name="p", site="SITE-A", hostname="h", slots=[{"name": "0", "gpus": []}],
         runtimes=["local"], version="t",
@@ -91,8 +93,8 @@ def test_a_completion_passed_over_held_segments_gets_its_next_job_after_its_comm
         require_postgres()
         return
     services = backend_services
-    first = _segment_with_points(services, "SITE-C", points=1)  # older: its point is taken first
-    second = _segment_with_points(services, "SITE-C")
+    first = segment_with_points(services, "SITE-C", points=1)  # older: its point is taken first
+    second = segment_with_points(services, "SITE-C")
     pilot_id = pilot_jobs.register_pilot(
         services, PILOT, name="p", site="SITE-C", hostname="h", slots=[{"name": "0", "gpus": []}],
         runtimes=["local"], version="t",

@@ -13,17 +13,12 @@ from sqlalchemy.exc import DBAPIError
 from service.operations import pilot_jobs
 from service.operations.context import Services
 from service.operations.principal import Principal
-from service.operations.steer import steer_segment
-from service.operations.submit import TaskRequest, submit_task
-from service.steering.warm import WarmRunner
 from service.store import claims
-from service.store import tasks as task_store
 from service.store.database import Database, FinalStatementMissed, StoreBusy, execute_and_commit
 from tests.conftest import require_postgres
+from tests.store.test_claim_deadlocks import segment_with_points
 
-ALICE = Principal("alice", "user", 1)
 PILOT = Principal("site", "pilot", 2)
-SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
 
 probe = Table("probe", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
 BUMP = update(probe).where(probe.c.id == bindparam("p_id"), probe.c.n < 2).values(n=probe.c.n + 1).returning(probe.c.n)
@@ -94,23 +89,6 @@ def _bump_with_short_lock_timeout(db: Database) -> None:
         execute_and_commit(conn, BUMP, BUMPED, {"p_id": 1, "p_n": 1})
 
 
-def _task(services: Services, points: int, jobs: int) -> int:
-    request = TaskRequest(
-        name="final.claim", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=1,
-        max_points=points, n_points_per_iteration=points, n_parallel_evaluation=points, site="FINAL",
-        max_evaluation_jobs=jobs,
-    )  # fmt: skip
-    task_id = submit_task(services, ALICE, request, dry_run=False).id
-    with services.db.read() as conn:
-        segment_id = task_store.segments_of(conn, task_id)[0].id
-    runner = WarmRunner()
-    try:
-        assert steer_segment(services, runner, segment_id).produced == points
-    finally:
-        runner.close()
-    return segment_id
-
-
 def test_a_completion_whose_next_claim_meets_the_limit_at_the_last_moment_is_stored_once(
     backend_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,7 +99,7 @@ def test_a_completion_whose_next_claim_meets_the_limit_at_the_last_moment_is_sto
     if not _postgres(backend_services):
         return
     services = backend_services
-    segment_id = _task(services, points=4, jobs=2)
+    segment_id = segment_with_points(services, "FINAL", points=4, max_evaluation_jobs=2)
     pilot_id = pilot_jobs.register_pilot(
         services, PILOT, name="p", site="FINAL", hostname="h", slots=[{"name": "0", "gpus": []}],
         runtimes=["local"], version="t",
