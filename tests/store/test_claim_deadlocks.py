@@ -6,40 +6,20 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from sqlalchemy import text
 
 from service.operations import pilot_jobs
 from service.operations.context import Services
-from service.operations.principal import Principal
-from service.operations.steer import steer_segment
-from service.operations.submit import TaskRequest, submit_task
-from service.steering.warm import WarmRunner
 from service.store import claims
 from service.store import tasks as task_store
 from tests.conftest import require_postgres
-
-ALICE = Principal("alice", "user", 1)
-PILOT = Principal("site", "pilot", 2)
-SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
+from tests.store.steered import PILOT, steered_segment
 
 
-def segment_with_points(services: Services, site: str, points: int = 4, **limits: int) -> int:
-    """A task of one segment at ``site`` whose ``points`` points are steered already (``limits``:
-    more TaskRequest fields, e.g. max_evaluation_jobs); returns the segment's id."""
-    request = TaskRequest(
-        name=f"claims.{site}", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=1,
-        max_points=points, n_points_per_iteration=points, n_parallel_evaluation=4, site=site, **limits,  # type: ignore[arg-type]
-    )  # fmt: skip
-    task_id = submit_task(services, ALICE, request, dry_run=False).id
-    with services.db.read() as conn:
-        segment_id = task_store.segments_of(conn, task_id)[0].id
-    runner = WarmRunner()
-    try:
-        assert steer_segment(services, runner, segment_id).produced == points
-    finally:
-        runner.close()
-    return segment_id
+def segment_with_points(services: Services, site: str, points: int = 4, **fields: Any) -> int:
+    return steered_segment(services, points=points, name=f"claims.{site}", site=site, **fields)[1]
 
 
 def test_completions_claiming_each_others_segments_do_not_deadlock(backend_services: Services) -> None:

@@ -22,17 +22,10 @@ from service.config import Settings
 from service.operations import pilot_jobs
 from service.operations.context import NoTrigger, Services, build_services
 from service.operations.errors import Conflict
-from service.operations.principal import Principal
 from service.operations.reaper import reap_expired
-from service.operations.steer import steer_segment
-from service.operations.submit import TaskRequest, submit_task
-from service.steering.warm import WarmRunner
-from service.store import tasks as task_store
 from service.store.database import StoreBusy
+from tests.store.steered import PILOT, steered_segment
 
-ALICE = Principal("alice", "user", 1)
-PILOT = Principal("site", "pilot", 2)
-SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
 POINTS = 60
 MAX_ATTEMPTS = 3
 
@@ -75,19 +68,10 @@ def _worker(settings_json: str, pilot_id: int, seed: int, seconds: float) -> Non
 def test_concurrent_claimers_and_reapers_never_double_claim_or_lose_a_point(backend_services: Services) -> None:
     services = backend_services
     settings = services.settings.model_copy(update={"lease_ttl_s": 0.3, "heartbeat_interval_s": 0.1})
-    request = TaskRequest(
-        name="race", evaluation_exec="true", search_space=SPACE, optimizer="random", seed=3,
-        max_points=POINTS, n_points_per_iteration=POINTS, n_parallel_evaluation=POINTS,
+    task_id, _ = steered_segment(
+        services, points=POINTS, name="race", seed=3, n_parallel_evaluation=POINTS,
         max_attempts=MAX_ATTEMPTS, max_evaluation_jobs=POINTS * MAX_ATTEMPTS,
     )  # fmt: skip
-    task_id = submit_task(services, ALICE, request, dry_run=False).id
-    with services.db.read() as conn:
-        segment_id = task_store.segments_of(conn, task_id)[0].id
-    runner = WarmRunner()
-    try:
-        assert steer_segment(services, runner, segment_id).produced == POINTS
-    finally:
-        runner.close()
     pilot_id = pilot_jobs.register_pilot(
         services, PILOT, name="race", site="S", hostname="h", slots=[{"name": "s", "gpus": []}],
         runtimes=["local"], version="t",

@@ -12,13 +12,10 @@ from sqlalchemy.exc import DBAPIError
 
 from service.operations import pilot_jobs
 from service.operations.context import Services
-from service.operations.principal import Principal
 from service.store import claims
 from service.store.database import Database, FinalStatementMissed, StoreBusy, execute_and_commit
 from tests.conftest import require_postgres
-from tests.store.test_claim_deadlocks import segment_with_points
-
-PILOT = Principal("site", "pilot", 2)
+from tests.store.steered import PILOT, steered_segment
 
 probe = Table("probe", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
 BUMP = update(probe).where(probe.c.id == bindparam("p_id"), probe.c.n < 2).values(n=probe.c.n + 1).returning(probe.c.n)
@@ -99,7 +96,7 @@ def test_a_completion_whose_next_claim_meets_the_limit_at_the_last_moment_is_sto
     if not _postgres(backend_services):
         return
     services = backend_services
-    segment_id = segment_with_points(services, "FINAL", points=4, max_evaluation_jobs=2)
+    _, segment_id = steered_segment(services, points=4, site="FINAL", max_evaluation_jobs=2)
     pilot_id = pilot_jobs.register_pilot(
         services, PILOT, name="p", site="FINAL", hostname="h", slots=[{"name": "0", "gpus": []}],
         runtimes=["local"], version="t",
