@@ -65,7 +65,8 @@ class JobStarted:
 
 @dataclass(frozen=True)
 class JobEnded:
-    """An attempt ended, whatever the outcome: completed by its pilot, or expired by the reaper."""
+    """An attempt ended, whatever the outcome: completed by its pilot, expired by the reaper, or cancelled
+    when its task was killed or failed."""
 
     name: ClassVar[str] = "end_job"
     task_id: int
@@ -76,7 +77,7 @@ class JobEnded:
     pilot_id: int | None
     slot: str
     site: str
-    outcome: str  # succeeded | failed | expired
+    outcome: str  # succeeded | failed | expired | cancelled
     loss: float | None  # the reported loss of a successful attempt
     failure_class: str | None
     point_state: str  # done | failed (terminal), pending (will be retried) or cancelled (task killed)

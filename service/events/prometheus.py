@@ -34,7 +34,7 @@ log = logging.getLogger("hposteer.metrics")
 
 # What generate_latest writes; every Prometheus (2.x and 3.x) reads it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-ATTEMPT_OUTCOMES = (AttemptState.SUCCEEDED.value, AttemptState.FAILED.value, AttemptState.EXPIRED.value)
+ATTEMPT_OUTCOMES = tuple(s.value for s in AttemptState if s is not AttemptState.RUNNING)
 STEERING_OUTCOMES = ("ok", "exhausted", "failed")
 ACQUIRE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STEERING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)

@@ -148,13 +148,15 @@ def finish_task_if_over(conn: Connection, task_id: int) -> bool:
     return task_store.set_task_state(conn, task_id, TaskState.FINISHED, end_reason=reason)
 
 
-def fail_task(conn: Connection, task_id: int, message: str) -> None:
+def fail_task(conn: Connection, task_id: int, message: str, outbox: Outbox) -> None:
     """Stop a task that cannot go on: cancel what is left and record why."""
+    was_open = outbox.open_rounds(conn, task_id)
     for segment in task_store.segments_of(conn, task_id):
         point_store.cancel_unfinished_points(conn, segment_id=segment.id, include_running=True)
         target = SegmentState.FAILED if segment.state == SegmentState.ACTIVE.value else SegmentState.CANCELLED
         task_store.set_segment_state(conn, segment.id, target, end_reason=EndReason.STEERING_FAILED.value)
-    attempt_store.cancel_running_attempts(conn, task_id)
+    cancelled = attempt_store.cancel_running_attempts(conn, task_id, "the task failed: its steering failed repeatedly")
+    outbox.task_stopped(conn, task_id, cancelled, was_open)
     task_store.set_task_state(
         conn, task_id, TaskState.FAILED, end_reason=EndReason.STEERING_FAILED.value, message=message
     )

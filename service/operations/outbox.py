@@ -90,7 +90,35 @@ class Outbox:
         place = rounds.point_place(conn, attempt.point_id)
         if place is None:
             return
-        now = time.time()
+        point_state = settled.state.value if settled is not None else PointState.CANCELLED.value
+        self._job_ended(attempt, place, loss, point_state)
+        if settled is not None and settled.state in _TERMINAL:
+            self._round_ended(conn, attempt.task_id, rounds.OpenRound(place.segment_id, place.segment, place.iteration))
+
+    def open_rounds(self, conn: Connection, task_id: int) -> list[rounds.OpenRound]:
+        """The rounds a stop of the task will end, for ``task_stopped``; read them before cancelling."""
+        return rounds.open_rounds(conn, task_id) if self._services.events.listening else []
+
+    def task_stopped(
+        self,
+        conn: Connection,
+        task_id: int,
+        cancelled: Sequence[AttemptRecord],
+        was_open: Sequence[rounds.OpenRound],
+    ) -> None:
+        """Record a killed or failed task's cancelled attempts (an ``end_job`` each, as Clara keeps one per
+        ``start_job``) and the rounds that ended with it; call after its points were cancelled."""
+        self._ended.extend(attempt.state for attempt in cancelled)
+        if not self._services.events.listening:
+            return
+        for attempt in cancelled:
+            place = rounds.point_place(conn, attempt.point_id)
+            if place is not None:
+                self._job_ended(attempt, place, None, PointState.CANCELLED.value)
+        for open_round in was_open:
+            self._round_ended(conn, task_id, open_round)
+
+    def _job_ended(self, attempt: AttemptRecord, place: rounds.PointPlace, loss: float | None, state: str) -> None:
         self._events.append(
             JobEnded(
                 task_id=attempt.task_id,
@@ -104,26 +132,26 @@ class Outbox:
                 outcome=attempt.state,
                 loss=loss,
                 failure_class=attempt.failure_class,
-                point_state=settled.state.value if settled is not None else PointState.CANCELLED.value,
-                at=now,
+                point_state=state,
+                at=time.time(),
             )
         )
-        if settled is None or settled.state not in _TERMINAL:
-            return
-        tally = rounds.round_tally(conn, place.segment_id, place.iteration)
+
+    def _round_ended(self, conn: Connection, task_id: int, open_round: rounds.OpenRound) -> None:
+        tally = rounds.round_tally(conn, open_round.segment_id, open_round.iteration)
         if tally is not None:
             self._events.append(
                 RoundEnded(
-                    task_id=attempt.task_id,
-                    segment=place.segment,
-                    iteration=place.iteration,
+                    task_id=task_id,
+                    segment=open_round.segment,
+                    iteration=open_round.iteration,
                     points=tally.points,
                     done=tally.done,
                     failed=tally.failed,
                     cancelled=tally.cancelled,
                     min_loss=tally.min_loss,
                     max_loss=tally.max_loss,
-                    at=now,
+                    at=time.time(),
                 )
             )
 

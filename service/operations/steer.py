@@ -23,7 +23,7 @@ from service.core.steering_exec import CONTAINER_OPTIMIZER, SteeringCommand, par
 from service.operations.context import Services
 from service.operations.history import HistoryCache
 from service.operations.lifecycle import budget_of, fail_task, settle_segment
-from service.operations.outbox import recommendations_available
+from service.operations.outbox import Outbox, recommendations_available
 from service.store import points as point_store
 from service.store import steering_runs as run_store
 from service.store import tasks as task_store
@@ -276,6 +276,7 @@ def _record_failure(
     message: str,
 ) -> SteerResult:
     limit = services.settings.steering_max_failures
+    outbox = Outbox(services)
     with services.db.write() as conn:
         segment = task_store.get_segment(conn, seen.id)
         if segment is None or segment.iteration != seen.iteration:
@@ -296,6 +297,7 @@ def _record_failure(
         )
         recent = run_store.recent_outcomes(conn, segment.id, limit)
         if len(recent) >= limit and all(o == "failed" for o in recent):
-            fail_task(conn, task.id, f"steering failed {limit} times in a row; last error: {message}")
+            fail_task(conn, task.id, f"steering failed {limit} times in a row; last error: {message}", outbox)
+    outbox.publish()
     services.meters.steering_run(time.perf_counter() - began, "failed")
     return SteerResult(seen.id, requested, 0, "failed", message)

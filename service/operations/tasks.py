@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import Connection
-
 from service.core.states import PointState, SegmentState, TaskState
 from service.operations import brokerage
 from service.operations.context import Services
 from service.operations.errors import Conflict, Invalid, NotFound
+from service.operations.outbox import Outbox
 from service.operations.principal import Principal
 from service.operations.views import PointView, TaskView, point_detail_view, point_views, task_views
 from service.store import attempts as attempt_store
@@ -60,24 +59,24 @@ def list_points(
 
 
 def kill_task(services: Services, principal: Principal, task_id: int) -> TaskView:
+    outbox = Outbox(services)
     with services.db.write() as conn:
         task = task_store.get_task(conn, task_id, principal.owner_scope)
         if task is None:
             raise _not_found(task_id)
         if task.state != TaskState.RUNNING.value:
             raise Conflict(f"task {task_id} has already ended ({task.state}); nothing to kill", code="task_ended")
-        _cancel_everything(conn, task)
+        was_open = outbox.open_rounds(conn, task_id)
+        for segment in task_store.segments_of(conn, task.id):
+            point_store.cancel_unfinished_points(conn, segment_id=segment.id, include_running=True)
+            task_store.set_segment_state(conn, segment.id, SegmentState.CANCELLED, end_reason="killed")
+        outbox.task_stopped(conn, task_id, attempt_store.cancel_running_attempts(conn, task.id), was_open)
         task_store.set_task_state(conn, task_id, TaskState.KILLED, end_reason="killed")
         refreshed = task_store.get_task(conn, task_id, None)
         assert refreshed is not None
-        return task_views(conn, [refreshed], detail=True)[0]
-
-
-def _cancel_everything(conn: Connection, task: TaskRecord) -> None:
-    for segment in task_store.segments_of(conn, task.id):
-        point_store.cancel_unfinished_points(conn, segment_id=segment.id, include_running=True)
-        task_store.set_segment_state(conn, segment.id, SegmentState.CANCELLED, end_reason="killed")
-    attempt_store.cancel_running_attempts(conn, task.id)
+        view = task_views(conn, [refreshed], detail=True)[0]
+    outbox.publish()
+    return view
 
 
 def retry_task(services: Services, principal: Principal, task_id: int) -> tuple[TaskView, int]:

@@ -189,8 +189,11 @@ def expire_due(conn: Connection, limit: int) -> list[AttemptRecord]:
     return expired
 
 
-def cancel_running_attempts(conn: Connection, task_id: int) -> int:
-    result = conn.execute(
+def cancel_running_attempts(
+    conn: Connection, task_id: int, message: str = "the task was killed"
+) -> list[AttemptRecord]:
+    """End the task's running attempts as cancelled (the task was killed or failed); the attempts ended."""
+    rows = conn.execute(
         update(attempts)
         .where(
             attempts.c.task_id == task_id,
@@ -201,7 +204,8 @@ def cancel_running_attempts(conn: Connection, task_id: int) -> int:
             state=AttemptState.CANCELLED.value,
             ended_at=now_expr(),
             failure_class="killed",
-            message="the task was killed",
+            message=message,
         )
-    )
-    return int(result.rowcount)
+        .returning(*RECORD_COLUMNS)
+    ).all()
+    return [from_row(AttemptRecord, row) for row in rows]

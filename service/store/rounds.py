@@ -57,6 +57,25 @@ def _unfinished_statement() -> Select[Any]:
     )
 
 
+@dataclass(frozen=True)
+class OpenRound:
+    segment_id: int
+    segment: int  # the segment's index
+    iteration: int
+
+
+def open_rounds(conn: Connection, task_id: int) -> list[OpenRound]:
+    """The task's rounds with a pending or running point: those a kill ends (read before it)."""
+    rows = conn.execute(
+        select(points.c.segment_id, segments.c.idx, points.c.iteration)
+        .join(segments, segments.c.id == points.c.segment_id)
+        .where(points.c.task_id == task_id, points.c.state.in_(_UNFINISHED))
+        .group_by(points.c.segment_id, segments.c.idx, points.c.iteration)
+        .order_by(segments.c.idx, points.c.iteration)
+    ).all()
+    return [OpenRound(row.segment_id, row.idx, row.iteration) for row in rows]
+
+
 def point_place(conn: Connection, point_id: int) -> PointPlace | None:
     row = conn.execute(_place_statement(), {"p_point_id": point_id}).first()
     if row is None:

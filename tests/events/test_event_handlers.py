@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -93,6 +94,42 @@ def test_a_task_tells_every_clara_event_once_its_transaction_committed(
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [line["event"] for line in lines] == names, "the jsonl handler wrote the same events in the same order"
     assert lines[1]["points"] == [1, 2]
+
+
+def test_a_killed_task_tells_an_end_job_for_every_started_job_and_ends_its_open_rounds(
+    tmp_path: Path, plugins: Plugins, no_leftover_threads: None
+) -> None:
+    with live_service_on(tmp_path / "data", event_handlers=["recording"]) as live:
+        recorder = plugins.recorder
+        site = new_site()
+        with http(live, live.user_token) as user, http(live, live.pilot_token) as pilot:
+            body = submission(site=site, max_points=6, n_points_per_iteration=3, n_parallel_evaluation=3)
+            task_id = int(user.post("/api/v1/tasks", json=body).json()["id"])
+            pilot_id = register(pilot, site)
+            jobs = [acquire_job(pilot, pilot_id) for _ in range(3)]
+            complete(pilot, jobs[0], 0.5)
+            killed = user.post(f"/api/v1/tasks/{task_id}/kill")
+            assert killed.status_code == 200 and killed.json()["state"] == "killed"
+            late = pilot.post(
+                f"/api/v1/pilot/attempts/{jobs[1]['attempt_id']}/complete",
+                json={"lease_token": jobs[1]["lease_token"], "outcome": "success", "loss": 1.0},
+            )
+            assert late.status_code == 409, "the pilot learns its job was cancelled"
+        assert bus_of(live).drain(10)
+        metrics = httpx.get(f"{live.url}/metrics", timeout=10).text
+    events = [e for e in recorder.events if getattr(e, "task_id", task_id) == task_id]
+    started = [e for e in events if isinstance(e, JobStarted)]
+    ended = [e for e in events if isinstance(e, JobEnded)]
+    assert sorted(e.attempt_id for e in ended) == sorted(e.attempt_id for e in started) == sorted(
+        j["attempt_id"] for j in jobs
+    ), "Clara's promise: an end_job for every start_job, also for the jobs a kill cancelled"
+    cancelled = [e for e in ended if e.outcome == "cancelled"]
+    assert sorted(e.point for e in cancelled) == sorted(j["point_id"] for j in jobs[1:])
+    assert all((e.failure_class, e.point_state, e.loss, e.site) == ("killed", "cancelled", None, site) for e in cancelled)
+    (round_ended,) = [e for e in events if isinstance(e, RoundEnded)]
+    assert (round_ended.iteration, round_ended.points, round_ended.done, round_ended.cancelled) == (1, 3, 1, 2)
+    assert round_ended.min_loss == 0.5 and events.index(round_ended) > max(events.index(e) for e in cancelled)
+    assert 'hposteer_attempts_ended_total{outcome="cancelled"} 2.0' in metrics
 
 
 def test_steering_in_a_child_process_relays_its_recommendations(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from service.core.events import Event, JobEnded, RoundEnded
 from service.core.optimizer_spec import OptimizerSpec
 from service.core.searchspace import Params, SearchSpace
 from service.core.steering import Observation
@@ -144,3 +145,51 @@ def test_failed_points_reach_the_optimiser_as_failures_unless_the_task_asks_for_
         (failed,) = told[as_losses]
         assert failed.failed and failed.loss == 1e5, "the point itself records PanDA's failure loss"
     assert set(told) == {False, True}
+
+
+class KeptEvents:
+    """An event sink that keeps what it is handed (the bus's side of the port)."""
+
+    listening = True
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def test_a_task_failed_by_its_steering_ends_its_running_attempts_with_events(backend_services: Services) -> None:
+    kept = KeptEvents()
+    backend_services.events = kept
+    # Two points per run, and a run wanted while fewer than 2 are unevaluated: steering runs while a job is out.
+    task_id = submit(backend_services, optimizer="random", n_points_per_iteration=2, min_unevaluated_points=2)
+    segment_id = segment_of(backend_services, task_id)
+    runner = WarmRunner()
+    try:
+        assert steer_segment(backend_services, runner, segment_id).outcome == "ok"
+    finally:
+        runner.close()
+    pilot = pilot_jobs.register_pilot(
+        backend_services, PILOT, name="p", site="S", hostname="h", slots=[{"name": "0", "gpus": []}],
+        runtimes=["local"], version="t",
+    )["pilot_id"]  # fmt: skip
+    done = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
+    assert done is not None
+    report = pilot_jobs.Report(lease_token=done["lease_token"], outcome="success", loss=0.5)
+    pilot_jobs.complete(backend_services, PILOT, attempt_id=done["attempt_id"], report=report)
+    job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
+    assert job is not None
+    kept.events.clear()
+    for _ in range(backend_services.settings.steering_max_failures):
+        assert steer_segment(backend_services, BrokenRunner(), segment_id).outcome == "failed"
+    assert show_task(backend_services, ALICE, task_id).state == "failed"
+
+    ended = [e for e in kept.events if isinstance(e, JobEnded)]
+    assert [(e.attempt_id, e.outcome, e.failure_class, e.point_state) for e in ended] == [
+        (job["attempt_id"], "cancelled", "killed", "cancelled")
+    ], "Clara's promise: an end_job for every start_job, also when the task fails"
+    (round_ended,) = [e for e in kept.events if isinstance(e, RoundEnded)]
+    tally = (round_ended.task_id, round_ended.iteration, round_ended.points, round_ended.done, round_ended.cancelled)
+    assert tally == (task_id, 1, 2, 1, 1) and round_ended.min_loss == 0.5
+    assert kept.events.index(round_ended) > kept.events.index(ended[0])
