@@ -21,7 +21,7 @@ from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
 from client.task_download import download_action
 from client.task_view import format_point, format_task, format_task_table, wait_for_task
 
-SERVER_COMMANDS = ("serve", "token", "db")
+SERVER_COMMANDS = ("serve", "token", "db", "mlflow")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the steering service (server host)", add_help=False)
     sub.add_parser("token", help="create/list/revoke tokens (server host)", add_help=False)
     sub.add_parser("db", help="database schema upgrade (server host)", add_help=False)
+    sub.add_parser("mlflow", help="record evaluated points missing from MLflow (server host)", add_help=False)
 
     task = sub.add_parser("task", help="list, show, wait for or kill tasks")
     task_sub = task.add_subparsers(dest="task_command", metavar="ACTION", required=True)

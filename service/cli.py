@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     _common(db_sub.add_parser("upgrade", help="migrate the schema to the newest version"))
     _common(db_sub.add_parser("current", help="print the schema version"))
+
+    mlflow = sub.add_parser("mlflow", help="MLflow tracking (the mlflow event handler, docs/events.md)")
+    mlflow_sub = mlflow.add_subparsers(dest="mlflow_command", required=True)
+    sync = mlflow_sub.add_parser(
+        "sync", help="record the evaluated points whose MLflow run is missing or out of date (after an outage)"
+    )
+    _common(sync)
+    sync.add_argument("task_ids", nargs="*", type=int, metavar="TASK_ID", help="default: every task")
+    sync.add_argument("--tracking-uri", help="MLflow tracking store (HPOSTEER_MLFLOW_TRACKING_URI)")
     return parser
 
 
@@ -165,6 +174,38 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
         db.dispose()
 
 
+def _mlflow(args: argparse.Namespace, settings: Settings) -> int:
+    from service.events.mlflow_handler import HandlerUnavailable, MlflowHandler
+    from service.events.mlflow_sync import UnknownTask, sync_tasks
+    from service.store.blobs import BLOB_STORES
+
+    uri = args.tracking_uri or settings.mlflow_tracking_uri
+    if not uri:
+        print(
+            "error: no MLflow tracking store: pass --tracking-uri or set HPOSTEER_MLFLOW_TRACKING_URI", file=sys.stderr
+        )
+        return EXIT_USAGE
+    db = _database(settings)
+    try:
+        handler = MlflowHandler(
+            uri, settings.mlflow_experiment_prefix, db, BLOB_STORES[settings.blob_store](settings.blob_dir, db)
+        )
+        synced = sync_tasks(handler, db, args.task_ids or None)
+    except (HandlerUnavailable, UnknownTask) as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # MLflow unreachable or refusing: say so in one line
+        first = str(exc).splitlines()[0][:500] if str(exc) else ""
+        print(f"error: MLflow at {uri} failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    for task in synced:
+        print(f"task {task.task_id}: {task.recorded} run(s) recorded, {task.up_to_date} already up to date")
+    print(f"{sum(t.recorded for t in synced)} run(s) recorded in {len(synced)} task(s)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -174,5 +215,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             print(f"error: setting {field}: {err['msg']} (see docs/operator.md)", file=sys.stderr)
         return EXIT_USAGE
-    handlers = {"serve": _serve, "token": _token, "db": _db}
+    handlers = {"serve": _serve, "token": _token, "db": _db, "mlflow": _mlflow}
     return handlers[args.command](args, settings)

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     mlflow_experiment_prefix: str = Field(
         "hposteer", min_length=1, description="MLflow experiments are named <prefix>/<task id>-<task name>"
     )
+    mlflow_retry_s: float = Field(
+        10.0, gt=0, description="While MLflow fails, retry the oldest owed point after this long, doubling to 300 s"
+    )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics (no token)")
 
     @field_validator("event_handlers", mode="before")

@@ -105,6 +105,13 @@ class EventBus:
     def handler_names(self) -> tuple[str, ...]:
         return tuple(w.name for w in self._workers)
 
+    def handler(self, name: str) -> EventHandler:
+        """The handler configured under ``name`` (KeyError if none is)."""
+        for worker in self._workers:
+            if worker.name == name:
+                return worker.handler
+        raise KeyError(f"no event handler {name!r}; configured: {', '.join(self.handler_names) or 'none'}")
+
     def start(self) -> None:
         if not self._started:
             self._started = True

@@ -8,6 +8,9 @@ final attempt's metadata as ``meta.json`` (its numbers also as ``meta.<key>`` me
 metrics tarball under ``metrics/``. The run is tagged ``hposteer.point`` when it is created and
 searched for first, so a replayed event (or a point that ends again after ``task retry``)
 updates its run instead of making a second one. mlflow is imported on the first event.
+
+While MLflow fails, points wait in a ``Backlog`` (service.events.mlflow_backlog) and are recorded once
+it is back; ``hposteer mlflow sync`` (service.events.mlflow_sync) records what a backlog could not keep.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.core.events import Event, JobEnded
+from service.events.mlflow_backlog import Backlog
 from service.store.blobs import BlobStore
 from service.store.database import Database
 from service.store.tracking import TrackedPoint, tracked_point
@@ -60,7 +64,7 @@ def _text(value: Any, limit: int) -> str:
 
 
 class MlflowHandler:
-    def __init__(self, tracking_uri: str, prefix: str, db: Database, blobs: BlobStore):
+    def __init__(self, tracking_uri: str, prefix: str, db: Database, blobs: BlobStore, retry_s: float = 10.0):
         if importlib.util.find_spec("mlflow") is None:
             raise HandlerUnavailable(
                 "event handler 'mlflow' needs the mlflow package: pip install 'hposteer[service,mlflow]'"
@@ -71,12 +75,22 @@ class MlflowHandler:
         self._blobs = blobs
         self._client: MlflowClient | None = None
         self._experiments: dict[int, str] = {}
+        self._backlog = Backlog(self.record, retry_s=retry_s)
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     def handle(self, event: Event) -> None:
         if isinstance(event, JobEnded) and event.point_state in TERMINAL:
-            self.record(event.task_id, event.point)
+            self._backlog.record(event.task_id, event.point)
+
+    def owed(self) -> int:
+        """Points waiting for MLflow to come back."""
+        return len(self._backlog)
 
     def close(self) -> None:
+        self._backlog.close()
         self._client = None
 
     def record(self, task_id: int, number: int) -> str | None:
@@ -85,7 +99,7 @@ class MlflowHandler:
             point = tracked_point(conn, task_id, number)
         if point is None or point.state not in TERMINAL:
             return None
-        client = self._mlflow()
+        client = self.client()
         experiment_id = self._experiment(client, point)
         found = client.search_runs([experiment_id], filter_string=f"tags.`{POINT_TAG}` = '{number}'", max_results=1)
         if found:
@@ -108,7 +122,7 @@ class MlflowHandler:
         log.debug("task %d point %d recorded as MLflow run %s", task_id, number, run_id)
         return run_id
 
-    def _mlflow(self) -> MlflowClient:
+    def client(self) -> MlflowClient:
         if self._client is None:
             # MLflow prints a "View run" line to stdout per finished run; the service's output is its log.
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

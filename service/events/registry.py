@@ -49,7 +49,13 @@ def _mlflow(settings: Settings, context: HandlerContext) -> EventHandler:
     from service.events.mlflow_handler import MlflowHandler
 
     assert settings.mlflow_tracking_uri is not None  # checked with the settings
-    return MlflowHandler(settings.mlflow_tracking_uri, settings.mlflow_experiment_prefix, context.db, context.blobs)
+    return MlflowHandler(
+        settings.mlflow_tracking_uri,
+        settings.mlflow_experiment_prefix,
+        context.db,
+        context.blobs,
+        retry_s=settings.mlflow_retry_s,
+    )
 
 
 EVENT_HANDLERS: dict[str, HandlerSpec] = {

@@ -12,6 +12,8 @@ from sqlalchemy import Connection, select
 
 from service.store.tables import artifacts, attempts, pilots, points, segments, tasks
 
+ENDED = ("done", "failed")  # the points an experiment tracker records
+
 
 @dataclass(frozen=True)
 class TrackedAttempt:
@@ -116,4 +118,30 @@ def tracked_point(conn: Connection, task_id: int, number: int) -> TrackedPoint |
         attempts=tuple(TrackedAttempt(**a._mapping) for a in tried),
         metrics_name=metrics.name if metrics is not None else None,
         metrics_sha256=metrics.sha256 if metrics is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class TrackedTask:
+    id: int
+    name: str
+    ended_points: dict[int, str]  # point number -> done | failed
+
+
+def tracked_task(conn: Connection, task_id: int) -> TrackedTask | None:
+    """A task with the state of each of its evaluated (done or failed) points; None if there is no such task."""
+    name = conn.execute(select(tasks.c.name).where(tasks.c.id == task_id)).scalar_one_or_none()
+    if name is None:
+        return None
+    rows = conn.execute(
+        select(points.c.number, points.c.state).where(points.c.task_id == task_id, points.c.state.in_(ENDED))
+    ).all()
+    return TrackedTask(task_id, name, {row.number: row.state for row in rows})
+
+
+def tasks_with_ended_points(conn: Connection) -> list[int]:
+    return list(
+        conn.execute(select(points.c.task_id).where(points.c.state.in_(ENDED)).distinct().order_by(points.c.task_id))
+        .scalars()
+        .all()
     )

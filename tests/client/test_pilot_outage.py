@@ -122,7 +122,11 @@ def test_a_service_outage_longer_than_the_idle_limit_does_not_end_the_pilot(
         time.sleep(5.0)
         assert thread.is_alive(), "an unreachable server is an outage, not idleness"
         with ApiClient(live_service.url, live_service.user_token) as user:
-            task_id = submit(user, site, upload(user, {"eval.py": GOOD}), max_points=4)
+            # All four points at once, steered before the service "returns": under load a steering run may
+            # take longer than the 1 s idle limit, and a pilot idle for 1 s after the outage rightly exits.
+            sandbox = upload(user, {"eval.py": GOOD})
+            task_id = submit(user, site, sandbox, max_points=4, n_points_per_iteration=4)
+            wait_until(lambda: len(points(user, task_id)) == 4)
             forwarder.on()
             thread.join(timeout=60)
             assert codes == [0], "back in service, the pilot takes the work, then exits once idle"

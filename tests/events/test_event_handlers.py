@@ -120,12 +120,16 @@ def test_a_killed_task_tells_an_end_job_for_every_started_job_and_ends_its_open_
     events = [e for e in recorder.events if getattr(e, "task_id", task_id) == task_id]
     started = [e for e in events if isinstance(e, JobStarted)]
     ended = [e for e in events if isinstance(e, JobEnded)]
-    assert sorted(e.attempt_id for e in ended) == sorted(e.attempt_id for e in started) == sorted(
-        j["attempt_id"] for j in jobs
+    assert (
+        sorted(e.attempt_id for e in ended)
+        == sorted(e.attempt_id for e in started)
+        == sorted(j["attempt_id"] for j in jobs)
     ), "Clara's promise: an end_job for every start_job, also for the jobs a kill cancelled"
     cancelled = [e for e in ended if e.outcome == "cancelled"]
     assert sorted(e.point for e in cancelled) == sorted(j["point_id"] for j in jobs[1:])
-    assert all((e.failure_class, e.point_state, e.loss, e.site) == ("killed", "cancelled", None, site) for e in cancelled)
+    assert all(
+        (e.failure_class, e.point_state, e.loss, e.site) == ("killed", "cancelled", None, site) for e in cancelled
+    )
     (round_ended,) = [e for e in events if isinstance(e, RoundEnded)]
     assert (round_ended.iteration, round_ended.points, round_ended.done, round_ended.cancelled) == (1, 3, 1, 2)
     assert round_ended.min_loss == 0.5 and events.index(round_ended) > max(events.index(e) for e in cancelled)

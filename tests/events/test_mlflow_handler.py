@@ -6,6 +6,7 @@ every attempt, one plain); the runs are then read back through ``mlflow.MlflowCl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -21,19 +22,26 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from service.config import Settings
 from service.core.events import JobEnded
+from service.events.mlflow_handler import MlflowHandler
 from tests.api.test_api import http, new_site, register, submission, wait_state
 from tests.conftest import free_port, live_service_on
-from tests.events.plugins import Plugins, acquire_job, bus_of, complete
+from tests.events.plugins import Plugins, acquire_job, bus_of, complete, wait_for
 
 SERVER_START_S = 120  # a fresh SQLite store migrates first; the machine may be busy
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``mlflow server`` on a loopback port, stopped (its whole process group) afterwards."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
+    with running_mlflow(tmp_path_factory.mktemp("mlflow"), free_port()) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_mlflow(root: Path, port: int) -> Iterator[str]:
+    """A real ``mlflow server`` on a loopback port, stopped (its whole process group) afterwards; a
+    server started again on the same root and port finds its runs."""
     command = [
         sys.executable,
         "-m",
@@ -52,7 +60,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job workers
     log_path = root / "server.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -150,3 +158,119 @@ def test_each_evaluated_point_becomes_one_mlflow_run(tmp_path: Path, plugins: Pl
     assert failed.data.params == {k: str(v) for k, v in params[2].items()}
     assert plain.data.metrics == {"loss": 0.3, "failed": 0.0, "attempts": 1.0}
     assert mlflow.list_artifacts(plain.info.run_id) == []
+
+
+def run_names(url: str, experiment: str) -> list[str]:
+    """The ``hposteer.point`` tags of the experiment's runs, sorted (a point recorded twice shows twice)."""
+    mlflow = MlflowClient(tracking_uri=url)
+    found = mlflow.get_experiment_by_name(experiment)
+    return (
+        []
+        if found is None
+        else sorted(r.data.tags["hposteer.point"] for r in mlflow.search_runs([found.experiment_id]))
+    )
+
+
+def test_points_ended_while_mlflow_is_down_are_recorded_once_it_is_back(
+    tmp_path: Path, plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The MLflow client's own retries (minutes by default) are cut, so that the outage is seen at once.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    root, port = tmp_path / "mlflow", free_port()
+    root.mkdir()
+    server = contextlib.ExitStack()
+    url = server.enter_context(running_mlflow(root, port))
+    settings = {"event_handlers": ["mlflow"], "mlflow_tracking_uri": url, "mlflow_retry_s": 0.5}
+    try:
+        with live_service_on(tmp_path / "data", **settings) as live:
+            bus = bus_of(live)
+            handler = bus.handler("mlflow")
+            assert isinstance(handler, MlflowHandler)
+            site = new_site()
+            with http(live, live.user_token) as user, http(live, live.pilot_token) as pilot:
+                body = submission(
+                    name="user.alice.outage", site=site, max_points=4, n_points_per_iteration=4, max_attempts=1
+                )
+                task_id = int(user.post("/api/v1/tasks", json=body).json()["id"])
+                experiment = f"hposteer/{task_id}-user.alice.outage"
+                pilot_id = register(pilot, site)
+                # Each job is taken just before it ends (leases last 2 s here, and no heartbeat is sent).
+                complete(pilot, acquire_job(pilot, pilot_id), 0.1)
+                assert bus.drain(60) and run_names(url, experiment) == ["1"]
+
+                server.close()  # MLflow goes down; the service does not notice but for the handler
+                complete(pilot, acquire_job(pilot, pilot_id), 0.2)
+                complete(pilot, acquire_job(pilot, pilot_id), None)  # a failed point
+                wait_for(lambda: handler.owed() == 2, timeout_s=60, what="points 2 and 3 to be owed")
+                assert bus.stats()["mlflow"].failed == 0, "an outage is not a handler failure"
+
+                server.enter_context(running_mlflow(root, port))  # back, with the same store
+                complete(pilot, acquire_job(pilot, pilot_id), 0.4)
+                wait_for(lambda: handler.owed() == 0, timeout_s=120, what="the backlog to drain")
+                wait_state(user, task_id, "finished")
+            assert bus.drain(60)
+            assert run_names(url, experiment) == ["1", "2", "3", "4"], "each point once, none lost"
+            runs = MlflowClient(tracking_uri=url).search_runs(
+                [MlflowClient(tracking_uri=url).get_experiment_by_name(experiment).experiment_id]  # type: ignore[union-attr]
+            )
+            by_point = {r.data.tags["hposteer.point"]: r for r in runs}
+            assert by_point["3"].info.status == "FAILED" and by_point["3"].data.metrics["attempts"] == 1.0
+            assert by_point["2"].data.metrics["loss"] == 0.2
+    finally:
+        server.close()
+
+
+def sync(live_settings: Settings, *args: str, uri: str | None) -> subprocess.CompletedProcess[str]:
+    """``hposteer mlflow sync`` as an operator runs it on the server host (a real process)."""
+    command = [sys.executable, "-m", "service", "mlflow", "sync", "--database-url", live_settings.resolved_database_url]
+    command += ["--data-dir", str(live_settings.data_dir), *args] + (["--tracking-uri", uri] if uri else [])
+    env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    env.pop("HPOSTEER_MLFLOW_TRACKING_URI", None)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def test_mlflow_sync_records_the_points_no_handler_recorded(tmp_path: Path, mlflow_server: str) -> None:
+    # A service without the mlflow handler (or one that was down, or killed before handing events over).
+    with live_service_on(tmp_path / "data") as live:
+        site = new_site()
+        with http(live, live.user_token) as user, http(live, live.pilot_token) as pilot:
+            body = submission(name="user.alice.sync", site=site, max_points=3, n_points_per_iteration=3, max_attempts=1)
+            task_id = int(user.post("/api/v1/tasks", json=body).json()["id"])
+            pilot_id = register(pilot, site)
+            jobs = [acquire_job(pilot, pilot_id) for _ in range(3)]
+            for n, job in enumerate(jobs):
+                complete(pilot, job, None if n == 0 else 0.5 * n)
+            wait_state(user, task_id, "finished")
+        experiment = f"hposteer/{task_id}-user.alice.sync"
+        assert run_names(mlflow_server, experiment) == []
+
+        first = sync(live.settings, uri=mlflow_server)
+        assert first.returncode == 0, first.stderr
+        assert f"task {task_id}: 3 run(s) recorded, 0 already up to date" in first.stdout
+        assert run_names(mlflow_server, experiment) == ["1", "2", "3"]
+        again = sync(live.settings, str(task_id), uri=mlflow_server)
+        assert again.returncode == 0 and f"task {task_id}: 0 run(s) recorded, 3 already up to date" in again.stdout
+        assert run_names(mlflow_server, experiment) == ["1", "2", "3"], "a second sync makes no second run"
+
+        # The failed point is retried and done: its run is out of date and the next sync brings it up to date.
+        with http(live, live.user_token) as user, http(live, live.pilot_token) as pilot:
+            assert user.post(f"/api/v1/tasks/{task_id}/retry").status_code == 200
+            complete(pilot, acquire_job(pilot, register(pilot, site)), 0.05)
+            wait_state(user, task_id, "finished")
+        third = sync(live.settings, str(task_id), uri=mlflow_server)
+        assert f"task {task_id}: 1 run(s) recorded, 2 already up to date" in third.stdout, third.stdout
+        mlflow = MlflowClient(tracking_uri=mlflow_server)
+        found = mlflow.get_experiment_by_name(experiment)
+        assert found is not None
+        (run,) = mlflow.search_runs([found.experiment_id], filter_string="tags.`hposteer.point` = '1'")
+        assert run.info.status == "FINISHED" and run.data.metrics["loss"] == 0.05
+
+        # Bad input: each a one-line error and a non-zero exit.
+        unknown = sync(live.settings, "999", uri=mlflow_server)
+        assert unknown.returncode == 1 and unknown.stderr.strip() == "error: task 999 does not exist"
+        missing = sync(live.settings, uri=None)
+        assert missing.returncode == 2 and "pass --tracking-uri or set HPOSTEER_MLFLOW_TRACKING_URI" in missing.stderr
+        down = sync(live.settings, uri=f"http://127.0.0.1:{free_port()}")
+        assert down.returncode == 1 and down.stderr.startswith("error: MLflow at http://127.0.0.1:"), down.stderr
+        assert len(down.stderr.strip().splitlines()) == 1
