@@ -21,7 +21,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, or_, select
+from sqlalchemy import Connection, Integer, Row, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from service.core.states import AttemptState, PointState
 from service.store.tables import artifacts, attempts, pilots, points, steering_runs
@@ -105,15 +106,20 @@ def done_since(conn: Connection, segment_ids: Sequence[int], since: float) -> li
 def points_by_number(
     conn: Connection, task_id: int, numbers: Sequence[int], *, with_params: bool = False
 ) -> list[Row[Any]]:
-    """The task's points with these numbers (one index seek each), in number order."""
+    """The task's points with these numbers, in number order.
+
+    On PostgreSQL the numbers go as one array (``= ANY``): with an IN list of 1,500-2,000
+    parameters, planning and binding them cost more than the scan (48-55 ms against 15-34 ms at
+    100,000 points, bench (f)); SQLite looks each one up in the index either way.
+    """
     if not numbers:
         return []
     columns = (*_POINT_COLUMNS, points.c.params) if with_params else _POINT_COLUMNS
-    query = (
-        select(*columns)
-        .where(points.c.task_id == task_id, points.c.number.in_(bindparam("numbers", expanding=True)))
-        .order_by(points.c.number)
-    )
+    if conn.dialect.name == "postgresql":
+        wanted = points.c.number == func.any(bindparam("numbers", type_=ARRAY(Integer)))
+    else:
+        wanted = points.c.number.in_(bindparam("numbers", expanding=True))
+    query = select(*columns).where(points.c.task_id == task_id, wanted).order_by(points.c.number)
     return list(conn.execute(query, {"numbers": list(numbers)}))
 
 

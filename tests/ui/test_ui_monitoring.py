@@ -17,6 +17,7 @@ from service.operations.errors import Invalid, NotFound
 from service.operations.monitoring_views import counted_views
 from service.operations.principal import Principal
 from service.operations.views import task_views
+from service.store import monitoring as monitoring_store
 from service.store import tasks as task_store
 from service.store.database import now_expr
 from service.store.tables import points, segments
@@ -134,10 +135,21 @@ def test_history_best_so_far_is_exact_and_follows_new_completions(backend_servic
 
 def test_big_task_history_is_sampled_and_the_charts_small(backend_services: Services) -> None:
     task_id = fill(backend_services.settings, 5000, seed=2).task_id
+    with backend_services.db.write() as conn:  # the filler leaves the newest points pending: finish two of them
+        conn.execute(
+            update(points)
+            .where(points.c.task_id == task_id, points.c.number.in_((4990, 5000)))
+            .values(state="done", loss=0.5, updated_at=now_expr(), finished_at=now_expr())
+        )
     cache = monitoring.MonitoringCache()
     _, hist = monitoring_charts.history(backend_services, BENCH, task_id, cache=cache, known_etag=None)
     assert hist is not None and hist["sampled"] and hist["total"] == 5000
     assert len(hist["points"]) <= monitoring_charts.HISTORY_SAMPLE + monitoring_charts.RECENT
+    with backend_services.db.read() as conn:  # the latest RECENT numbers: every finished one, read every time
+        recent = monitoring_store.finished_in_range(conn, task_id, 5000 - monitoring_charts.RECENT + 1, 5000)
+    shown = {p[0] for p in hist["points"]}
+    assert {int(r.number) for r in recent} == {4990, 5000} and {4990, 5000} <= shown
+    assert len([n for n in shown if n <= 5000 - monitoring_charts.RECENT]) > 1000, "and the even sample before them"
     _, par = monitoring_charts.parallel_coordinates(
         backend_services, BENCH, task_id, segment=None, cache=cache, known_etag=None
     )
