@@ -41,6 +41,7 @@ from client.pilot.runtime import Runtime
 from client.pilot.slots import Slot
 from client.pilot.workdir import Workspace
 
+REPEATED_SIGNAL_S = 0.5  # a second signal sooner than this is the first one delivered twice (Pilot.signal)
 OUTAGE_GRACE_S = 60.0  # the least a pilot with --exit-when-idle waits for an unreachable server
 
 
@@ -103,6 +104,7 @@ class Pilot:
         self._last_work = time.monotonic()
         self._unreachable_since: float | None = None  # when the server last stopped answering
         self._signals = 0
+        self._first_signal_at = float("-inf")
         self._acquire_keys: dict[str, str] = {}  # slot -> idempotency key of an unanswered acquire
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -175,9 +177,19 @@ class Pilot:
         return self.exit_code
 
     def signal(self) -> None:
-        """Called on SIGTERM/SIGINT: drain first, stop the payloads on the second."""
+        """Called on SIGTERM/SIGINT: drain first, stop the payloads on the second.
+
+        A second signal within ``REPEATED_SIGNAL_S`` of the first is the same request delivered twice:
+        a batch system signalling the whole job (``scancel --full``) reaches the pilot directly and
+        through the job script's trap at once, and that must not kill the running evaluations.
+        """
+        now = time.monotonic()
+        if self._signals == 1 and now - self._first_signal_at < REPEATED_SIGNAL_S:
+            self.log.info(f"signal repeated within {REPEATED_SIGNAL_S} s: taken as the same request, still draining")
+            return
         self._signals += 1
         if self._signals == 1:
+            self._first_signal_at = now
             with self._lock:
                 running = len(self._busy)
             self.log.info(

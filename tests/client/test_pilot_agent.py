@@ -212,6 +212,24 @@ def test_sigterm_drains_running_evaluations_then_exits(live_service: LiveService
     assert progress["pending"] >= 1, "no new work was taken"
 
 
+def test_a_signal_delivered_twice_at_once_still_drains(live_service: LiveService, tmp_path: Path) -> None:
+    # As under `scancel --full --signal=TERM`: the pilot and the job script's trap forwarding to it.
+    site = new_site()
+    slow = "import json, time\ntime.sleep(1.5)\njson.dump({'loss': 1.0}, open('output.json', 'w'))\n"
+    with ApiClient(live_service.url, live_service.user_token) as api:
+        task_id = submit(api, site, upload(api, {"eval.py": slow}), max_points=2)
+        pilot = hposteer_pilot(live_service, site, tmp_path / "work")
+        wait_until(lambda: len(list((tmp_path / "work").glob("task*/point*/payload.log"))) == 1)
+        pilot.send_signal(signal.SIGTERM)
+        time.sleep(0.1)  # two deliveries, not one pending signal taken once
+        pilot.send_signal(signal.SIGTERM)
+        _, stderr = pilot.communicate(timeout=30)
+        attempts = [a for p in points(api, task_id) for a in p["attempts"]]
+    assert pilot.returncode == 0, stderr
+    assert "taken as the same request, still draining" in stderr and "second signal" not in stderr
+    assert [a["state"] for a in attempts] == ["succeeded"], "the running evaluation finished and nothing new began"
+
+
 def test_second_signal_stops_payloads_and_reports_them_killed(live_service: LiveService, tmp_path: Path) -> None:
     site = new_site()
     endless = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
@@ -221,7 +239,7 @@ def test_second_signal_stops_payloads_and_reports_them_killed(live_service: Live
         pid_file = tmp_path / "work" / f"task{task_id}" / "point1.attempt1" / "pid"
         wait_until(lambda: pid_file.exists() and pid_file.read_text() != "")
         pilot.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        time.sleep(1.0)  # a second signal within 0.5 s is taken as the first delivered twice (next test)
         pilot.send_signal(signal.SIGINT)
         _, stderr = pilot.communicate(timeout=30)
         attempt = points(api, task_id)[0]["attempts"][0]

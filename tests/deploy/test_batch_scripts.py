@@ -188,6 +188,35 @@ def test_slurm_submit_helper_passes_resources_and_settings(fake_bin: Path, tmp_p
     }, "settings travel in the environment, the token only as a file"
 
 
+@pytest.mark.parametrize(
+    ("wall", "drain", "refusal"),
+    [
+        ("10:00", "900", "--drain-before 900 is not shorter than --time 10:00 (600 s)"),  # HH:MM -> MM:SS
+        ("15", "900", "--drain-before 900 is not shorter than --time 15 (900 s)"),  # minutes
+        ("1-00", "900", None),  # a day
+        ("0-00:20:00", "900", None),
+        ("2:00:00", "900", None),
+        ("tomorrow", "900", "--time tomorrow is not in Slurm's format"),
+    ],
+)
+def test_slurm_submit_helper_checks_the_drain_against_the_wall_time(
+    fake_bin: Path, tmp_path: Path, token_file: Path, wall: str, drain: str, refusal: str | None
+) -> None:
+    # Slurm checks time limits about every 30 s: a drain time not under the wall time drains at once.
+    done = subprocess.run(
+        [str(SLURM_SUBMIT), "--server", "https://hpo.example.org", "--token-file", str(token_file),
+         "--time", wall, "--drain-before", drain],
+        env={"PATH": f"{fake_bin}:/usr/bin:/bin", "FAKE_RECORD": str(tmp_path / "r"), "FAKE_ANSWER": "Submitted 1"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if refusal is None:
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "r").exists()
+    else:
+        assert done.returncode == 2 and refusal in done.stderr, done.stderr
+        assert not (tmp_path / "r").exists(), "nothing was submitted"
+
+
 def test_slurm_submit_helper_refuses_without_server(fake_bin: Path, tmp_path: Path, token_file: Path) -> None:
     done = subprocess.run(
         [str(SLURM_SUBMIT), "--token-file", str(token_file)],

@@ -67,6 +67,25 @@ for n in "$count" "$gpus" "$per_slot" "$slots" "$cpus" "$drain" "$idle"; do
 done
 [ "$count" -ge 1 ] || die "--count must be 1 or more"
 
+# Slurm's time formats (minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds) in seconds; empty for one it does not know.
+wall_seconds() {
+  local t="$1" days=0 a b c
+  if [[ "$t" =~ ^([0-9]+)-(.*)$ ]]; then
+    days="${BASH_REMATCH[1]}" t="${BASH_REMATCH[2]}"
+    IFS=: read -r a b c <<< "$t"
+    echo $(( days * 86400 + 10#${a:-0} * 3600 + 10#${b:-0} * 60 + 10#${c:-0} ))
+  elif [[ "$t" =~ ^[0-9]+(:[0-9]+){0,2}$ ]]; then
+    IFS=: read -r a b c <<< "$t"
+    if [ -n "$c" ]; then echo $(( 10#$a * 3600 + 10#$b * 60 + 10#$c ))
+    elif [ -n "$b" ]; then echo $(( 10#$a * 60 + 10#$b ))
+    else echo $(( 10#$a * 60 )); fi
+  fi
+}
+wall_s="$(wall_seconds "$wall")"
+[ -n "$wall_s" ] || die "--time $wall is not in Slurm's format (minutes, HH:MM:SS, D-HH:MM:SS, ...)"
+[ "$drain" -lt "$wall_s" ] || die "--drain-before $drain is not shorter than --time $wall ($wall_s s): the pilot would drain as soon as it starts"
+
 opts=(--job-name=hposteer-pilot --nodes=1 --ntasks=1 --cpus-per-task="$cpus" --time="$wall"
       --signal="B:TERM@$drain")
 if [ "$count" -eq 1 ]; then
