@@ -5,6 +5,10 @@ once one point failed the handler stops calling MLflow for new ones: they join t
 cost, and one thread retries the oldest at growing intervals (``retry_s`` doubling up to
 ``max_retry_s``). When one succeeds the rest follow at once, in the order their points ended.
 
+A failure is an outage only if MLflow then fails a plain probe (``reachable``) too. A point that
+fails while MLflow answers (a bad value, a bug) is that point's own error: it is raised (the bus logs
+and counts it, ``hposteer_events_failed_total``) and never holds up the points behind it.
+
 The backlog lives in memory and is bounded (``capacity``): points beyond it, points still owed when
 the service stops, and a point that failed ``max_failures`` times in a row are logged and left to
 ``hposteer mlflow sync``, which compares a task's runs with its points and records what is missing.
@@ -28,6 +32,7 @@ class Backlog:
     def __init__(
         self,
         record: Callable[[int, int], object],
+        reachable: Callable[[], bool],
         *,
         retry_s: float,
         max_retry_s: float = 300.0,
@@ -35,6 +40,7 @@ class Backlog:
         max_failures: int = 50,
     ):
         self._record = record
+        self._reachable = reachable
         self._retry_s = retry_s
         self._max_retry_s = max(max_retry_s, retry_s)
         self._capacity = capacity
@@ -57,7 +63,7 @@ class Backlog:
         return self._lost
 
     def record(self, task_id: int, number: int) -> None:
-        """Record the point now, or owe it if MLflow is failing (now or already)."""
+        """Record the point now, or owe it if MLflow is down (now or already); a point's own error is raised."""
         key = (task_id, number)
         with self._lock:
             if self._owed:  # an outage is on: keep the order, and do not wait out the client's retries again
@@ -67,6 +73,8 @@ class Backlog:
             with self._recording:
                 self._record(task_id, number)
         except Exception as exc:
+            if self._reachable():
+                raise
             with self._lock:
                 self._owe(key)
             log.warning("MLflow failed to record task %d point %d (%s); retrying in the background", *key, _why(exc))
@@ -106,17 +114,13 @@ class Backlog:
                 with self._recording:
                     self._record(*key)
             except Exception as exc:
+                if self._reachable():  # MLflow answers: the point's own error, which must not hold up the rest
+                    self._give_up(key, f"MLflow answers but refused it ({_why(exc)})")
+                    continue
                 with self._lock:
-                    failures = self._owed.get(key, 0) + 1
-                    if failures >= self._max_failures:
-                        self._owed.pop(key, None)
-                        self._lost += 1
-                    else:
-                        self._owed[key] = failures
+                    failures = self._owed[key] = self._owed.get(key, 0) + 1
                 if failures >= self._max_failures:
-                    log.error(
-                        "task %d point %d failed %d times in MLflow (%s); %s", *key, failures, _why(exc), SYNC_HINT
-                    )
+                    self._give_up(key, f"it failed {failures} times in a row ({_why(exc)}); {SYNC_HINT}")
                     continue
                 log.info("MLflow still failing (%s); %d point(s) owed", _why(exc), len(self))
                 return False
@@ -125,6 +129,12 @@ class Backlog:
                 left = len(self._owed)
             if not left:
                 log.info("MLflow is back: every owed point is recorded")
+
+    def _give_up(self, key: Key, why: str) -> None:
+        with self._lock:
+            self._owed.pop(key, None)
+            self._lost += 1
+        log.error("task %d point %d is not recorded in MLflow: %s", *key, why)
 
     def close(self) -> None:
         with self._lock:

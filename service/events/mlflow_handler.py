@@ -75,7 +75,7 @@ class MlflowHandler:
         self._blobs = blobs
         self._client: MlflowClient | None = None
         self._experiments: dict[int, str] = {}
-        self._backlog = Backlog(self.record, retry_s=retry_s)
+        self._backlog = Backlog(self.record, self.reachable, retry_s=retry_s)
 
     @property
     def prefix(self) -> str:
@@ -121,6 +121,14 @@ class MlflowHandler:
         client.set_terminated(run_id, status=status, end_time=_ms(point.finished_at))
         log.debug("task %d point %d recorded as MLflow run %s", task_id, number, run_id)
         return run_id
+
+    def reachable(self) -> bool:
+        """Whether the tracking store answers at all (one small search): tells an outage from a point's own error."""
+        try:
+            self.client().search_experiments(max_results=1)
+        except Exception:
+            return False
+        return True
 
     def client(self) -> MlflowClient:
         if self._client is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from service.events.mlflow_backlog import Backlog
 from tests.events.plugins import wait_for
 
@@ -17,6 +19,7 @@ class Tracker:
         self.poisoned: set[tuple[int, int]] = set()
         self.recorded: list[tuple[int, int]] = []
         self.calls = 0
+        self.probe_fails = False  # a point failing while the probe fails too looks like an outage
 
     def __call__(self, task_id: int, number: int) -> None:
         self.calls += 1
@@ -24,10 +27,13 @@ class Tracker:
             raise ConnectionError("tracking server unreachable")
         self.recorded.append((task_id, number))
 
+    def reachable(self) -> bool:
+        return not self.down.is_set() and not self.probe_fails
+
 
 def test_an_outage_owes_points_without_calling_the_tracker_and_records_them_in_order_after() -> None:
     tracker = Tracker()
-    backlog = Backlog(tracker, retry_s=0.5, max_retry_s=0.5)
+    backlog = Backlog(tracker, tracker.reachable, retry_s=0.5, max_retry_s=0.5)
     try:
         backlog.record(1, 1)
         tracker.down.set()
@@ -47,16 +53,36 @@ def test_an_outage_owes_points_without_calling_the_tracker_and_records_them_in_o
     assert backlog.lost == 0
 
 
-def test_the_backlog_is_bounded_and_gives_up_on_a_point_that_always_fails() -> None:
+def test_a_point_mlflow_refuses_while_it_answers_is_raised_and_holds_up_nothing() -> None:
     tracker = Tracker()
-    backlog = Backlog(tracker, retry_s=0.01, max_retry_s=0.01, capacity=3, max_failures=3)
+    backlog = Backlog(tracker, tracker.reachable, retry_s=0.05, max_retry_s=0.05)
+    try:
+        tracker.poisoned.add((3, 1))
+        with pytest.raises(ConnectionError):  # the bus logs and counts it as the handler's failure
+            backlog.record(3, 1)
+        backlog.record(3, 2)
+        assert len(backlog) == 0 and tracker.recorded == [(3, 2)]
+        # Owed during an outage, then refused once MLflow is back: dropped, and the rest go through.
+        tracker.down.set()
+        for number in (3, 4):
+            backlog.record(3, number)
+        tracker.poisoned.add((3, 3))
+        tracker.down.clear()
+        wait_for(lambda: len(backlog) == 0, timeout_s=10, what="the backlog to drain")
+        assert tracker.recorded == [(3, 2), (3, 4)] and backlog.lost == 1
+    finally:
+        backlog.close()
+
+
+def test_the_backlog_is_bounded_and_gives_up_on_a_point_that_keeps_failing() -> None:
+    tracker = Tracker()
+    backlog = Backlog(tracker, tracker.reachable, retry_s=0.01, max_retry_s=0.01, capacity=3, max_failures=3)
     try:
         tracker.poisoned.add((2, 1))
-        backlog.record(2, 1)  # fails for good: owed, retried, dropped after 3 failures in a row
-        backlog.record(2, 2)
-        backlog.record(2, 3)
-        backlog.record(2, 4)  # over capacity: not kept
-        wait_for(lambda: len(backlog) == 0, timeout_s=10, what="the backlog to drain")
+        tracker.probe_fails = True
+        for number in (1, 2, 3, 4):  # 1 fails as in an outage; 2 and 3 wait behind it; 4 is over capacity
+            backlog.record(2, number)
+        wait_for(lambda: len(backlog) == 0, timeout_s=10, what="the head given up after 3 failures, the rest drained")
         assert tracker.recorded == [(2, 2), (2, 3)] and backlog.lost == 2
     finally:
         backlog.close()
