@@ -49,15 +49,6 @@ print(os.environ["FAKE_ANSWER"])
 
 
 @pytest.fixture
-def token_file(live_service: LiveService, tmp_path: Path) -> Path:
-    path = tmp_path / "secrets" / "pilot-token"
-    path.parent.mkdir()
-    path.write_text(live_service.pilot_token + "\n")
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture
 def fake_bin(tmp_path: Path) -> Path:
     """A directory with fake sbatch and condor_submit that record their arguments and environment."""
     bin_dir = tmp_path / "fake-bin"

@@ -54,16 +54,6 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
 
 
 @pytest.fixture
-def token_file(live_service: LiveService, tmp_path: Path) -> Path:
-    """The pilot token in a file only its owner reads, as the scripts require."""
-    path = tmp_path / "secrets" / "pilot-token"
-    path.parent.mkdir()
-    path.write_text(live_service.pilot_token + "\n")
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture
 def slurm_jobs(slurm: SlurmCluster) -> Iterator[list[str]]:
     """Ids of the jobs a test submitted; any still queued or running afterwards is cancelled."""
     submitted: list[str] = []

@@ -43,6 +43,15 @@ def submit(services: Services, **overrides: object) -> int:
     return submit_task(services, ALICE, request, dry_run=False).id
 
 
+def register_pilot(services: Services) -> int:
+    """A pilot with one slot "0" at site S."""
+    slots = [{"name": "0", "gpus": []}]
+    registered = pilot_jobs.register_pilot(
+        services, PILOT, name="p", site="S", hostname="h", slots=slots, runtimes=["local"], version="t"
+    )
+    return int(registered["pilot_id"])
+
+
 def segment_of(services: Services, task_id: int) -> int:
     with services.db.read() as conn:
         return task_store.segments_of(conn, task_id)[0].id
@@ -56,10 +65,7 @@ def test_an_exhausted_optimizer_ends_the_task_once_its_points_are_done(backend_s
         first = steer_segment(backend_services, runner, segment_id)
         assert (first.outcome, first.produced) == ("ok", 3), "the grid has three points, not ten"
         assert segments_needing_steering(backend_services).wanted == [], "3 unevaluated: wait for them"
-        pilot = pilot_jobs.register_pilot(
-            backend_services, PILOT, name="p", site="S", hostname="h", slots=[{"name": "0", "gpus": []}],
-            runtimes=["local"], version="t",
-        )["pilot_id"]  # fmt: skip
+        pilot = register_pilot(backend_services)
         for _ in range(3):
             job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
             assert job is not None
@@ -170,10 +176,7 @@ def test_a_task_failed_by_its_steering_ends_its_running_attempts_with_events(bac
         assert steer_segment(backend_services, runner, segment_id).outcome == "ok"
     finally:
         runner.close()
-    pilot = pilot_jobs.register_pilot(
-        backend_services, PILOT, name="p", site="S", hostname="h", slots=[{"name": "0", "gpus": []}],
-        runtimes=["local"], version="t",
-    )["pilot_id"]  # fmt: skip
+    pilot = register_pilot(backend_services)
     done = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
     assert done is not None
     report = pilot_jobs.Report(lease_token=done["lease_token"], outcome="success", loss=0.5)
