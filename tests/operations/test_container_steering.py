@@ -25,6 +25,7 @@ from service.store import steering_runs as run_store
 from service.store import tasks as task_store
 from tests.conftest import LiveService
 from tests.steering.container_helpers import IMAGE, engine, grid_command, script_command
+from tests.store.steered import one_slot_pilot
 
 __all__ = ["engine"]
 
@@ -55,10 +56,7 @@ def submit(services: Services, **overrides: Any) -> tuple[int, int]:
 
 def evaluate_all(services: Services, site: str) -> list[Any]:
     """Acquire and complete every pending point (loss: position of its category)."""
-    pilot = pilot_jobs.register_pilot(
-        services, PILOT, name=f"p-{site}", site=site, hostname="h", slots=[{"name": "0", "gpus": []}],
-        runtimes=["local"], version="t",
-    )["pilot_id"]  # fmt: skip
+    pilot = one_slot_pilot(services, site, name=f"p-{site}")
     done = []
     while (job := pilot_jobs.acquire(services, PILOT, pilot_id=pilot, slot="0")) is not None:
         params = job["params"]

@@ -16,6 +16,7 @@ from service.operations.submit import TaskRequest, submit_task
 from service.operations.tasks import show_task
 from service.steering.warm import WarmRunner
 from service.store import tasks as task_store
+from tests.store.steered import one_slot_pilot
 
 ALICE = Principal("alice", "user", 1)
 PILOT = Principal("site", "pilot", 2)
@@ -43,15 +44,6 @@ def submit(services: Services, **overrides: object) -> int:
     return submit_task(services, ALICE, request, dry_run=False).id
 
 
-def register_pilot(services: Services) -> int:
-    """A pilot with one slot "0" at site S."""
-    slots = [{"name": "0", "gpus": []}]
-    registered = pilot_jobs.register_pilot(
-        services, PILOT, name="p", site="S", hostname="h", slots=slots, runtimes=["local"], version="t"
-    )
-    return int(registered["pilot_id"])
-
-
 def segment_of(services: Services, task_id: int) -> int:
     with services.db.read() as conn:
         return task_store.segments_of(conn, task_id)[0].id
@@ -65,7 +57,7 @@ def test_an_exhausted_optimizer_ends_the_task_once_its_points_are_done(backend_s
         first = steer_segment(backend_services, runner, segment_id)
         assert (first.outcome, first.produced) == ("ok", 3), "the grid has three points, not ten"
         assert segments_needing_steering(backend_services).wanted == [], "3 unevaluated: wait for them"
-        pilot = register_pilot(backend_services)
+        pilot = one_slot_pilot(backend_services, "S")
         for _ in range(3):
             job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
             assert job is not None
@@ -135,10 +127,7 @@ def test_failed_points_reach_the_optimiser_as_failures_unless_the_task_asks_for_
         runner = Recorder()
         try:
             assert steer_segment(backend_services, runner, segment_id).produced == 1
-            pilot = pilot_jobs.register_pilot(
-                backend_services, PILOT, name="p", site=f"F{int(as_losses)}", hostname="h",
-                slots=[{"name": "0", "gpus": []}], runtimes=["local"], version="t",
-            )["pilot_id"]  # fmt: skip
+            pilot = one_slot_pilot(backend_services, f"F{int(as_losses)}")
             for _ in range(2):
                 job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
                 assert job is not None
@@ -176,7 +165,7 @@ def test_a_task_failed_by_its_steering_ends_its_running_attempts_with_events(bac
         assert steer_segment(backend_services, runner, segment_id).outcome == "ok"
     finally:
         runner.close()
-    pilot = register_pilot(backend_services)
+    pilot = one_slot_pilot(backend_services, "S")
     done = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
     assert done is not None
     report = pilot_jobs.Report(lease_token=done["lease_token"], outcome="success", loss=0.5)

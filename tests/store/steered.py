@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.operations import pilot_jobs
 from service.operations.context import Services
 from service.operations.principal import Principal
 from service.operations.steer import steer_segment
@@ -33,3 +34,12 @@ def steered_segment(services: Services, *, points: int, name: str = "claims", **
     finally:
         runner.close()
     return task_id, segment_id
+
+
+def one_slot_pilot(services: Services, site: str, *, name: str = "p", slot: str = "0") -> int:
+    """Register a pilot with one CPU slot at ``site``; its id."""
+    registered = pilot_jobs.register_pilot(
+        services, PILOT, name=name, site=site, hostname="h", slots=[{"name": slot, "gpus": []}],
+        runtimes=["local"], version="t",
+    )  # fmt: skip
+    return int(registered["pilot_id"])

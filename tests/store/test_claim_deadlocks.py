@@ -8,14 +8,17 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from service.operations import pilot_jobs
 from service.operations.context import Services
 from service.store import claims
 from service.store import tasks as task_store
-from tests.conftest import require_postgres
-from tests.store.steered import PILOT, steered_segment
+from tests.store.steered import PILOT, one_slot_pilot, steered_segment
+
+# SQLite has one writer at a time: no row locks to wait for, nothing to deadlock.
+pytestmark = pytest.mark.parametrize("backend_services", ["postgresql"], indirect=True)
 
 
 def segment_with_points(services: Services, site: str, points: int = 4, **fields: Any) -> int:
@@ -23,14 +26,8 @@ def segment_with_points(services: Services, site: str, points: int = 4, **fields
 
 
 def test_completions_claiming_each_others_segments_do_not_deadlock(backend_services: Services) -> None:
-    if backend_services.db.is_sqlite:  # one writer at a time: no row locks to wait for
-        require_postgres()
-        return
     first, second = segment_with_points(backend_services, "SITE-A"), segment_with_points(backend_services, "SITE-B")
-    pilot_id = pilot_jobs.register_pilot(
-        backend_services, PILOT, name="p", site="SITE-A", hostname="h", slots=[{"name": "0", "gpus": []}],
-        runtimes=["local"], version="t",
-    )["pilot_id"]  # fmt: skip
+    pilot_id = one_slot_pilot(backend_services, "SITE-A")
     barrier = threading.Barrier(2)
     outcomes: dict[str, object] = {}
 
@@ -69,16 +66,10 @@ def test_completions_claiming_each_others_segments_do_not_deadlock(backend_servi
 def test_a_completion_passed_over_held_segments_gets_its_next_job_after_its_commit(backend_services: Services) -> None:
     """The completion's claim may not wait for another segment's row while it holds its own; it
     passes over, commits, and then waits as a plain acquire: the pilot still gets the job."""
-    if backend_services.db.is_sqlite:
-        require_postgres()
-        return
     services = backend_services
     first = segment_with_points(services, "SITE-C", points=1)  # older: its point is taken first
     second = segment_with_points(services, "SITE-C")
-    pilot_id = pilot_jobs.register_pilot(
-        services, PILOT, name="p", site="SITE-C", hostname="h", slots=[{"name": "0", "gpus": []}],
-        runtimes=["local"], version="t",
-    )["pilot_id"]  # fmt: skip
+    pilot_id = one_slot_pilot(services, "SITE-C")
     job = pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot="0")
     assert job is not None
     with services.db.read() as conn:

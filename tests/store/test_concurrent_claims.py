@@ -24,7 +24,7 @@ from service.operations.context import NoTrigger, Services, build_services
 from service.operations.errors import Conflict
 from service.operations.reaper import reap_expired
 from service.store.database import StoreBusy
-from tests.store.steered import PILOT, steered_segment
+from tests.store.steered import PILOT, one_slot_pilot, steered_segment
 
 POINTS = 60
 MAX_ATTEMPTS = 3
@@ -72,10 +72,7 @@ def test_concurrent_claimers_and_reapers_never_double_claim_or_lose_a_point(back
         services, points=POINTS, name="race", seed=3, n_parallel_evaluation=POINTS,
         max_attempts=MAX_ATTEMPTS, max_evaluation_jobs=POINTS * MAX_ATTEMPTS,
     )  # fmt: skip
-    pilot_id = pilot_jobs.register_pilot(
-        services, PILOT, name="race", site="S", hostname="h", slots=[{"name": "s", "gpus": []}],
-        runtimes=["local"], version="t",
-    )["pilot_id"]  # fmt: skip
+    pilot_id = one_slot_pilot(services, "S", name="race", slot="s")
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(settings.model_dump_json(), pilot_id, seed, 3.0)) for seed in range(4)

@@ -14,19 +14,21 @@ from service.operations import pilot_jobs
 from service.operations.context import Services
 from service.store import claims
 from service.store.database import Database, FinalStatementMissed, StoreBusy, execute_and_commit
-from tests.conftest import require_postgres
-from tests.store.steered import PILOT, steered_segment
+from tests.store.steered import PILOT, one_slot_pilot, steered_segment
+
+# Row locks and the pipelined COMMIT are PostgreSQL's (SQLite has one writer at a time and no pipeline).
+pytestmark = pytest.mark.parametrize("backend_services", ["postgresql"], indirect=True)
 
 probe = Table("probe", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
 BUMP = update(probe).where(probe.c.id == bindparam("p_id"), probe.c.n < 2).values(n=probe.c.n + 1).returning(probe.c.n)
 BUMPED = select(literal(1, Integer) / func.count()).select_from(probe).where(probe.c.n == bindparam("p_n"))
 
 
-def _postgres(services: Services) -> bool:
-    if services.db.is_sqlite:
-        require_postgres()
-        return False
-    return True
+def _probe_row(db: Database) -> None:
+    """The probe table with its one row (id 1, n 0)."""
+    with db.write() as conn:
+        probe.create(conn)
+        conn.execute(insert(probe).values(id=1, n=0))
 
 
 def _count(services: Services) -> int:
@@ -37,12 +39,8 @@ def _count(services: Services) -> int:
 def test_the_statement_and_the_commit_go_together_and_a_miss_rolls_everything_back(
     backend_services: Services,
 ) -> None:
-    if not _postgres(backend_services):
-        return
     db = backend_services.db
-    with db.write() as conn:
-        probe.create(conn)
-        conn.execute(insert(probe), [{"id": 1, "n": 0}])
+    _probe_row(db)
     with db.write() as conn:
         conn.execute(insert(probe).values(id=2, n=0))  # an earlier write of the same transaction
         row = execute_and_commit(conn, BUMP, BUMPED, {"p_id": 1, "p_n": 1})
@@ -61,12 +59,8 @@ def test_the_statement_and_the_commit_go_together_and_a_miss_rolls_everything_ba
 
 
 def test_a_lock_wait_past_the_timeout_is_store_busy(backend_services: Services) -> None:
-    if not _postgres(backend_services):
-        return
     db = backend_services.db
-    with db.write() as conn:
-        probe.create(conn)
-        conn.execute(insert(probe).values(id=1, n=0))
+    _probe_row(db)
     holder = db.engine.connect()
     holder.begin()
     holder.execute(text("SELECT n FROM probe WHERE id = 1 FOR UPDATE"))
@@ -93,14 +87,9 @@ def test_a_completion_whose_next_claim_meets_the_limit_at_the_last_moment_is_sto
     the segment's row, another transaction started the last job. The fast path rolls back the
     whole completion and the use case runs again the ordinary way: the result is stored once, no
     job beyond maxEvaluationJobs is started, and the segment ends with its budget spent."""
-    if not _postgres(backend_services):
-        return
     services = backend_services
     _, segment_id = steered_segment(services, points=4, site="FINAL", max_evaluation_jobs=2)
-    pilot_id = pilot_jobs.register_pilot(
-        services, PILOT, name="p", site="FINAL", hostname="h", slots=[{"name": "0", "gpus": []}],
-        runtimes=["local"], version="t",
-    )["pilot_id"]  # fmt: skip
+    pilot_id = one_slot_pilot(services, "FINAL")
     job = pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot="0")
     assert job is not None
     misses: list[str] = []
@@ -139,12 +128,8 @@ def test_a_completion_whose_next_claim_meets_the_limit_at_the_last_moment_is_sto
 def test_a_connection_lost_before_the_final_statement_is_not_handed_out_again(backend_services: Services) -> None:
     """The error reaches the caller as SQLAlchemy's, and the dead connection leaves the pool (the
     transaction's rollback finds it closed), so no later request meets it."""
-    if not _postgres(backend_services):
-        return
     db = backend_services.db
-    with db.write() as conn:
-        probe.create(conn)
-        conn.execute(insert(probe).values(id=1, n=0))
+    _probe_row(db)
     with pytest.raises(DBAPIError), db.write() as conn:  # noqa: PT012 (the loss is set up inside the transaction)
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         with db.engine.connect() as killer:
