@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from client.http import ApiClient
+from client.http import ApiClient, Registration
 from client.pilot import agent
 from client.pilot.agent import Pilot, PilotConfig
 from client.pilot.runtime import make_runtime
@@ -69,6 +70,10 @@ class Forwarder:
                 return
             server = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
+                if self._listener is not listener:  # turned off while this connection was being set up
+                    for sock in (client, server):
+                        sock.close()
+                    return
                 self._open.update((client, server))
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -115,11 +120,20 @@ def test_a_service_outage_longer_than_the_idle_limit_does_not_end_the_pilot(
             name="outage", site=site, slots=cpu_slots(2), runtime=make_runtime("local"), workdir=tmp_path,
             exit_when_idle_s=1.0,
         )  # fmt: skip
+        register = api.register_pilot
+
+        def register_then_outage(registration: dict[str, Any]) -> Registration:
+            # The service "restarts" the moment the pilot is registered, before its first poll: a test thread
+            # that turned the forwarder off later could lose the race to the 1 s idle limit on a loaded machine.
+            answer = register(registration)
+            forwarder.off()
+            return answer
+
+        api.register_pilot = register_then_outage  # type: ignore[method-assign]
         pilot = Pilot(api, config)
         thread, codes = start(pilot)
         wait_until(lambda: pilot.pilot_id != 0)
-        forwarder.off()  # the service "restarts": 5 s without an answer, five times the idle limit
-        time.sleep(5.0)
+        time.sleep(5.0)  # 5 s without an answer, five times the idle limit
         assert thread.is_alive(), "an unreachable server is an outage, not idleness"
         with ApiClient(live_service.url, live_service.user_token) as user:
             # All four points at once, steered before the service "returns": under load a steering run may

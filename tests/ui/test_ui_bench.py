@@ -12,4 +12,7 @@ def test_the_ui_benchmark_runs_on_a_small_task() -> None:
     for round_ in ("idle", "live"):
         assert len(result[round_]) == 16
         assert all(row["p95_ms"] > 0 for row in result[round_].values())
-    assert result["target_met"], result
+    # Whether the target is met is the benchmark's finding (make bench, docs/benchmarks.md), not this test's:
+    # one load per URL on a busy CI machine says nothing about a p95. The report must be consistent, though.
+    worst = max(row["p95_ms"] for round_ in ("idle", "live") for row in result[round_].values())
+    assert result["worst_p95_ms"] == worst and result["target_met"] == (worst < result["target_p95_ms"])
