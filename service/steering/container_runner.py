@@ -157,7 +157,11 @@ class ContainerRunner:
 
         try:
             _sweep(client, self.work_root, max(self.limits.timeout_s + SWEEP_GRACE_S, MIN_WORKDIR_AGE_S))
-            labels = {"hposteer.role": "steering", "hposteer.deadline": f"{time.time() + self.limits.timeout_s:.0f}"}
+            labels = {
+                "hposteer.role": "steering",
+                "hposteer.deadline": f"{time.time() + self.limits.timeout_s:.0f}",
+                "hposteer.workdir": str(workdir),  # which run's directory, for an operator reading `docker ps`
+            }
             settings = engine.hardening(self.limits, command, env, workdir, user, labels)
             container = client.containers.create(command.image, argv, **settings)
             try:

@@ -55,7 +55,9 @@ def failure(tmp_path: Path, steering_exec: str, container: str | None = IMAGE, *
 
 
 def leftovers(client: docker.DockerClient, tmp_path: Path) -> tuple[list[Any], list[Path]]:
-    containers = client.containers.list(all=True, filters={"label": "hposteer.role=steering"})
+    """This test's one-shot containers (other tests, perhaps in parallel, run their own) and directories."""
+    listed = client.containers.list(all=True, filters={"label": "hposteer.role=steering"})
+    containers = [c for c in listed if Path(c.labels.get("hposteer.workdir", "/")).is_relative_to(tmp_path)]
     return containers, list((tmp_path / "steering").iterdir())
 
 

@@ -64,8 +64,11 @@ def run(runner: ContainerRunner, history: list[Observation], *, key: int = 11, t
     )
 
 
-def warm_containers(client: docker.DockerClient) -> list[Any]:
-    return client.containers.list(all=True, filters={"label": f"hposteer.role={ROLE}"})
+def warm_containers(client: docker.DockerClient, root: Path) -> list[Any]:
+    """The warm containers of this test's runners (working directories under ``root``): other tests,
+    in this process or in parallel ones (pytest-xdist), may have warm containers of their own."""
+    listed = client.containers.list(all=True, filters={"label": f"hposteer.role={ROLE}"})
+    return [c for c in listed if Path(c.labels.get("hposteer.workdir", "/")).is_relative_to(root)]
 
 
 def told(points: list[Params], start: int) -> list[Observation]:
@@ -86,7 +89,7 @@ def test_runs_share_one_container_and_give_the_fresh_container_points(
             points = run(warm, history, text=text)
             assert points == run(cold, history, text=text) and len(points) == 2
             history += told(points, len(history) + 1)
-        [container] = warm_containers(engine)
+        [container] = warm_containers(engine, tmp_path)
         assert container.labels["hposteer.segment"] == "11"
         log = container.logs().decode()
         assert f"ready on /tmp/hposteer-steering.sock ({lib} warmed)" in log
@@ -95,7 +98,7 @@ def test_runs_share_one_container_and_give_the_fresh_container_points(
         assert list(Path(container.labels["hposteer.workdir"]).iterdir()) == [], "emptied after each run"
     finally:
         warm.close()
-    assert warm_containers(engine) == [] and list((tmp_path / "warm").iterdir()) == []
+    assert warm_containers(engine, tmp_path) == [] and list((tmp_path / "warm").iterdir()) == []
     assert not (tmp_path / "cold").exists() or list((tmp_path / "cold").iterdir()) == []
 
 
@@ -103,7 +106,7 @@ def test_the_warm_container_is_hardened_like_a_fresh_one(engine: docker.DockerCl
     runner = ContainerRunner(tmp_path / "steering", LIMITS)
     try:
         run(runner, [])
-        [container] = warm_containers(engine)
+        [container] = warm_containers(engine, tmp_path)
         host = container.attrs["HostConfig"]
         assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"] and host["NetworkMode"] == "none"
         assert host["SecurityOpt"] == ["no-new-privileges"] and host["PidsLimit"] == LIMITS.pids
@@ -122,14 +125,14 @@ def test_a_failed_run_removes_its_container_and_the_retry_gets_a_fresh_one(
     runner = ContainerRunner(tmp_path / "steering", LIMITS)
     try:
         run(runner, [])
-        [first] = warm_containers(engine)
+        [first] = warm_containers(engine, tmp_path)
         with pytest.raises(SteeringError) as info:
             run(runner, [], text=GENERATE.replace("-l nevergrad", "-l hyperopt"))
         message = str(info.value)
         assert "exited with code 2" in message and "hpogrid library 'hyperopt' has no builtin equivalent" in message
-        assert warm_containers(engine) == []
+        assert warm_containers(engine, tmp_path) == []
         assert len(run(runner, [])) == 2
-        [second] = warm_containers(engine)
+        [second] = warm_containers(engine, tmp_path)
         assert second.id != first.id
     finally:
         runner.close()
@@ -145,7 +148,7 @@ def test_a_hanging_run_is_killed_at_the_wall_clock_limit(engine: docker.DockerCl
             run(runner, [], text=hang)
         assert time.monotonic() - began < 15
         assert "ran longer than 4 s and was killed" in str(info.value) and "thinking" in str(info.value)
-        assert warm_containers(engine) == []
+        assert warm_containers(engine, tmp_path) == []
     finally:
         runner.close()
 
@@ -156,37 +159,41 @@ def test_ended_idle_and_excess_containers_are_removed(engine: docker.DockerClien
     try:
         for key in (1, 2, 3):  # at most 2 warm: the least recently used one goes
             run(runner, [], key=key)
-        assert sorted(c.labels["hposteer.segment"] for c in warm_containers(engine)) == ["2", "3"]
+        assert sorted(c.labels["hposteer.segment"] for c in warm_containers(engine, tmp_path)) == ["2", "3"]
         runner.retain({3})  # segment 2 ended
-        assert [c.labels["hposteer.segment"] for c in warm_containers(engine)] == ["3"]
+        assert [c.labels["hposteer.segment"] for c in warm_containers(engine, tmp_path)] == ["3"]
         time.sleep(2.5)
         runner.retain({3})  # idle past idle_s
-        assert warm_containers(engine) == [] and list((tmp_path / "steering").iterdir()) == []
+        assert warm_containers(engine, tmp_path) == [] and list((tmp_path / "steering").iterdir()) == []
     finally:
         runner.close()
 
 
 def test_a_killed_services_containers_are_swept_by_the_next(engine: docker.DockerClient, tmp_path: Path) -> None:
-    gone = subprocess.Popen(["sleep", "60"])
-    dead_owner = owner_token().rsplit(":", 2)[0] + f":{gone.pid}:{start_ticks(gone.pid)}"
-    gone.kill()
-    gone.wait()
+    # The container is started for a stand-in "service" process, killed once the run is done. (A faked owner
+    # that was dead from the start would be swept by any other service sweeping meanwhile, mid-run.)
+    stand_in = subprocess.Popen(["sleep", "600"])
+    try:
+        dead_owner = owner_token().rsplit(":", 2)[0] + f":{stand_in.pid}:{start_ticks(stand_in.pid)}"
+        killed = ContainerRunner(tmp_path / "steering", LIMITS)
+        killed._pool.owner = dead_owner  # as if that process had started it
+        run(killed, [], key=5)
+        [left] = warm_containers(engine, tmp_path)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
     assert not owner_alive(dead_owner) and owner_alive(owner_token())
-    killed = ContainerRunner(tmp_path / "steering", LIMITS)
-    killed._pool.owner = dead_owner  # as if that process had started it
-    run(killed, [], key=5)
-    [left] = warm_containers(engine)
     left_dir = Path(left.labels["hposteer.workdir"])
     assert left_dir.is_dir()
     successor = ContainerRunner(tmp_path / "steering", LIMITS)
     try:
         successor.sweep()  # what the steering loop does when it starts
-        assert warm_containers(engine) == [] and not left_dir.exists()
+        assert warm_containers(engine, tmp_path) == [] and not left_dir.exists()
         run(successor, [], key=6)
-        assert [c.labels["hposteer.segment"] for c in warm_containers(engine)] == ["6"]
+        assert [c.labels["hposteer.segment"] for c in warm_containers(engine, tmp_path)] == ["6"]
     finally:
         successor.close()
-    assert warm_containers(engine) == []
+    assert warm_containers(engine, tmp_path) == []
 
 
 def test_the_server_refuses_a_malformed_request(tmp_path: Path) -> None:
