@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     mlflow_retry_s: float = Field(
         10.0, gt=0, description="While MLflow fails, retry the oldest owed point after this long, doubling to 300 s"
     )
+    mlflow_catchup_days: float = Field(
+        7.0,
+        ge=0,
+        description="At start-up the mlflow handler records the points ended in this many days that have no run "
+        "(0: off; older ones: hposteer mlflow sync)",
+    )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics (no token)")
 
     @field_validator("event_handlers", mode="before")

@@ -10,8 +10,9 @@ fails while MLflow answers (a bad value, a bug) is that point's own error: it is
 and counts it, ``hposteer_events_failed_total``) and never holds up the points behind it.
 
 The backlog lives in memory and is bounded (``capacity``): points beyond it, points still owed when
-the service stops, and a point that failed ``max_failures`` times in a row are logged and left to
-``hposteer mlflow sync``, which compares a task's runs with its points and records what is missing.
+the service stops, and a point that failed ``max_failures`` times in a row are logged. The next
+start of a service with the handler records those that ended recently (service.events.mlflow_catchup);
+``hposteer mlflow sync`` compares any task's runs with its points and records what is missing.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Backlog:
                 raise
             with self._lock:
                 self._owe(key)
-            log.warning("MLflow failed to record task %d point %d (%s); retrying in the background", *key, _why(exc))
+            log.warning("MLflow failed to record task %d point %d (%s); retrying in the background", *key, why(exc))
 
     def _owe(self, key: Key) -> None:
         """Add a point to the backlog (caller holds ``_lock``)."""
@@ -115,14 +116,14 @@ class Backlog:
                     self._record(*key)
             except Exception as exc:
                 if self._reachable():  # MLflow answers: the point's own error, which must not hold up the rest
-                    self._give_up(key, f"MLflow answers but refused it ({_why(exc)})")
+                    self._give_up(key, f"MLflow answers but refused it ({why(exc)})")
                     continue
                 with self._lock:
                     failures = self._owed[key] = self._owed.get(key, 0) + 1
                 if failures >= self._max_failures:
-                    self._give_up(key, f"it failed {failures} times in a row ({_why(exc)}); {SYNC_HINT}")
+                    self._give_up(key, f"it failed {failures} times in a row ({why(exc)}); {SYNC_HINT}")
                     continue
-                log.info("MLflow still failing (%s); %d point(s) owed", _why(exc), len(self))
+                log.info("MLflow still failing (%s); %d point(s) owed", why(exc), len(self))
                 return False
             with self._lock:
                 self._owed.pop(key, None)
@@ -144,8 +145,14 @@ class Backlog:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if owed or self._lost:
-            log.error("%d point(s) owed to MLflow and %d given up on at shutdown; %s", owed, self._lost, SYNC_HINT)
+            log.error(
+                "%d point(s) owed to MLflow and %d given up on at shutdown; the next start records those that ended "
+                "in the last HPOSTEER_MLFLOW_CATCHUP_DAYS, or %s",
+                owed,
+                self._lost,
+                SYNC_HINT,
+            )
 
 
-def _why(exc: Exception) -> str:
+def why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"

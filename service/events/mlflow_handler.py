@@ -10,7 +10,9 @@ searched for first, so a replayed event (or a point that ends again after ``task
 updates its run instead of making a second one. mlflow is imported on the first event.
 
 While MLflow fails, points wait in a ``Backlog`` (service.events.mlflow_backlog) and are recorded once
-it is back; ``hposteer mlflow sync`` (service.events.mlflow_sync) records what a backlog could not keep.
+it is back. At ``startup`` a ``CatchUp`` (service.events.mlflow_catchup) records the recent points a
+stopped or killed service left without a run; ``hposteer mlflow sync`` (service.events.mlflow_sync)
+records any others.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.core.events import Event, JobEnded
+from service.core.events import Event, JobEnded, Startup
 from service.events.mlflow_backlog import Backlog
+from service.events.mlflow_catchup import CatchUp
 from service.store.blobs import BlobStore
 from service.store.database import Database
-from service.store.tracking import TrackedPoint, tracked_point
+from service.store.tracking import TrackedPoint, tasks_with_ended_points, tracked_point
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -64,7 +67,15 @@ def _text(value: Any, limit: int) -> str:
 
 
 class MlflowHandler:
-    def __init__(self, tracking_uri: str, prefix: str, db: Database, blobs: BlobStore, retry_s: float = 10.0):
+    def __init__(
+        self,
+        tracking_uri: str,
+        prefix: str,
+        db: Database,
+        blobs: BlobStore,
+        retry_s: float = 10.0,
+        catchup_s: float = 7 * 86400.0,
+    ):
         if importlib.util.find_spec("mlflow") is None:
             raise HandlerUnavailable(
                 "event handler 'mlflow' needs the mlflow package: pip install 'hposteer[service,mlflow]'"
@@ -76,6 +87,10 @@ class MlflowHandler:
         self._client: MlflowClient | None = None
         self._experiments: dict[int, str] = {}
         self._backlog = Backlog(self.record, self.reachable, retry_s=retry_s)
+        self._catchup_s = catchup_s
+        self.catch_up = CatchUp(
+            self._tasks_ended_since, self._stale_points, self._backlog.record, self.reachable, retry_s=retry_s
+        )
 
     @property
     def prefix(self) -> str:
@@ -84,14 +99,29 @@ class MlflowHandler:
     def handle(self, event: Event) -> None:
         if isinstance(event, JobEnded) and event.point_state in TERMINAL:
             self._backlog.record(event.task_id, event.point)
+        elif isinstance(event, Startup) and self._catchup_s > 0:
+            self.catch_up.start(event.at - self._catchup_s)
 
     def owed(self) -> int:
         """Points waiting for MLflow to come back."""
         return len(self._backlog)
 
     def close(self) -> None:
+        self.catch_up.close()
         self._backlog.close()
         self._client = None
+
+    def _tasks_ended_since(self, since: float) -> list[int]:
+        with self._db.read() as conn:
+            return tasks_with_ended_points(conn, since)
+
+    def _stale_points(self, task_id: int) -> list[int]:
+        from service.events.mlflow_sync import UnknownTask, stale_points  # it imports this module
+
+        try:
+            return stale_points(self, self._db, task_id)[1]
+        except UnknownTask:  # deleted meanwhile
+            return []
 
     def record(self, task_id: int, number: int) -> str | None:
         """Create or update the run of one point; its run id (None: the point is gone or not terminal)."""

@@ -5,16 +5,21 @@ while the service was stopped, or while MLflow was down past what the handler's 
 no run. This compares each task's done and failed points with its experiment's runs (by their
 ``hposteer.point`` and ``hposteer.state`` tags) and records the missing or changed ones through the
 handler's own ``record``, so a synced run is the run the handler would have made. Running it again
-changes nothing; it is safe while services run (a point both record ends up as one run).
+changes nothing. It is safe while services run: a point's run is looked up by its tag before one is
+made, so only a point that a service and this record in the same instant could get a second run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from service.events.mlflow_handler import POINT_TAG, MlflowHandler, experiment_name
+from service.events.mlflow_handler import POINT_TAG, experiment_name
 from service.store.database import Database
 from service.store.tracking import tasks_with_ended_points, tracked_task
+
+if TYPE_CHECKING:
+    from service.events.mlflow_handler import MlflowHandler
 
 PAGE = 1000
 
@@ -40,15 +45,20 @@ def sync_tasks(handler: MlflowHandler, db: Database, task_ids: list[int] | None 
 
 
 def sync_task(handler: MlflowHandler, db: Database, task_id: int) -> TaskSync:
+    evaluated, stale = stale_points(handler, db, task_id)
+    for number in stale:
+        handler.record(task_id, number)
+    return TaskSync(task_id, evaluated, len(stale), evaluated - len(stale))
+
+
+def stale_points(handler: MlflowHandler, db: Database, task_id: int) -> tuple[int, list[int]]:
+    """How many points of the task are evaluated, and which of them have no run or a run of another state."""
     with db.read() as conn:
         task = tracked_task(conn, task_id)
     if task is None:
         raise UnknownTask(f"task {task_id} does not exist")
     recorded = _recorded_states(handler, experiment_name(handler.prefix, task.id, task.name))
-    stale = sorted(n for n, state in task.ended_points.items() if recorded.get(n) != state)
-    for number in stale:
-        handler.record(task.id, number)
-    return TaskSync(task.id, len(task.ended_points), len(stale), len(task.ended_points) - len(stale))
+    return len(task.ended_points), sorted(n for n, state in task.ended_points.items() if recorded.get(n) != state)
 
 
 def _recorded_states(handler: MlflowHandler, experiment: str) -> dict[int, str]:

@@ -55,6 +55,7 @@ def _mlflow(settings: Settings, context: HandlerContext) -> EventHandler:
         context.db,
         context.blobs,
         retry_s=settings.mlflow_retry_s,
+        catchup_s=settings.mlflow_catchup_days * 86400.0,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, select
 
 from service.store.tables import artifacts, attempts, pilots, points, segments, tasks
 
@@ -139,9 +139,9 @@ def tracked_task(conn: Connection, task_id: int) -> TrackedTask | None:
     return TrackedTask(task_id, name, {row.number: row.state for row in rows})
 
 
-def tasks_with_ended_points(conn: Connection) -> list[int]:
-    return list(
-        conn.execute(select(points.c.task_id).where(points.c.state.in_(ENDED)).distinct().order_by(points.c.task_id))
-        .scalars()
-        .all()
-    )
+def tasks_with_ended_points(conn: Connection, since: float | None = None) -> list[int]:
+    """Tasks with a done or failed point (one that ended at or after ``since``, wall-clock seconds, if given)."""
+    where: list[ColumnElement[bool]] = [points.c.state.in_(ENDED)]
+    if since is not None:
+        where.append(points.c.finished_at >= since)
+    return list(conn.execute(select(points.c.task_id).where(*where).distinct().order_by(points.c.task_id)).scalars())

@@ -24,9 +24,10 @@ from mlflow import MlflowClient
 
 from service.config import Settings
 from service.core.events import JobEnded
+from service.events.mlflow_catchup import CatchUpResult
 from service.events.mlflow_handler import MlflowHandler
 from tests.api.test_api import http, new_site, register, submission, wait_state
-from tests.conftest import free_port, live_service_on
+from tests.conftest import LiveService, free_port, live_service_on
 from tests.events.plugins import Plugins, acquire_job, bus_of, complete, wait_for
 
 SERVER_START_S = 120  # a fresh SQLite store migrates first; the machine may be busy
@@ -230,18 +231,24 @@ def sync(live_settings: Settings, *args: str, uri: str | None) -> subprocess.Com
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
+def end_three_points(live: LiveService, name: str) -> tuple[int, str]:
+    """A task of 3 points evaluated (the first failed), on a service without the mlflow handler: as a service
+    stopped with points owed, or killed before handing their events over, leaves them. The task's id and site."""
+    site = new_site()
+    with http(live, live.user_token) as user, http(live, live.pilot_token) as pilot:
+        body = submission(name=name, site=site, max_points=3, n_points_per_iteration=3, max_attempts=1)
+        task_id = int(user.post("/api/v1/tasks", json=body).json()["id"])
+        pilot_id = register(pilot, site)
+        jobs = [acquire_job(pilot, pilot_id) for _ in range(3)]
+        for n, job in enumerate(jobs):
+            complete(pilot, job, None if n == 0 else 0.5 * n)
+        wait_state(user, task_id, "finished")
+    return task_id, site
+
+
 def test_mlflow_sync_records_the_points_no_handler_recorded(tmp_path: Path, mlflow_server: str) -> None:
-    # A service without the mlflow handler (or one that was down, or killed before handing events over).
     with live_service_on(tmp_path / "data") as live:
-        site = new_site()
-        with http(live, live.user_token) as user, http(live, live.pilot_token) as pilot:
-            body = submission(name="user.alice.sync", site=site, max_points=3, n_points_per_iteration=3, max_attempts=1)
-            task_id = int(user.post("/api/v1/tasks", json=body).json()["id"])
-            pilot_id = register(pilot, site)
-            jobs = [acquire_job(pilot, pilot_id) for _ in range(3)]
-            for n, job in enumerate(jobs):
-                complete(pilot, job, None if n == 0 else 0.5 * n)
-            wait_state(user, task_id, "finished")
+        task_id, site = end_three_points(live, "user.alice.sync")
         experiment = f"hposteer/{task_id}-user.alice.sync"
         assert run_names(mlflow_server, experiment) == []
 
@@ -274,3 +281,51 @@ def test_mlflow_sync_records_the_points_no_handler_recorded(tmp_path: Path, mlfl
         down = sync(live.settings, uri=f"http://127.0.0.1:{free_port()}")
         assert down.returncode == 1 and down.stderr.startswith("error: MLflow at http://127.0.0.1:"), down.stderr
         assert len(down.stderr.strip().splitlines()) == 1
+
+
+def test_a_starting_service_records_the_recent_points_left_without_a_run(
+    tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    data = tmp_path / "data"
+    with live_service_on(data) as live:
+        task_id, _ = end_three_points(live, "user.alice.catchup")
+    experiment = f"hposteer/{task_id}-user.alice.catchup"
+
+    def started(uri: str, **overrides: object) -> contextlib.AbstractContextManager[LiveService]:
+        return live_service_on(data, event_handlers=["mlflow"], mlflow_tracking_uri=uri, **overrides)
+
+    def caught_up(live: LiveService) -> CatchUpResult:
+        handler = bus_of(live).handler("mlflow")
+        assert isinstance(handler, MlflowHandler)
+        result: CatchUpResult = wait_for(lambda: handler.catch_up.result, timeout_s=60, what="the catch-up")
+        return result
+
+    # Points that ended before the window (here: the last 0.1 s) are left to `hposteer mlflow sync`.
+    with started(mlflow_server, mlflow_catchup_days=0.1 / 86400) as live:
+        assert caught_up(live) == CatchUpResult(tasks=0, handed=0, refused=0)
+    with started(mlflow_server, mlflow_catchup_days=0) as live:  # off
+        assert bus_of(live).drain(30) and bus_of(live).handler("mlflow").catch_up.result is None  # type: ignore[attr-defined]
+    assert run_names(mlflow_server, experiment) == []
+
+    # A host restarted: the service comes up before MLflow does. The catch-up waits for it.
+    root, port = tmp_path / "mlflow", free_port()
+    root.mkdir()
+    url = f"http://127.0.0.1:{port}"
+    with started(url, mlflow_retry_s=0.5) as live:
+        handler = bus_of(live).handler("mlflow")
+        assert isinstance(handler, MlflowHandler)
+        time.sleep(1.5)  # three tries against nothing
+        assert handler.catch_up.result is None
+        with running_mlflow(root, port):
+            assert caught_up(live) == CatchUpResult(tasks=1, handed=3, refused=0)
+            wait_for(lambda: run_names(url, experiment) == ["1", "2", "3"], timeout_s=60, what="3 runs")
+            failed = MlflowClient(tracking_uri=url).search_runs(
+                [MlflowClient(tracking_uri=url).get_experiment_by_name(experiment).experiment_id],  # type: ignore[union-attr]
+                filter_string="tags.`hposteer.point` = '1'",
+            )
+            assert [r.info.status for r in failed] == ["FAILED"]
+            with started(url) as again:  # the next start finds every run up to date
+                assert caught_up(again) == CatchUpResult(tasks=1, handed=0, refused=0)
+            assert run_names(url, experiment) == ["1", "2", "3"]
