@@ -214,6 +214,13 @@ def docker_with_image(image: str) -> Any:
     return client
 
 
+def containers_under(client: Any, role: str, root: Path) -> list[Any]:
+    """The service's containers of ``role`` (hposteer.role) whose working directory (hposteer.workdir) is
+    under ``root``: one test's own, whatever other tests, in this process or in parallel ones, run."""
+    listed = client.containers.list(all=True, filters={"label": f"hposteer.role={role}"})
+    return [c for c in listed if Path(c.labels.get("hposteer.workdir", "/")).is_relative_to(root)]
+
+
 def podman_with_image(image: str) -> str:
     """``localhost/<image>`` in podman's storage, moved over from Docker (`docker save | podman load`) when
     podman lacks it; skips without podman or the image, except under CI=true (.ci/run installs podman and

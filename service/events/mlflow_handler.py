@@ -31,7 +31,7 @@ from service.events.mlflow_backlog import Backlog
 from service.events.mlflow_catchup import CatchUp
 from service.store.blobs import BlobStore
 from service.store.database import Database
-from service.store.tracking import TrackedPoint, tasks_with_ended_points, tracked_point
+from service.store.tracking import TrackedPoint, tasks_with_ended_points, tracked_point, tracked_task
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -42,6 +42,7 @@ log = logging.getLogger("hposteer.events.mlflow")
 TERMINAL = ("done", "failed")
 POINT_TAG = "hposteer.point"
 BATCH = 100  # MLflow's limit of params or tags per log_batch call
+SEARCH_PAGE = 1000  # runs per search when comparing an experiment with its task
 _UNSAFE = re.compile(r"[^\w\-. /:]")  # MLflow names allow letters, digits, _ - . space / :
 
 
@@ -89,7 +90,7 @@ class MlflowHandler:
         self._backlog = Backlog(self.record, self.reachable, retry_s=retry_s)
         self._catchup_s = catchup_s
         self.catch_up = CatchUp(
-            self._tasks_ended_since, self._stale_points, self._backlog.record, self.reachable, retry_s=retry_s
+            self._tasks_ended_since, self._stale_in, self._backlog.record, self.reachable, retry_s=retry_s
         )
 
     @property
@@ -111,17 +112,41 @@ class MlflowHandler:
         self._backlog.close()
         self._client = None
 
+    def stale_points(self, task_id: int) -> tuple[int, list[int]] | None:
+        """How many points of the task are evaluated, and which of them have no run or a run of another
+        state (read from its experiment's runs); None if there is no such task."""
+        with self._db.read() as conn:
+            task = tracked_task(conn, task_id)
+        if task is None:
+            return None
+        recorded = self._recorded_states(experiment_name(self._prefix, task.id, task.name))
+        return len(task.ended_points), sorted(n for n, state in task.ended_points.items() if recorded.get(n) != state)
+
+    def _recorded_states(self, experiment: str) -> dict[int, str]:
+        """Point number -> the state its run records, for every run of the experiment (none if it does not exist)."""
+        client = self.client()
+        found = client.get_experiment_by_name(experiment)
+        if found is None or found.lifecycle_stage == "deleted":
+            return {}
+        states: dict[int, str] = {}
+        token: str | None = None
+        while True:
+            page = client.search_runs([found.experiment_id], max_results=SEARCH_PAGE, page_token=token)
+            for run in page:
+                point = run.data.tags.get(POINT_TAG, "")
+                if point.isdigit():
+                    states[int(point)] = run.data.tags.get("hposteer.state", "")
+            token = page.token
+            if not token:
+                return states
+
     def _tasks_ended_since(self, since: float) -> list[int]:
         with self._db.read() as conn:
             return tasks_with_ended_points(conn, since)
 
-    def _stale_points(self, task_id: int) -> list[int]:
-        from service.events.mlflow_sync import UnknownTask, stale_points  # it imports this module
-
-        try:
-            return stale_points(self, self._db, task_id)[1]
-        except UnknownTask:  # deleted meanwhile
-            return []
+    def _stale_in(self, task_id: int) -> list[int]:
+        found = self.stale_points(task_id)
+        return [] if found is None else found[1]  # None: deleted meanwhile
 
     def record(self, task_id: int, number: int) -> str | None:
         """Create or update the run of one point; its run id (None: the point is gone or not terminal)."""

@@ -12,16 +12,10 @@ made, so only a point that a service and this record in the same instant could g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from service.events.mlflow_handler import POINT_TAG, experiment_name
+from service.events.mlflow_handler import MlflowHandler
 from service.store.database import Database
-from service.store.tracking import tasks_with_ended_points, tracked_task
-
-if TYPE_CHECKING:
-    from service.events.mlflow_handler import MlflowHandler
-
-PAGE = 1000
+from service.store.tracking import tasks_with_ended_points
 
 
 class UnknownTask(LookupError):
@@ -41,40 +35,14 @@ def sync_tasks(handler: MlflowHandler, db: Database, task_ids: list[int] | None 
     if task_ids is None:
         with db.read() as conn:
             task_ids = tasks_with_ended_points(conn)
-    return [sync_task(handler, db, task_id) for task_id in task_ids]
+    return [sync_task(handler, task_id) for task_id in task_ids]
 
 
-def sync_task(handler: MlflowHandler, db: Database, task_id: int) -> TaskSync:
-    evaluated, stale = stale_points(handler, db, task_id)
+def sync_task(handler: MlflowHandler, task_id: int) -> TaskSync:
+    found = handler.stale_points(task_id)
+    if found is None:
+        raise UnknownTask(f"task {task_id} does not exist")
+    evaluated, stale = found
     for number in stale:
         handler.record(task_id, number)
     return TaskSync(task_id, evaluated, len(stale), evaluated - len(stale))
-
-
-def stale_points(handler: MlflowHandler, db: Database, task_id: int) -> tuple[int, list[int]]:
-    """How many points of the task are evaluated, and which of them have no run or a run of another state."""
-    with db.read() as conn:
-        task = tracked_task(conn, task_id)
-    if task is None:
-        raise UnknownTask(f"task {task_id} does not exist")
-    recorded = _recorded_states(handler, experiment_name(handler.prefix, task.id, task.name))
-    return len(task.ended_points), sorted(n for n, state in task.ended_points.items() if recorded.get(n) != state)
-
-
-def _recorded_states(handler: MlflowHandler, experiment: str) -> dict[int, str]:
-    """Point number -> the state its run records, for every run of the experiment (none if it does not exist)."""
-    client = handler.client()
-    found = client.get_experiment_by_name(experiment)
-    if found is None or found.lifecycle_stage == "deleted":
-        return {}
-    states: dict[int, str] = {}
-    token: str | None = None
-    while True:
-        page = client.search_runs([found.experiment_id], max_results=PAGE, page_token=token)
-        for run in page:
-            point = run.data.tags.get(POINT_TAG, "")
-            if point.isdigit():
-                states[int(point)] = run.data.tags.get("hposteer.state", "")
-        token = page.token
-        if not token:
-            return states

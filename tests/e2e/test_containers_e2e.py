@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from tests.conftest import docker_with_image
+from tests.conftest import containers_under, docker_with_image
 from tests.e2e.test_end_to_end import Service, command, token, wait_json
 
 SPACE = {
@@ -78,8 +78,7 @@ def test_steering_and_evaluations_both_run_in_containers(system: tuple[Path, int
     # The steering image is warm-capable: its segment's container served the runs and was removed.
     engine = docker_with_image("hposteer/steering-nevergrad")
     try:
-        warm = engine.containers.list(all=True, filters={"label": "hposteer.role=steering-warm"})
-        assert [c for c in warm if c.labels.get("hposteer.workdir", "").startswith(str(data_dir))] == []
+        assert containers_under(engine, "steering-warm", data_dir) == []
     finally:
         engine.close()
     assert not list((data_dir / "steering").glob("warm-*"))

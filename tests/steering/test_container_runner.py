@@ -18,6 +18,7 @@ from service.core.space_json import parse_search_space
 from service.core.steering import Observation, SteeringError
 from service.core.steering_exec import parse_steering
 from service.steering.container_runner import ContainerLimits, ContainerRunner
+from tests.conftest import containers_under
 from tests.steering.container_helpers import IMAGE, engine, grid_command, script_command
 
 __all__ = ["engine"]
@@ -55,10 +56,7 @@ def failure(tmp_path: Path, steering_exec: str, container: str | None = IMAGE, *
 
 
 def leftovers(client: docker.DockerClient, tmp_path: Path) -> tuple[list[Any], list[Path]]:
-    """This test's one-shot containers (other tests, perhaps in parallel, run their own) and directories."""
-    listed = client.containers.list(all=True, filters={"label": "hposteer.role=steering"})
-    containers = [c for c in listed if Path(c.labels.get("hposteer.workdir", "/")).is_relative_to(tmp_path)]
-    return containers, list((tmp_path / "steering").iterdir())
+    return containers_under(client, "steering", tmp_path), list((tmp_path / "steering").iterdir())
 
 
 def test_points_come_back_and_nothing_is_left_behind(engine: docker.DockerClient, tmp_path: Path) -> None:

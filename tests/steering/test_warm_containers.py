@@ -23,7 +23,7 @@ from service.core.steering import Observation, SteeringError
 from service.core.steering_exec import parse_steering
 from service.steering.container_runner import ContainerLimits, ContainerRunner
 from service.steering.warm_containers import ROLE, owner_alive, owner_token, start_ticks
-from tests.conftest import docker_with_image
+from tests.conftest import containers_under, docker_with_image
 
 IMAGE = "hposteer/steering-nevergrad"
 RAW = {
@@ -65,10 +65,7 @@ def run(runner: ContainerRunner, history: list[Observation], *, key: int = 11, t
 
 
 def warm_containers(client: docker.DockerClient, root: Path) -> list[Any]:
-    """The warm containers of this test's runners (working directories under ``root``): other tests,
-    in this process or in parallel ones (pytest-xdist), may have warm containers of their own."""
-    listed = client.containers.list(all=True, filters={"label": f"hposteer.role={ROLE}"})
-    return [c for c in listed if Path(c.labels.get("hposteer.workdir", "/")).is_relative_to(root)]
+    return containers_under(client, ROLE, root)
 
 
 def told(points: list[Params], start: int) -> list[Observation]:
