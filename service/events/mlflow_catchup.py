@@ -52,6 +52,10 @@ class CatchUp:
         self._thread: threading.Thread | None = None
         self.result: CatchUpResult | None = None  # set once a catch-up went through
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self, since: float) -> None:
         """Catch up, in the background, on the points that ended at or after ``since`` (wall-clock seconds)."""
         if self._thread is not None or self._stop.is_set():

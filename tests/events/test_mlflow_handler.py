@@ -306,7 +306,8 @@ def test_a_starting_service_records_the_recent_points_left_without_a_run(
     with started(mlflow_server, mlflow_catchup_days=0.1 / 86400) as live:
         assert caught_up(live) == CatchUpResult(tasks=0, handed=0, refused=0)
     with started(mlflow_server, mlflow_catchup_days=0) as live:  # off
-        assert bus_of(live).drain(30) and bus_of(live).handler("mlflow").catch_up.result is None  # type: ignore[attr-defined]
+        assert bus_of(live).drain(30), "the startup event was handled"
+        assert not bus_of(live).handler("mlflow").catch_up.started  # type: ignore[attr-defined]
     assert run_names(mlflow_server, experiment) == []
 
     # A host restarted: the service comes up before MLflow does. The catch-up waits for it.
@@ -317,7 +318,7 @@ def test_a_starting_service_records_the_recent_points_left_without_a_run(
         handler = bus_of(live).handler("mlflow")
         assert isinstance(handler, MlflowHandler)
         time.sleep(1.5)  # three tries against nothing
-        assert handler.catch_up.result is None
+        assert handler.catch_up.started and handler.catch_up.result is None, "started, waiting for MLflow"
         with running_mlflow(root, port):
             assert caught_up(live) == CatchUpResult(tasks=1, handed=3, refused=0)
             wait_for(lambda: run_names(url, experiment) == ["1", "2", "3"], timeout_s=60, what="3 runs")
