@@ -11,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE_IMAGE="${BASE_IMAGE:-hposteer/base:bookworm}"
 export DOCKER_BUILDKIT=0  # Debian's docker.io 20.10 has no BuildKit: the classic builder
-PIP="${PIP:-.venv/bin/pip}"
-[ -x "$PIP" ] || PIP="python3 -m pip"
-# Wheels that lie on this machine's disk (the CPU build of torch here) are taken from there.
+UV="${UV:-.tools/uv/bin/uv}"   # `make images` installs the locked uv there (docs/dependencies.md)
+export UV
+# Wheels that lie on this machine's disk (the CPU build of torch here) are taken from there; torch's
+# +cpu build is the lock's version but not the lock's file, so its hash is not checked.
 FIND_LINKS=()
 [ -d /opt/wheels ] && FIND_LINKS=(--find-links /opt/wheels)
 
@@ -33,6 +34,15 @@ quietly() {
   rm -f "$log"
 }
 
+# hposteer's wheel, built once per run by uv from an sdist (so no stale build/ of the work tree gets in)
+# with a fixed SOURCE_DATE_EPOCH: unchanged sources give a byte-identical wheel and a cached layer.
+WORK="$(mktemp -d /tmp/hposteer-images.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+hposteer_wheel() {
+  [ -d "$WORK/dist" ] && return
+  SOURCE_DATE_EPOCH=315532800 quietly "$UV" build --quiet --out-dir "$WORK/dist" .
+}
+
 if [ $# -eq 0 ]; then
   set -- evaluation_images/*/ steering_images/*/
 fi
@@ -43,14 +53,12 @@ for dir in "$@"; do
   [ -f "$dockerfile" ] && [ -f "$dir/requirements.txt" ] || continue
   kind="$(basename "$(dirname "$dir")")"   # evaluation_images | steering_images
   image="hposteer/${kind%_images}-$(basename "$dir")"
-  mkdir -p "$dir/wheelhouse"
-  if [ -f "$dir/requirements.txt" ]; then
-    echo "images: wheels for $image"
-    quietly $PIP wheel --quiet "${FIND_LINKS[@]}" --wheel-dir "$dir/wheelhouse" -r "$dir/requirements.txt"
-  fi
+  echo "images: wheels for $image (versions and hashes from uv.lock)"
+  # requirements.txt names the image's packages; uv.lock decides their versions and every dependency's
+  quietly python3 images/locked_wheels.py "$dir/wheelhouse" "$dir/requirements.txt" --unhashed torch "${FIND_LINKS[@]}"
   if [ "$kind" = steering_images ]; then  # the steering images run hposteer's own optimiser code
-    rm -f "$dir"/wheelhouse/hposteer-*.whl
-    quietly $PIP wheel --quiet --no-deps --wheel-dir "$dir/wheelhouse" .
+    hposteer_wheel
+    cp "$WORK"/dist/hposteer-*.whl "$dir/wheelhouse/"
   fi
   echo "images: building $image from $BASE_IMAGE"
   quietly docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" -f "$dockerfile" -t "$image" "$dir"

@@ -7,25 +7,23 @@
 #
 # As images/build.sh (docs/containers.md): FROM the local base (debootstrap; no registry here), Python
 # packages from wheels built on the host because pip inside a build cannot reach an index, the classic
-# builder (Debian's docker.io has no BuildKit). Third-party wheels are pinned to the versions installed in
-# the project's .venv when there is one (the versions the tests ran with). hposteer's own wheel is built
-# from a clean copy of the sources with a fixed SOURCE_DATE_EPOCH, so unchanged sources give a
-# byte-identical wheel and Docker's layer cache makes a second run take seconds.
+# builder (Debian's docker.io has no BuildKit). Third-party wheels are exactly the files uv.lock pins
+# (images/locked_wheels.py: the versions and hashes the tests ran with). hposteer's own wheel is built
+# by uv from an sdist with a fixed SOURCE_DATE_EPOCH, so unchanged sources give a byte-identical wheel
+# and Docker's layer cache makes a second run take seconds.
 #
 #   deploy/images/build.sh                      all three
 #   deploy/images/build.sh service pilot        some of them
 #   BASE_IMAGE=python:3.11-slim deploy/images/build.sh   elsewhere, from an official image
 #   TAG=0.1.0 deploy/images/build.sh            tag other than latest
-# shellcheck disable=SC2086  # $PIP may be a command with arguments ("python3 -m pip"): left unquoted
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BASE_IMAGE="${BASE_IMAGE:-hposteer/base:bookworm}"
 TAG="${TAG:-latest}"
 export DOCKER_BUILDKIT=0
-PIP="${PIP:-.venv/bin/pip}"
-[ -x "${PIP%% *}" ] || PIP="python3 -m pip"
-PYTHON="${PYTHON:-.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
+UV="${UV:-.tools/uv/bin/uv}"   # `make deploy-images` installs the locked uv there (docs/dependencies.md)
+export UV
+PYTHON=python3
 
 if [ "$BASE_IMAGE" = "hposteer/base:bookworm" ]; then
   images/build-base.sh
@@ -44,7 +42,7 @@ quietly() {  # run a step; show its output only when it fails
 }
 
 # requirements.txt of an image, from pyproject.toml: the base dependencies, plus for the service its
-# extra and the PostgreSQL driver (the `dev` extra has it, the `service` extra does not).
+# extra and the PostgreSQL driver (the `postgresql` extra); uv.lock decides every version.
 requirements() {
   "$PYTHON" - "$1" <<'PY'
 import sys
@@ -53,36 +51,28 @@ import tomllib
 with open("pyproject.toml", "rb") as f:
     project = tomllib.load(f)["project"]
 reqs = list(project["dependencies"])
+extras = project["optional-dependencies"]
 if sys.argv[1] == "service":
-    reqs += project["optional-dependencies"]["service"] + ["psycopg[binary]>=3.1"]
+    reqs += extras["service"] + extras["postgresql"]
 print("\n".join(reqs))
 PY
 }
 
-# hposteer's wheel, built once per run from a clean copy (no stale build/ or egg-info of the work tree).
+# hposteer's wheel, built once per run by uv from an sdist (no stale build/ or egg-info of the work tree).
 WORK="$(mktemp -d /tmp/hposteer-deploy-images.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 hposteer_wheel() {
   [ -d "$WORK/dist" ] && return
-  mkdir -p "$WORK/src"
-  tar -c --exclude=__pycache__ --exclude='*.pyc' pyproject.toml README.md service client | tar -x -C "$WORK/src"
   echo "deploy-images: wheel of hposteer"
-  SOURCE_DATE_EPOCH=315532800 quietly $PIP wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$WORK/src"
+  SOURCE_DATE_EPOCH=315532800 quietly "$UV" build --quiet --out-dir "$WORK/dist" .
 }
 
 python_image() {  # $1: service | pilot: fill deploy/images/$1/wheelhouse and hposteer-wheel
   local name="$1" ctx="deploy/images/$1"
   mkdir -p "$ctx/wheelhouse" "$ctx/hposteer-wheel"
   requirements "$name" > "$ctx/wheelhouse/requirements.txt"
-  # The image installs with the same constraints, so wheels of older runs lying in the wheelhouse are
-  # never picked; the layer is rebuilt only when the requirements or the pinned versions change.
-  : > "$ctx/wheelhouse/constraints.txt"
-  if [ -x .venv/bin/pip ]; then
-    .venv/bin/pip freeze --exclude-editable | grep -E '^[A-Za-z0-9._-]+==' > "$ctx/wheelhouse/constraints.txt" || true
-  fi
-  echo "deploy-images: wheels for hposteer/$name"
-  quietly $PIP wheel --quiet --constraint "$ctx/wheelhouse/constraints.txt" --wheel-dir "$ctx/wheelhouse" \
-    -r "$ctx/wheelhouse/requirements.txt"
+  echo "deploy-images: wheels for hposteer/$name (versions and hashes from uv.lock)"
+  quietly python3 images/locked_wheels.py "$ctx/wheelhouse" "$ctx/wheelhouse/requirements.txt"
   hposteer_wheel
   rm -f "$ctx"/hposteer-wheel/*.whl
   cp "$WORK"/dist/hposteer-*.whl "$ctx/hposteer-wheel/"
