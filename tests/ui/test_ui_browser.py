@@ -32,7 +32,7 @@ def _unavailable() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "Playwright's Python package is not installed (pip install -e '.[dev]')"
+        return "Playwright's Python package is not installed (make installs it: the dev group of uv.lock)"
     if shutil.which(CHROMIUM) is None:
         return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set HPOSTEER_TEST_CHROMIUM)"
     return None
