@@ -65,7 +65,7 @@ test-latest: | $(UV)
 	$(UV) pip install --quiet --python $(LATEST)/bin/python --no-deps -e .
 	$(PYTHON) tools/lock_diff.py uv.lock $(LATEST)/latest.txt
 	@touch $(LATEST)/.installed
-	$(MAKE) test VENV=$(LATEST)
+	HPOSTEER_TEST_LATEST=1 $(MAKE) test VENV=$(LATEST)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
