@@ -2,9 +2,11 @@
 
     python3 tools/lock_diff.py uv.lock latest.txt
 
-latest.txt is the `uv pip compile` output of the newest versions pyproject.toml allows. Prints one
-line per package whose version differs, is new or is gone, then a count; always exits 0 (the
-suite that follows decides whether the move is safe).
+latest.txt is the `uv pip compile` output of the newest versions pyproject.toml allows for every
+extra and the `dev` group. Only the part of uv.lock those install is compared (the lock also holds
+the `pytorch-image` group, torch and its CUDA libraries, which the test environment never has).
+Prints one line per package whose version differs, is new or is gone, then a count; always exits 0
+(the suite that follows decides whether the move is safe).
 """
 
 from __future__ import annotations
@@ -13,17 +15,49 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 
 def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+PROJECT = "hposteer"
+GROUPS = ("dev",)  # what `make test-latest` compiles besides every extra
+
+
 def locked(lock: Path) -> dict[str, set[str]]:
+    """Versions uv.lock gives the packages the test environment installs (every extra, GROUPS)."""
+    packages = tomllib.loads(lock.read_text())["package"]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for package in packages:
+        by_name.setdefault(normalise(package["name"]), []).append(package)
+    root = by_name[PROJECT][0]
+    pending = list(root.get("dependencies", []))
+    for extra in root.get("optional-dependencies", {}).values():
+        pending += extra
+    for group in GROUPS:
+        pending += root.get("dev-dependencies", {}).get(group, [])
+    seen: set[tuple[str, str]] = set()
     versions: dict[str, set[str]] = {}
-    for package in tomllib.loads(lock.read_text())["package"]:
-        if "version" in package and package.get("source", {}).get("editable") is None:
-            versions.setdefault(normalise(package["name"]), set()).add(package["version"])
+    while pending:
+        edge = pending.pop()
+        name = normalise(edge["name"])
+        for package in by_name.get(name, []):
+            if "version" in edge and package.get("version") != edge["version"]:
+                continue  # the lock holds several versions; this edge names one
+            for part in ("", *edge.get("extra", [])):
+                if (key := (f"{name}=={package.get('version')}", part)) in seen:
+                    continue
+                seen.add(key)
+                deps = (
+                    package.get("dependencies", [])
+                    if not part
+                    else package.get("optional-dependencies", {}).get(part, [])
+                )
+                pending += deps
+            if name != PROJECT and "version" in package:
+                versions.setdefault(name, set()).add(package["version"])
     return versions
 
 

@@ -122,3 +122,46 @@ def test_an_unhashed_package_must_still_be_the_locked_version(tmp_path: Path) ->
     assert locked_wheels.check([newer], files, {"torch"}) == [
         "torch-2.14.1+cpu-py3-none-any.whl: uv.lock pins torch 2.13.0, not 2.14.1+cpu"
     ]
+
+
+def test_make_test_latest_can_resolve_the_test_environment(tmp_path: Path) -> None:
+    """`make test-latest` compiles every extra and the dev group from pyproject.toml with `uv pip
+    compile`, which knows no project of its own: a group naming `hposteer[...]` cannot resolve
+    there. Offline, from the packages `make` put in uv's cache."""
+    result = subprocess.run(
+        [_uv(), "pip", "compile", "--offline", "--quiet", "--all-extras", "--group", "dev", "--no-header",
+         "--python-version", "3.11", "--output-file", str(tmp_path / "latest.txt"), str(ROOT / "pyproject.toml")],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^pytest==", (tmp_path / "latest.txt").read_text(), re.M)
+
+
+def _lock_diff(lock: Path, latest: Path) -> str:
+    result = subprocess.run(
+        ["python3", str(ROOT / "tools/lock_diff.py"), str(lock), str(latest)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return result.stdout
+
+
+def test_lock_diff_compares_only_what_the_tests_install(tmp_path: Path) -> None:
+    """The lock also pins the PyTorch image's torch and its CUDA libraries; the test environment
+    never has them, so they are no move. A changed, a new and a dropped package are."""
+    exported = subprocess.run(
+        [_uv(), "export", "--frozen", "--offline", "--all-extras", "--group", "dev", "--no-hashes",
+         "--no-emit-project", "--no-header", "--project", str(ROOT)],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    latest = tmp_path / "latest.txt"
+    latest.write_text(exported)
+    same = _lock_diff(ROOT / "uv.lock", latest)
+    assert re.fullmatch(r"test-latest: 0 of \d+ packages differ from uv.lock\n", same), same
+
+    moved = re.sub(r"^pytest==\S+", "pytest==999.0", exported, flags=re.M)
+    moved = re.sub(r"^hypothesis==.*\n", "", moved, flags=re.M) + "left-pad==1.0\n"
+    latest.write_text(moved)
+    lines = _lock_diff(ROOT / "uv.lock", latest).splitlines()
+    assert [line.split(":")[0].strip() for line in lines[:-1]] == ["hypothesis", "left-pad", "pytest"], lines
+    assert lines[0].endswith("-> (not needed)") and lines[1] == "  left-pad: (new) -> 1.0"
+    assert re.fullmatch(r"test-latest: 3 of \d+ packages differ from uv.lock", lines[-1])
