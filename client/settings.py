@@ -83,4 +83,4 @@ REFUSED_TOKEN_HINT = (
 
 def refused(server_message: str) -> str:
     """What to print when the server answers 401 to a token that was sent."""
-    return f"the server refused the token ({server_message}); {REFUSED_TOKEN_HINT}"
+    return f"the server refused the token: {server_message}; {REFUSED_TOKEN_HINT}"
