@@ -16,9 +16,10 @@ def quiet_on_broken_pipe(run: Callable[[], int]) -> int:
     pointing stdout at /dev/null stops both. The exit code is the shell's for a command killed by SIGPIPE.
     """
     try:
-        code = run()
-        sys.stdout.flush()
-        return code
+        try:
+            return run()
+        finally:  # also after --help's SystemExit, whose text still sits in stdout's buffer
+            sys.stdout.flush()
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:

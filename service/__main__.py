@@ -6,8 +6,10 @@ import sys
 from service.cli import main
 
 try:
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+    finally:  # also after --help's SystemExit
+        sys.stdout.flush()
 except BrokenPipeError:  # `hposteer token list | head`: end quietly, as client.console does for the client
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
