@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from client import __version__
+from client.console import quiet_on_broken_pipe
 from client.http import ApiClient, ApiError, ServerUnreachable, Unauthorized
-from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
+from client.settings import MISSING_TOKEN_HINT, refused, resolve_server, resolve_token
 from client.task_download import download_action
 from client.task_view import format_point, format_task, format_task_table, wait_for_task
 
@@ -27,7 +28,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="server URL (default: $HPOSTEER_SERVER or http://127.0.0.1:8750)")
-    parser.add_argument("--token", help="API token (default: $HPOSTEER_TOKEN or the file $HPOSTEER_TOKEN_FILE)")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the API token (default: $HPOSTEER_TOKEN_FILE); the way to pass a token",
+    )
+    parser.add_argument("--token", help="API token (visible in `ps`: prefer --token-file; default: $HPOSTEER_TOKEN)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +109,7 @@ def _server_command(argv: Sequence[str]) -> int:
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
-    token = resolve_token(args.token)
+    token = resolve_token(args.token, args.token_file)
     if token is None:
         raise SystemExit(f"error: {MISSING_TOKEN_HINT}")
     return ApiClient(resolve_server(args.server), token)
@@ -180,7 +186,7 @@ def _guarded(run: Callable[[], int]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Unauthorized as exc:
-        print(f"error: {exc.message}. {MISSING_TOKEN_HINT}", file=sys.stderr)
+        print(f"error: {refused(exc.message)}", file=sys.stderr)
         return EXIT_FAILED
     except ApiError as exc:
         print(f"error: {exc.describe()}", file=sys.stderr)
@@ -190,7 +196,10 @@ def _guarded(run: Callable[[], int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    return quiet_on_broken_pipe(lambda: _main(list(sys.argv[1:] if argv is None else argv)))
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in SERVER_COMMANDS:
         return _server_command(argv)
     args = build_parser().parse_args(argv)

@@ -387,7 +387,7 @@ def _retry_after(response: httpx.Response) -> float:
 
 # For answers without a body (HEAD) or from something that is not hposteer.
 _DEFAULT_MESSAGES = {
-    401: "the server refused the token: it is unknown, expired or revoked (401)",
+    401: "the token is unknown, expired or revoked (401)",
     403: "this token's role may not do that (403)",
     404: "not found (404)",
 }

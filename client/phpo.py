@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from client import __version__
+from client.console import quiet_on_broken_pipe
 from client.http import ApiClient, ApiError, Forbidden, RetryPolicy, ServerUnreachable, Unauthorized
 from client.phpo_inputs import (
     PhpoError,
@@ -28,8 +29,8 @@ from client.phpo_inputs import (
     warn,
 )
 from client.phpo_options import SECRET_DESTS, build_parser, name_options
-from client.sandbox import Sandbox, SandboxError, build
-from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
+from client.sandbox import Sandbox, SandboxError, build, missing_from_sandbox
+from client.settings import MISSING_TOKEN_HINT, SettingError, refused, resolve_server, resolve_token
 
 EXIT_OK, EXIT_FAILED = 0, 1
 TOKEN_HINT = "An operator creates one on the server host with `hposteer token create --role user --owner NAME`."
@@ -45,7 +46,7 @@ def load_options(options: argparse.Namespace, argv: Sequence[str]) -> None:
     """Merge --loadJson into the parsed command line and record both (PanDA's cliParams)."""
     recorded = command_line(argv)
     if options.loadJson is not None:
-        recorded += merge_json(options, options.loadJson)
+        recorded += merge_json(options, options.loadJson, argv)
     options.cliParams = recorded
 
 
@@ -62,7 +63,10 @@ def check_options(options: argparse.Namespace) -> None:
         options.outDS += "/"
     if options.maxEvaluationJobs is None:
         options.maxEvaluationJobs = 2 * options.maxPoints
-    options.server = resolve_server(options.server)
+    try:
+        options.server = resolve_server(options.server)
+    except SettingError as exc:
+        raise PhpoError(exc.message) from None
 
 
 def prepare(argv: Sequence[str]) -> argparse.Namespace:
@@ -127,9 +131,9 @@ def _comma_list(value: str | None) -> list[str] | None:
 
 def _token(options: argparse.Namespace) -> str | None:
     try:
-        return resolve_token(options.token)
-    except SystemExit as exc:  # an unreadable HPOSTEER_TOKEN_FILE
-        raise PhpoError(str(exc.code)) from None
+        return resolve_token(options.token, options.tokenFile)
+    except SettingError as exc:  # a missing, empty or unreadable token file
+        raise PhpoError(exc.message) from None
 
 
 def _sandbox(options: argparse.Namespace) -> Sandbox:
@@ -137,6 +141,8 @@ def _sandbox(options: argparse.Namespace) -> Sandbox:
         sandbox = build(Path.cwd())
     except SandboxError as exc:
         raise PhpoError(str(exc)) from None
+    for warning in missing_from_sandbox(options.evaluationExec, sandbox, Path.cwd()):
+        warn(warning)
     if options.verbose:
         print(f"sandbox: {len(sandbox.files)} files, {len(sandbox.data)} bytes, sha256 {sandbox.sha256}")
         for name in sandbox.files:
@@ -231,11 +237,7 @@ def _run(options: argparse.Namespace) -> Outcome:
     except ServerUnreachable as exc:
         return EXIT_FAILED, str(exc), None
     except Unauthorized as exc:
-        return (
-            EXIT_FAILED,
-            f"{exc.message}. Check --token (or HPOSTEER_TOKEN / HPOSTEER_TOKEN_FILE). {TOKEN_HINT}",
-            None,
-        )
+        return EXIT_FAILED, refused(exc.message), None
     except Forbidden as exc:
         return EXIT_FAILED, f"{exc.message}: phpo needs a token with the user role. {TOKEN_HINT}", None
     except ApiError as exc:
@@ -257,7 +259,10 @@ def _dump(options: argparse.Namespace, outcome: Outcome) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    return quiet_on_broken_pipe(lambda: _main(list(sys.argv[1:] if argv is None else argv)))
+
+
+def _main(args: list[str]) -> int:
     try:
         options = build_parser().parse_args(args)
     except SystemExit as exc:  # -h, --helpGroup, or a usage error (argparse has printed it)

@@ -5,6 +5,7 @@ the search-space and segment files. Every problem names the option and the file.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import re
@@ -66,7 +67,13 @@ def _recorded(key: str, value: Any) -> str:
     return f" --{key}={value}"
 
 
-def merge_json(options: argparse.Namespace, path: str) -> str:
+def _typed_dests(argv: Sequence[str]) -> set[str]:
+    """The dests of the options the user typed (``--maxPoints 5``, ``--maxPoints=5``)."""
+    flags = {flag: option.dest for option in BY_DEST.values() for flag in option.flags}
+    return {flags[arg.split("=", 1)[0]] for arg in argv if arg.split("=", 1)[0] in flags}
+
+
+def merge_json(options: argparse.Namespace, path: str, argv: Sequence[str] = ()) -> str:
     """Apply a --loadJson file as PanDA does: known keys override the command line.
 
     Returns what the file adds to the recorded command line.
@@ -75,11 +82,19 @@ def merge_json(options: argparse.Namespace, path: str) -> str:
     if not isinstance(loaded, dict):
         raise PhpoError(f"--loadJson {path}: must hold a JSON object of option names, got {_type_name(loaded)}")
     recorded = ""
+    typed = _typed_dests(argv)
     for key, raw in loaded.items():
         if key not in vars(options):
-            warn(f"ignore unknown option {key} in {path}")
+            close = difflib.get_close_matches(key, [o.dest for o in BY_DEST.values()], n=1, cutoff=0.6)
+            hint = f": did you mean {close[0]}?" if close else " (keys are phpo's option names, e.g. maxPoints)"
+            warn(f"ignore unknown option {key} in {path}{hint}")
             continue
         value = _int_if_numeric(raw)
+        if key in typed and getattr(options, key) != value:
+            warn(
+                f"{key} in {path} ({value!r}) overrides --{key} {getattr(options, key)!r} from the command line "
+                "(as in PanDA, --loadJson wins)"
+            )
         setattr(options, key, value)
         if key not in SECRET_DESTS:
             recorded += _recorded(key, value)

@@ -120,8 +120,10 @@ OPTIONS: tuple[Option, ...] = (
            "told as failures, which keeps the optimiser's model clean)"),
     Option(("--server",), "server", "hposteer", "str", None,
            "hposteer server URL ($HPOSTEER_SERVER, else http://127.0.0.1:8750)"),
+    Option(("--tokenFile", "--token-file"), "tokenFile", "hposteer", "str", None,
+           "file holding the user token ($HPOSTEER_TOKEN_FILE); the way to pass a token"),
     Option(("--token",), "token", "hposteer", "str", None,
-           "user token ($HPOSTEER_TOKEN, else the file named by $HPOSTEER_TOKEN_FILE)"),
+           "user token (visible in `ps`: prefer --tokenFile; $HPOSTEER_TOKEN)"),
 )  # fmt: skip
 
 BY_DEST = {o.dest: o for o in OPTIONS}

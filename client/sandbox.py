@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import os
+import shlex
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +100,31 @@ def build(root: Path, limit: int | None = None) -> Sandbox:
     if len(data) > limit:
         raise _too_large(root, files, limit)
     return Sandbox(data, hashlib.sha256(data).hexdigest(), [f.as_posix() for f in files])
+
+
+def missing_from_sandbox(command: str, sandbox: Sandbox, root: Path) -> list[str]:
+    """Warnings for the words of ``command`` (the evaluationExec) that name a file of the working
+    directory the sandbox does not hold: in the container the payload would not find it."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return []  # unbalanced quotes: the shell on the pilot will say so
+    packed = set(sandbox.files)
+    warnings: list[str] = []
+    for word in words:
+        name = word.removeprefix("./")
+        if not name or name.startswith(("/", "-", "$", "~")) or "=" in name or "%" in name:
+            continue  # absolute paths, options, variables and placeholders are the payload's business
+        path = root / name
+        if name in packed or path.is_dir() or (not path.exists() and not name.endswith(PATTERNS)):
+            continue
+        if not path.exists():
+            warnings.append(f"--evaluationExec names {word}, which is not in this directory, so not in the sandbox")
+        else:
+            why = (
+                "the sandbox packs only *.json, *.py, *.sh and *.yaml files"
+                if not name.endswith(PATTERNS)
+                else "it is left out (a hidden or virtual-environment directory, or a link outside)"
+            )
+            warnings.append(f"--evaluationExec names {word}, which is not in the sandbox: {why}")
+    return warnings

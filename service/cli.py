@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--label", default="", help="free text to recognise the token by")
     create.add_argument("--expires-in-days", type=float, help="lifetime; default: never expires")
     create.add_argument("--json", action="store_true", help="print {id, token, role, owner} as JSON")
+    create.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the token to FILE (mode 0600) instead of printing it; clients read it with --token-file",
+    )
+    create.add_argument("--force", action="store_true", help="with --output: replace an existing FILE")
     listing = token_sub.add_parser("list", help="list tokens (never their secrets)")
     _common(listing)
     listing.add_argument("--json", action="store_true")
@@ -114,31 +122,97 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace, settings: Settings) -> int:
+def _implicit_database(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Why a token command must not run: it was given no database and the default one does not exist.
+
+    Creating a token in a fresh database next to the one a running server uses would print a token that
+    server refuses; the operator is told to name the server's database instead.
+    """
+    named = args.data_dir or args.database_url
+    from_env = any(os.environ.get(f"HPOSTEER_{n}") for n in ("DATA_DIR", "DATABASE_URL"))
+    if named or from_env:
+        return None
+    default = settings.data_dir / "hposteer.db"
+    if default.exists():
+        return None
+    return (
+        f"no database at {default.absolute()} (the default, ./{settings.data_dir}/): this command would create a "
+        "new, empty one that no server uses. Pass --data-dir DIR with the directory the server was started with "
+        "(`hposteer serve --data-dir DIR`), or set HPOSTEER_DATA_DIR or --database-url as the server has them"
+    )
+
+
+def _write_token_file(path_text: str, secret: str, force: bool) -> str | None:
+    """Write the secret to a new file readable by its owner only; returns an error message or None."""
+    path = Path(path_text).expanduser()
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return f"--output {path_text}: the file exists; pass --force to replace it"
+    except OSError as exc:
+        return f"--output {path_text}: cannot write it ({exc.strerror})"
+    try:
+        os.fchmod(fd, 0o600)  # also when --force replaced a file that others could read
+        os.write(fd, (secret + "\n").encode())
+    finally:
+        os.close(fd)
+    return None
+
+
+def _token_create(args: argparse.Namespace, db: Any, output: str | None) -> int:
     from service.operations.auth import create_token
     from service.operations.errors import Invalid
     from service.store import tokens as token_store
 
+    expires = args.expires_in_days * 86400 if args.expires_in_days is not None else None
+    try:
+        token_id, secret = create_token(db, role=args.role, owner=args.owner, label=args.label, expires_in_s=expires)
+    except Invalid as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    described = {"id": token_id, "role": args.role, "owner": args.owner}
+    if output is None:
+        if args.json:
+            print(json.dumps({**described, "token": secret}))
+        else:
+            print(secret)
+            print(
+                f"(token {token_id}: role {args.role}, owner {args.owner}; shown once, store it now)", file=sys.stderr
+            )
+        return 0
+    problem = _write_token_file(output, secret, args.force)
+    if problem is not None:
+        with db.write() as conn:  # nobody holds this token: do not leave it valid
+            token_store.revoke_token(conn, token_id)
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    where = Path(output).expanduser().absolute()
+    if args.json:
+        print(json.dumps({**described, "file": str(where)}))
+    else:
+        print(
+            f"token {token_id} (role {args.role}, owner {args.owner}) written to {where} (mode 0600); "
+            f"clients read it with --token-file {where} or HPOSTEER_TOKEN_FILE={where}"
+        )
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from service.store import tokens as token_store
+
+    refusal = _implicit_database(args, settings)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
+    output = getattr(args, "output", None)
+    if output is not None and Path(output).expanduser().exists() and not args.force:
+        print(f"error: --output {output}: the file exists; pass --force to replace it", file=sys.stderr)
+        return EXIT_USAGE
     db = _database(settings)
     try:
         if args.token_command == "create":
-            expires = args.expires_in_days * 86400 if args.expires_in_days is not None else None
-            try:
-                token_id, secret = create_token(
-                    db, role=args.role, owner=args.owner, label=args.label, expires_in_s=expires
-                )
-            except Invalid as exc:
-                print(f"error: {exc.message}", file=sys.stderr)
-                return EXIT_USAGE
-            if args.json:
-                print(json.dumps({"id": token_id, "token": secret, "role": args.role, "owner": args.owner}))
-            else:
-                print(secret)
-                print(
-                    f"(token {token_id}: role {args.role}, owner {args.owner}; shown once, store it now)",
-                    file=sys.stderr,
-                )
-            return 0
+            return _token_create(args, db, output)
         if args.token_command == "list":
             with db.read() as conn:
                 records = token_store.list_tokens(conn)

@@ -236,13 +236,17 @@ def detect_host(
     return HostCapabilities(cpu=cpu, gpus=gpus, network=overrides.allow_network)
 
 
-def describe(capabilities: HostCapabilities, slots: Sequence[Slot]) -> str:
-    """One line for the pilot's start-up log."""
+def describe(capabilities: HostCapabilities, slots: Sequence[Slot], *, isolates_network: bool = True) -> str:
+    """One line for the pilot's start-up log; ``isolates_network`` is False for the local runtime, whose
+    payloads have this machine's network whatever --allow-network says."""
     gpu_text = []
     for slot in slots:
         for gpu in capabilities.slot_gpus(slot):
             memory = f" {gpu.memory_mb} MB" if gpu.memory_mb else ""
             gpu_text.append(f"{gpu.index}={gpu.model or gpu.vendor or 'unknown GPU'}{memory}")
     gpus = ", ".join(gpu_text) if gpu_text else "no GPU"
-    network = "allowed" if capabilities.network else "not allowed"
-    return f"CPU {capabilities.cpu.arch} ({len(capabilities.cpu.flags)} flags); GPUs: {gpus}; network {network}"
+    if not isolates_network:
+        network = "network not isolated (local runtime: payloads use this machine's network)"
+    else:
+        network = "network allowed" if capabilities.network else "network not allowed"
+    return f"CPU {capabilities.cpu.arch} ({len(capabilities.cpu.flags)} flags); GPUs: {gpus}; {network}"

@@ -21,14 +21,17 @@ from client.pilot.container_args import ContainerLimits, ContainerSettingError, 
 from client.pilot.logs import Logger
 from client.pilot.runtime import RUNTIMES, RuntimeOptions, RuntimeStartError, make_runtime
 from client.pilot.slots import SlotSpecError, slots_from_options
-from client.settings import MISSING_TOKEN_HINT, resolve_server, resolve_token
+from client.settings import MISSING_TOKEN_HINT, SettingError, resolve_server, resolve_token
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="service URL (default: $HPOSTEER_SERVER, else http://127.0.0.1:8750)")
     parser.add_argument(
-        "--token", help="pilot token (default: $HPOSTEER_TOKEN, else the file named by $HPOSTEER_TOKEN_FILE)"
+        "--token-file",
+        metavar="FILE",
+        help="file holding the pilot token (default: $HPOSTEER_TOKEN_FILE); the way to pass a token",
     )
+    parser.add_argument("--token", help="pilot token (visible in `ps`: prefer --token-file; default: $HPOSTEER_TOKEN)")
     parser.add_argument("--site", default="LOCAL", help="site name, matched against tasks' --site (default LOCAL)")
     slots = parser.add_mutually_exclusive_group()
     slots.add_argument(
@@ -97,7 +100,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     log = Logger(verbose=bool(getattr(args, "verbose", False)))
-    token = resolve_token(args.token)
+    try:
+        token = resolve_token(args.token, getattr(args, "token_file", None))
+        server = resolve_server(args.server)
+    except SettingError as exc:
+        log.info(f"error: {exc.message}")
+        return 2
     if token is None:
         log.info(f"error: {MISSING_TOKEN_HINT} Pilots need a token with the pilot role (--role pilot).")
         return 2
@@ -126,13 +134,13 @@ def run(args: argparse.Namespace) -> int:
         threads_per_slot=args.threads_per_slot or max(1, (os.cpu_count() or 1) // len(slots)),
         capabilities=capabilities,
     )
-    log.info(f"offers: {describe(capabilities, slots)}")
+    log.info(f"offers: {describe(capabilities, slots, isolates_network=args.runtime != 'local')}")
     if any(s.gpus for s in slots) and not any(g.vendor for g in capabilities.gpus.values()):
         log.info(
             "note: no GPU details found (no nvidia-smi?): tasks naming a GPU vendor, model or memory will not "
             "come to this pilot; declare them with --gpu-vendor, --gpu-model, --gpu-memory"
         )
-    with ApiClient(resolve_server(args.server), token) as api:
+    with ApiClient(server, token) as api:
         try:
             pilot = Pilot(api, config, log)
         except OSError as exc:

@@ -69,6 +69,8 @@ HPOSTEER_OPTIONS: list[Row] = [
     ("--evaluationTimeout", "evaluationTimeout", "float", None, "HPOSTEER"),
     ("--failuresAsLosses", "failuresAsLosses", "flag", False, "HPOSTEER"),
     ("--server", "server", "str", None, "HPOSTEER"),
+    ("--tokenFile", "tokenFile", "str", None, "HPOSTEER"),
+    ("--token-file", "tokenFile", "str", None, "HPOSTEER"),
     ("--token", "token", "str", None, "HPOSTEER"),
 ]
 SPACE = {"lr": {"method": "loguniform", "dimension": {"low": 1e-4, "high": 1e-1}}}
@@ -130,7 +132,12 @@ def test_load_json_overrides_the_command_line_converts_numeric_strings_and_recor
     assert options.maxPoints == 20 and options.seed == 7, "numeric strings become ints"
     assert options.site == "S1", "the JSON file wins over the command line"
     assert options.outDS == "user.a.x/", "a trailing / is added"
-    assert capsys.readouterr().err.strip() == "WARNING : ignore unknown option bogusKey in cfg.json"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "WARNING : maxPoints in cfg.json (20) overrides --maxPoints 5 from the command line (as in PanDA, "
+        "--loadJson wins)",
+        "WARNING : site in cfg.json ('S1') overrides --site 'CLI' from the command line (as in PanDA, --loadJson wins)",
+        "WARNING : ignore unknown option bogusKey in cfg.json (keys are phpo's option names, e.g. maxPoints)",
+    ], "the options the file overrides are named; an option the file repeats unchanged is not"
     assert options.cliParams == (
         "phpo --maxPoints 5 --loadJson cfg.json --site CLI --optimizer tpe"
         " --maxPoints=20 --outDS='user.a.x' --evaluationExec='python train.py' --noEmail"
@@ -374,7 +381,44 @@ def test_missing_token(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_token_file_is_read(workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HPOSTEER_TOKEN_FILE", str(workdir / "missing-token"))
     assert main([*REQUIRED, "--searchSpaceFile", "space.json", "--server", CLOSED]) == 1
-    assert "cannot read HPOSTEER_TOKEN_FILE" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"HPOSTEER_TOKEN_FILE {workdir / 'missing-token'}: no such file" in err
+    assert "--output FILE" in err, "how to make one"
+
+
+def test_token_file_option_empty_and_unreadable(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "empty").write_text("\n")
+    assert main([*REQUIRED, "--searchSpaceFile", "space.json", "--server", CLOSED, "--tokenFile", "empty"]) == 1
+    assert "--token-file empty: the file is empty; it must hold the token" in capsys.readouterr().err
+    (workdir / "tokens").mkdir()
+    assert main([*REQUIRED, "--searchSpaceFile", "space.json", "--server", CLOSED, "--tokenFile", "tokens"]) == 1
+    assert "--token-file tokens: is a directory, not a token file" in capsys.readouterr().err
+    (workdir / "locked").write_text("hps_x\n")
+    (workdir / "locked").chmod(0)
+    if os.access(workdir / "locked", os.R_OK):
+        pytest.skip("running as root: a mode-0 file is still readable")
+    assert main([*REQUIRED, "--searchSpaceFile", "space.json", "--server", CLOSED, "--token-file", "locked"]) == 1
+    assert "--token-file locked: cannot read it (Permission denied)" in capsys.readouterr().err
+
+
+def test_load_json_unknown_key_did_you_mean(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(workdir / "cfg.json", {"maxPoint": 7, "nParallelEvaluations": 2})
+    prepare([*REQUIRED, "--loadJson", config])
+    err = capsys.readouterr().err
+    assert "ignore unknown option maxPoint in cfg.json: did you mean maxPoints?" in err
+    assert "ignore unknown option nParallelEvaluations in cfg.json: did you mean nParallelEvaluation?" in err
+
+
+def test_evaluation_exec_file_not_in_the_sandbox_is_warned(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "run.R").write_text("print(1)\n")
+    common = ["--outDS", "user.me.x", "--searchSpaceFile", "space.json", "--noSubmit", "--server", CLOSED]
+    assert main([*common, "--evaluationExec", "Rscript run.R --lr %{lr}"]) == 0
+    err = capsys.readouterr().err
+    assert "--evaluationExec names run.R, which is not in the sandbox: the sandbox packs only *.json" in err
+    assert main([*common, "--evaluationExec", "python ./trian.py"]) == 0
+    assert "--evaluationExec names ./trian.py, which is not in this directory" in capsys.readouterr().err
+    assert main([*common, "--evaluationExec", "python train.py --out=x /abs/path"]) == 0
+    assert "evaluationExec names" not in capsys.readouterr().err, "packed files, options and paths are fine"
 
 
 def test_unreachable_server(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -444,7 +488,8 @@ def test_unknown_optimizer(workdir: Path, live_service: LiveService, capsys: pyt
 def test_wrong_token(workdir: Path, live_service: LiveService, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*live_args(live_service, "--optimizer", "tpe"), "--token", "hps_wrong"]) == 1
     err = capsys.readouterr().err
-    assert "unknown, expired or revoked" in err and "hposteer token create --role user" in err
+    assert "the server refused the token: the token is unknown, expired or revoked" in err
+    assert "no token" not in err and "pass --token" not in err, "a token was given: only say it was refused"
 
 
 def test_pilot_token_is_refused(workdir: Path, live_service: LiveService, capsys: pytest.CaptureFixture[str]) -> None:
