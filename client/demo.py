@@ -55,15 +55,17 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _create_token(data_dir: Path, role: str, owner: str) -> str:
+def _create_token(data_dir: Path, role: str, owner: str) -> Path:
+    """A new token in data_dir/ROLE.token (mode 0600): no token is ever on a command line or printed."""
+    path = data_dir / f"{role}.token"
     result = subprocess.run(
         [sys.executable, "-m", "service", "token", "create", "--data-dir", str(data_dir),
-         "--role", role, "--owner", owner, "--label", "demo", "--json"],
+         "--role", role, "--owner", owner, "--label", "demo", "--output", str(path), "--force"],
         capture_output=True, text=True, env=_env(), check=False,
     )  # fmt: skip
-    if result.returncode != 0:
+    if result.returncode != 0 or not path.is_file():
         raise DemoError(f"could not create a {role} token: {result.stderr.strip()}")
-    return str(json.loads(result.stdout)["token"])
+    return path
 
 
 def _wait_healthy(url: str, service: subprocess.Popen[bytes], log: Path) -> None:
@@ -96,12 +98,12 @@ def _stop(process: subprocess.Popen[bytes] | None, grace_s: float = 20) -> None:
         process.wait()
 
 
-def _submit(example: Path, url: str, token: str, log: IO[bytes]) -> int:
+def _submit(example: Path, url: str, token_file: Path, log: IO[bytes]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp) / "result.json"
         result = subprocess.run(
             [sys.executable, "-m", "client.phpo", "--loadJson", "phpo.json", "--server", url,
-             "--token", token, "--dumpJson", str(dump)],
+             "--tokenFile", str(token_file), "--dumpJson", str(dump)],
             cwd=example, stdout=log, stderr=subprocess.STDOUT, env=_env(), check=False,
         )  # fmt: skip
         if result.returncode != 0 or not dump.is_file():
@@ -131,15 +133,16 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"  service   {url} (SQLite in {data_dir}; log {service_log})")
             user_token = _create_token(data_dir, "user", "demo")
             pilot_token = _create_token(data_dir, "pilot", "demo-site")
+            print(f"  tokens    {user_token} (user), {pilot_token} (pilot): files of mode 0600")
             pilot = _start(
-                [sys.executable, "-m", "client.cli", "pilot", "--server", url, "--token", pilot_token,
+                [sys.executable, "-m", "client.cli", "pilot", "--server", url, "--token-file", str(pilot_token),
                  "--site", "LOCAL", "--slots", str(args.slots), "--workdir", str(data_dir / "pilot")],
                 plog,
             )  # fmt: skip
             print(f"  pilot     {args.slots} slots, local runtime (log {pilot_log})")
             task_id = _submit(example, url, user_token, slog)
             print(f"  submitted task {task_id} with phpo --loadJson {example / 'phpo.json'}\n")
-            with ApiClient(url, user_token) as api:
+            with ApiClient(url, user_token.read_text().strip()) as api:
                 state = wait_for_task(api, task_id, interval_s=0.5)
                 task = api.get_task(task_id)
             print()
@@ -154,14 +157,14 @@ def run_demo(args: argparse.Namespace) -> int:
             _stop(service)
 
 
-def _where_next(task_id: int, url: str, token: str, data_dir: Path) -> None:
+def _where_next(task_id: int, url: str, token_file: Path, data_dir: Path) -> None:
     print(
         f"""
 Where to look next:
-  every point and attempt:  HPOSTEER_SERVER={url} HPOSTEER_TOKEN={token} hposteer task show {task_id} --points
+  every point and attempt:  HPOSTEER_SERVER={url} HPOSTEER_TOKEN_FILE={token_file} hposteer task show {task_id} --points
                             (the demo's service has stopped; restart it with
                              hposteer serve --data-dir {data_dir} --port {url.rsplit(":", 1)[1]})
-  in the web UI:            {url}/ui/login with that token, once the service runs again (docs/ui.md)
+  in the web UI:            {url}/ui/login with the token in {token_file.name}, once the service runs again (docs/ui.md)
   evaluation directories:   {data_dir / "pilot"}
   logs:                     {data_dir / "service.log"}, {data_dir / "pilot.log"}
   your own search:          docs/getting-started.md, docs/phpo.md, docs/search-space.md"""
