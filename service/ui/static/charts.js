@@ -128,13 +128,20 @@
     const kind = lo > 0 && hi / lo > 100 ? "log" : "linear";
     const lastN = Math.max(data.total, 2);
     const x = linear(1, lastN, box.l, box.r);
+    // Pad the y range so the best point and the highest point sit inside the plot, not on its edges.
+    if (kind === "log") { const r = hi / lo; lo /= Math.pow(r, 0.06); hi *= Math.pow(r, 0.04); }
+    else { const pad = (hi - lo || Math.abs(hi) || 1) * 0.06; lo -= pad; hi += pad; }
     const y = scaleFor(kind, lo, hi, box.b, box.t + 10);
-    frame(ctx, box, x, y, x.ticks(6), y.ticks(5), "point number" + (kind === "log" ? " · log loss" : ""));
+    // Point numbers are integers: never label a fractional tick.
+    const xTicks = x.ticks(6).filter((t) => Number.isInteger(t));
+    frame(ctx, box, x, y, xTicks, y.ticks(5), "point number" + (kind === "log" ? " · log loss" : ""));
     const list = [];
     ctx.fillStyle = "rgba(46,133,64,0.55)";
+    ctx.strokeStyle = COLORS.done;
+    ctx.lineWidth = 1.5;
     for (const p of done) {
       const px = x(p[0]), py = y(p[1]);
-      ctx.fillRect(px - 1.5, py - 1.5, 3, 3);
+      ctx.beginPath(); ctx.arc(px, py, 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
       list.push({ x: px, y: py, text: "point " + p[0] + "\nloss " + hp.fmtLoss(p[1]), href: "/ui/tasks/" + taskId + "/points/" + p[0] });
     }
     ctx.fillStyle = "rgba(198,40,40,0.8)";
@@ -144,7 +151,7 @@
       list.push({ x: px, y: box.t + 3, text: "point " + p[0] + " failed", href: "/ui/tasks/" + taskId + "/points/" + p[0] });
     }
     if (data.best.length) {
-      ctx.strokeStyle = COLORS.best; ctx.lineWidth = 2; ctx.beginPath();
+      ctx.strokeStyle = "rgba(17,17,17,0.7)"; ctx.lineWidth = 1.5; ctx.beginPath();
       let prev = null;
       for (const [n, loss] of data.best) {
         if (prev === null) ctx.moveTo(x(n), y(loss)); else { ctx.lineTo(x(n), y(prev)); ctx.lineTo(x(n), y(loss)); }
