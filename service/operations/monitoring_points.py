@@ -89,6 +89,7 @@ def points_table(
             "state": state,
             "counts": {s: counts.get(s, 0) for s in POINT_STATES},
             "columns": _columns(ctx),
+            "log_columns": _log_columns(ctx),
             "rows": [_row(r, index, latest.get(int(r.id))) for r in rows],
         }
 
@@ -142,6 +143,20 @@ def _columns(ctx: TaskContext) -> list[str]:
     for segment in ctx.segments:
         space = segment.search_space if isinstance(segment.search_space, dict) else {}
         names += [n for n in space if n not in names]
+    return names
+
+
+LOG_METHODS = frozenset({"loguniform", "qloguniform", "lognormal", "qlognormal"})
+
+
+def _log_columns(ctx: TaskContext) -> list[str]:
+    """The parameters searched on a log scale (in any segment): the UI shows them as 3.2e-04."""
+    names: list[str] = []
+    for segment in ctx.segments:
+        space = segment.search_space if isinstance(segment.search_space, dict) else {}
+        for name, spec in space.items():
+            if isinstance(spec, dict) and spec.get("method") in LOG_METHODS and name not in names:
+                names.append(name)
     return names
 
 

@@ -45,6 +45,8 @@
     return out;
   }
 
+  const MARKER_RADIUS = 4;
+
   function scaleFor(kind, lo, hi, r0, r1) {
     if (kind === "log" && lo > 0 && hi > lo) return logScale(lo, hi, r0, r1);
     if (hi === lo) { lo -= 0.5; hi += 0.5; }
@@ -116,39 +118,80 @@
     targets.set(canvas, []);
   }
 
-  function history(canvas, data, taskId) {
+  function quantile(sorted, q) {
+    const pos = (sorted.length - 1) * q, i = Math.floor(pos);
+    return i + 1 < sorted.length ? sorted[i] + (pos - i) * (sorted[i + 1] - sorted[i]) : sorted[i];
+  }
+
+  // Losses far on the bad side of the others (beyond Q3 + 3 IQR, in log space on a log scale) would
+  // squeeze the useful range into a few pixels: they are clipped, drawn as triangles at the edge.
+  function outlierFence(losses, kind, mode) {
+    if (losses.length < 8) return null;
+    const t = kind === "log" ? Math.log10 : (v) => v;
+    const sorted = losses.map(t).sort((a, b) => a - b);
+    const q1 = quantile(sorted, 0.25), q3 = quantile(sorted, 0.75), iqr = q3 - q1;
+    if (!(iqr > 0)) return null;
+    const back = kind === "log" ? (v) => Math.pow(10, v) : (v) => v;
+    return mode === "max" ? { low: back(q1 - 3 * iqr) } : { high: back(q3 + 3 * iqr) };
+  }
+
+  // opts: { scale: "auto" | "linear" | "log", showOutliers: bool }. Returns what was drawn (and
+  // records it on the canvas as data-* attributes, which the browser tests read).
+  function history(canvas, data, taskId, opts) {
+    opts = opts || {};
     const done = data.points.filter((p) => !p[2]);
     const failed = data.points.filter((p) => p[2]);
-    if (!data.points.length) { message(canvas, "no point finished yet"); return; }
+    if (!data.points.length) { message(canvas, "no point finished yet"); return { scale: "none", clipped: 0, logAvailable: false }; }
     const { ctx, w, h } = setup(canvas);
     const box = { l: 64, r: w - 14, t: 16, b: h - 34 };
     const losses = done.map((p) => p[1]);
-    let lo = Math.min(...losses, ...data.best.map((b) => b[1])), hi = Math.max(...losses);
-    if (!losses.length) { lo = 0; hi = 1; }
-    const kind = lo > 0 && hi / lo > 100 ? "log" : "linear";
+    const all = [...losses, ...data.best.map((b) => b[1])];
+    let lo = all.length ? Math.min(...all) : 0, hi = all.length ? Math.max(...all) : 1;
+    const logAvailable = lo > 0;
+    const wanted = opts.scale === "log" || opts.scale === "linear" ? opts.scale : (lo > 0 && hi / lo > 100 ? "log" : "linear");
+    const kind = wanted === "log" && !logAvailable ? "linear" : wanted;
+    const fence = opts.showOutliers ? null : outlierFence(losses, kind, data.mode);
+    const isFar = (v) => fence !== null && ((fence.high !== undefined && v > fence.high) || (fence.low !== undefined && v < fence.low));
+    const far = done.filter((p) => isFar(p[1]));
+    if (far.length) {
+      const kept = all.filter((v) => !isFar(v));
+      lo = Math.min(...kept); hi = Math.max(...kept);
+    }
     const lastN = Math.max(data.total, 2);
     const x = linear(1, lastN, box.l, box.r);
     // Pad the y range so the best point and the highest point sit inside the plot, not on its edges.
-    if (kind === "log") { const r = hi / lo; lo /= Math.pow(r, 0.06); hi *= Math.pow(r, 0.04); }
+    if (kind === "log") { const r = hi / lo > 1 ? hi / lo : 10; lo /= Math.pow(r, 0.06); hi *= Math.pow(r, 0.06); }
     else { const pad = (hi - lo || Math.abs(hi) || 1) * 0.06; lo -= pad; hi += pad; }
-    const y = scaleFor(kind, lo, hi, box.b, box.t + 10);
+    const top = box.t + 18; // above it: the lanes of failed points and clipped outliers
+    const y = scaleFor(kind, lo, hi, box.b, top);
     // Point numbers are integers: never label a fractional tick.
     const xTicks = x.ticks(6).filter((t) => Number.isInteger(t));
     frame(ctx, box, x, y, xTicks, y.ticks(5), "point number" + (kind === "log" ? " · log loss" : ""));
     const list = [];
+    const link = (n) => "/ui/tasks/" + taskId + "/points/" + n;
     ctx.fillStyle = "rgba(46,133,64,0.55)";
     ctx.strokeStyle = COLORS.done;
     ctx.lineWidth = 1.5;
     for (const p of done) {
+      if (isFar(p[1])) continue;
       const px = x(p[0]), py = y(p[1]);
-      ctx.beginPath(); ctx.arc(px, py, 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
-      list.push({ x: px, y: py, text: "point " + p[0] + "\nloss " + hp.fmtLoss(p[1]), href: "/ui/tasks/" + taskId + "/points/" + p[0] });
+      ctx.beginPath(); ctx.arc(px, py, MARKER_RADIUS, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+      list.push({ x: px, y: py, text: "point " + p[0] + "\nloss " + hp.fmtLoss(p[1]), href: link(p[0]) });
+    }
+    const edge = data.mode === "max" ? box.b - 6 : box.t + 12;
+    ctx.fillStyle = "rgba(230,126,34,0.85)";
+    for (const p of far) {
+      const px = x(p[0]), up = data.mode !== "max";
+      ctx.beginPath();
+      ctx.moveTo(px, edge + (up ? -5 : 5)); ctx.lineTo(px - 5, edge + (up ? 4 : -4)); ctx.lineTo(px + 5, edge + (up ? 4 : -4));
+      ctx.closePath(); ctx.fill();
+      list.push({ x: px, y: edge, text: "point " + p[0] + "\nloss " + hp.fmtLoss(p[1]) + "\n(far outlier, clipped)", href: link(p[0]) });
     }
     ctx.fillStyle = "rgba(198,40,40,0.8)";
     for (const p of failed) {
       const px = x(p[0]);
       ctx.fillRect(px - 1, box.t, 2, 7);
-      list.push({ x: px, y: box.t + 3, text: "point " + p[0] + " failed", href: "/ui/tasks/" + taskId + "/points/" + p[0] });
+      list.push({ x: px, y: box.t + 3, text: "point " + p[0] + " failed", href: link(p[0]) });
     }
     if (data.best.length) {
       ctx.strokeStyle = "rgba(17,17,17,0.7)"; ctx.lineWidth = 1.5; ctx.beginPath();
@@ -156,7 +199,7 @@
       for (const [n, loss] of data.best) {
         if (prev === null) ctx.moveTo(x(n), y(loss)); else { ctx.lineTo(x(n), y(prev)); ctx.lineTo(x(n), y(loss)); }
         prev = loss;
-        list.push({ x: x(n), y: y(loss), text: "new best at point " + n + "\nloss " + hp.fmtLoss(loss), href: "/ui/tasks/" + taskId + "/points/" + n });
+        list.push({ x: x(n), y: y(loss), text: "new best at point " + n + "\nloss " + hp.fmtLoss(loss), href: link(n) });
       }
       const lastFinished = Math.max(...data.points.map((p) => p[0]));
       ctx.lineTo(x(Math.max(lastFinished, data.best[data.best.length - 1][0])), y(prev));
@@ -164,6 +207,12 @@
     }
     targets.set(canvas, list);
     interactive(canvas);
+    const drawn = { scale: kind, clipped: far.length, logAvailable, markerRadius: MARKER_RADIUS, xTicks, yRange: [lo, hi] };
+    Object.assign(canvas.dataset, {
+      scale: kind, clipped: String(far.length), logAvailable: String(logAvailable), markerRadius: String(MARKER_RADIUS),
+      xTicks: JSON.stringify(xTicks), yRange: JSON.stringify([lo, hi]), plotTop: String(box.t), plotBottom: String(box.b),
+    });
+    return drawn;
   }
 
   function lossColor(t, alpha) {

@@ -37,7 +37,9 @@
       status = document.createElement("div");
       status.className = "live-status";
       status.setAttribute("role", "status");
-      body.appendChild(status);
+      // In the top bar, beside the user, where it never covers a chart or a table.
+      const bar = document.querySelector("header.top");
+      if (bar) bar.insertBefore(status, bar.querySelector(".who")); else body.appendChild(status);
     }
     status.textContent = text;
     status.classList.toggle("off", !!bad);
@@ -128,7 +130,13 @@
     return JSON.stringify(v);
   }
 
-  window.hp = { poll, every, el, ago, duration, fmtLoss, fmtValue, now, refreshAges };
+  // A value of a parameter searched on a log scale: its magnitude is what matters (3.2e-4).
+  function fmtSci(v) {
+    if (typeof v !== "number" || v === 0 || !Number.isFinite(v)) return fmtValue(v);
+    return Number(v.toPrecision(3)).toExponential();
+  }
+
+  window.hp = { poll, every, el, ago, duration, fmtLoss, fmtValue, fmtSci, now, refreshAges };
   document.addEventListener("DOMContentLoaded", () => {
     refreshAges();
     startLiveRegions();

@@ -86,6 +86,7 @@
   PointsTable.prototype.render = function (data) {
     this.pages = data.pages;
     const segmented = data.rows.some((r) => r.segment !== 0);
+    const logScale = new Set(data.log_columns || []);
     const head = hp.el("tr", {}, [
       this.header("#", "number", "r"),
       ...(segmented ? [this.header("Seg.", null, "r")] : []),
@@ -107,7 +108,7 @@
         hp.el("td", { class: "r", text: String(r.attempts) }),
         hp.el("td", { text: r.site || "—" }), hp.el("td", { text: r.pilot || "—" }),
         hp.el("td", { class: r.failure_class ? "bad" : "muted", text: r.failure_class ? r.failure_class + (r.exit_code !== null ? " (" + r.exit_code + ")" : "") : "—" }),
-        ...data.columns.map((c) => hp.el("td", { class: "param", text: c in r.params ? hp.fmtValue(r.params[c]) : "" })),
+        ...data.columns.map((c) => hp.el("td", { class: "param", text: c in r.params ? (logScale.has(c) ? hp.fmtSci(r.params[c]) : hp.fmtValue(r.params[c])) : "" })),
         r.finished_at ? hp.el("td", {}, [hp.el("time", { class: "ago", "data-ts": r.finished_at, text: hp.ago(r.finished_at) })]) : hp.el("td", { class: "muted", text: "—" }),
       ]);
     });

@@ -27,12 +27,27 @@
       draw(result.body);
     }
 
+    // The history chart's scale and outlier choice, remembered for every task (localStorage).
+    const scalePick = document.getElementById("history-scale");
+    const outliersPick = document.getElementById("history-outliers");
+    const remembered = (key, fallback) => { try { return localStorage.getItem(key) ?? fallback; } catch (e) { return fallback; } };
+    const remember = (key, value) => { try { localStorage.setItem(key, value); } catch (e) { /* private mode */ } };
+    scalePick.value = remembered("hposteer.history.scale", "auto");
+    outliersPick.checked = remembered("hposteer.history.outliers", "hide") === "show";
     const drawHistory = (d) => {
-      hpCharts.history(canvases.history, d, taskId);
-      document.getElementById("history-note").textContent = d.sampled
+      const drawn = hpCharts.history(canvases.history, d, taskId, { scale: scalePick.value, showOutliers: outliersPick.checked });
+      const logOption = scalePick.querySelector('option[value="log"]');
+      logOption.disabled = !drawn.logAvailable;
+      logOption.title = drawn.logAvailable ? "" : "a log scale needs every loss > 0";
+      const parts = [d.sampled
         ? "an even sample of " + d.points.length.toLocaleString() + " of " + d.total.toLocaleString() + " points (and the latest); the best-so-far line is exact"
-        : d.points.length.toLocaleString() + " finished points";
+        : d.points.length.toLocaleString() + " finished points"];
+      if (drawn.clipped) parts.push(drawn.clipped + " far outlier" + (drawn.clipped > 1 ? "s" : "") + " clipped");
+      if (scalePick.value === "log" && drawn.scale !== "log") parts.push("linear: a loss ≤ 0 has no log");
+      document.getElementById("history-note").textContent = parts.join(" · ");
     };
+    scalePick.addEventListener("change", () => { remember("hposteer.history.scale", scalePick.value); if (last.history) drawHistory(last.history); });
+    outliersPick.addEventListener("change", () => { remember("hposteer.history.outliers", outliersPick.checked ? "show" : "hide"); if (last.history) drawHistory(last.history); });
     const drawParcoords = (d) => {
       hpCharts.parcoords(canvases.parcoords, d, taskId);
       document.getElementById("parcoords-note").textContent = d.lines.length.toLocaleString() + " done points";
