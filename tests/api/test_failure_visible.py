@@ -104,4 +104,3 @@ def test_a_killed_task_waits_with_exit_6_and_a_missing_one_with_1(live_service: 
     assert _cli(live_service, "task", "wait", str(tid)).returncode == 6
     missing = _cli(live_service, "task", "wait", "999999")
     assert missing.returncode == 1 and "does not exist" in missing.stderr
-
