@@ -24,6 +24,15 @@ from client.task_view import format_point, format_task, format_task_table, wait_
 
 SERVER_COMMANDS = ("serve", "token", "db", "mlflow")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+# `task wait`: how the task ended (client.task_view.wait_for_task) -> exit code; docs/phpo.md has the table.
+EXIT_NO_POINT_DONE, EXIT_STEERING_FAILED, EXIT_KILLED = 4, 5, 6
+WAIT_EXIT_CODES = {
+    "finished": EXIT_OK,
+    "timeout": EXIT_TIMEOUT,
+    "no_point_done": EXIT_NO_POINT_DONE,
+    "steering_failed": EXIT_STEERING_FAILED,
+    "killed": EXIT_KILLED,
+}
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=50)
     for name, helptext in (
         ("show", "one task: progress, best point, settings, segments"),
-        ("wait", "follow a task with a live progress bar until it ends"),
+        ("wait", "follow a task until it ends; exit 0 finished, 3 timeout, 4 no point done, 5 failed, 6 killed"),
         ("kill", "stop a task: pending points are cancelled, running ones told to stop"),
         ("retry", "re-queue the task's failed points, each with a fresh round of attempts"),
         ("download", "fetch the task's metrics tarballs, metadata and checkpoints into a directory"),
@@ -125,7 +134,7 @@ def _task_command(args: argparse.Namespace) -> int:
             outcome = wait_for_task(
                 api, args.task_id, interval_s=args.interval, timeout_s=args.timeout, as_json=args.json
             )
-            return {"finished": EXIT_OK, "timeout": EXIT_TIMEOUT}.get(outcome, EXIT_FAILED)
+            return WAIT_EXIT_CODES.get(outcome, EXIT_FAILED)
         value, text = _TASK_ACTIONS[args.task_command](api, args)
         if args.json:
             _print_json(value)

@@ -10,6 +10,8 @@ from typing import Any, TextIO
 from client.http import ApiClient, TaskSummary
 
 TERMINAL_STATES = ("finished", "failed", "killed")
+# Why a failed task failed, as `task wait` reports it (its exit code: client.cli WAIT_EXIT_CODES).
+_NO_POINT_DONE = ("all_points_failed", "no_points_evaluated")
 
 
 def _loss(value: float | None) -> str:
@@ -17,7 +19,7 @@ def _loss(value: float | None) -> str:
 
 
 def format_task_table(tasks: list[TaskSummary]) -> str:
-    rows = [("ID", "STATE", "DONE/MAX", "FAILED", "BEST LOSS", "OPTIMIZER", "NAME")]
+    rows = [("ID", "STATE", "DONE/MAX", "FAILED", "BEST LOSS", "OPTIMIZER", "NAME")]  # DONE: a loss accepted
     for t in tasks:
         p = t["progress"]
         best = t["best"]
@@ -25,7 +27,7 @@ def format_task_table(tasks: list[TaskSummary]) -> str:
             (
                 str(t["id"]),
                 t["state"],
-                f"{p['done'] + p['failed']}/{p['max_points']}",
+                f"{p['done']}/{p['max_points']}",
                 str(p["failed"]),
                 _loss(best["loss"] if best else None),
                 t["optimizer"],
@@ -126,7 +128,9 @@ def wait_for_task(
     as_json: bool = False,
     out: TextIO | None = None,
 ) -> str:
-    """Follow a task until it ends; returns its final state, or "timeout"."""
+    """Follow a task until it ends; returns how it ended: "finished" (at least one point done),
+    "no_point_done" (failed: every point failed or none was evaluated), "steering_failed" (failed
+    for another reason: its steering), "killed", or "timeout"."""
     stream = out or sys.stdout
     live = stream.isatty() and not as_json
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -150,10 +154,17 @@ def wait_for_task(
                 stream.write(json.dumps(task, indent=2, sort_keys=True) + "\n")
             elif task.get("message"):
                 stream.write(f"{task['message']}\n")
-            return str(task["state"])
+            return outcome_of(task)
         if deadline is not None and time.monotonic() >= deadline:
             if live:
                 stream.write("\n")
             stream.write(f"task {task_id} still {task['state']} after {timeout_s:g} s\n")
             return "timeout"
         time.sleep(interval_s)
+
+
+def outcome_of(task: dict[str, Any]) -> str:
+    """How an ended task ended, for `task wait` (see wait_for_task)."""
+    if task["state"] != "failed":
+        return str(task["state"])
+    return "no_point_done" if task.get("end_reason") in _NO_POINT_DONE else "steering_failed"

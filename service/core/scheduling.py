@@ -40,6 +40,40 @@ class EndReason(StrEnum):
     EXHAUSTED = "exhausted"  # the optimiser has no more points to give
     KILLED = "killed"
     STEERING_FAILED = "steering_failed"
+    ALL_POINTS_FAILED = "all_points_failed"  # the task ended and every evaluated point failed
+    NO_POINTS_EVALUATED = "no_points_evaluated"  # the task ended before any point had a result
+
+
+# Task ends that `task retry` may reopen (the task failed only because its points did).
+RETRYABLE_FAILURES = frozenset({EndReason.ALL_POINTS_FAILED.value, EndReason.NO_POINTS_EVALUATED.value})
+
+
+@dataclass(frozen=True)
+class TaskEnd:
+    succeeded: bool  # False: the task is ``failed``, not ``finished``
+    reason: str
+    message: str | None  # for the owner, when it failed
+
+
+def retryable(task_state: str, task_end_reason: str | None) -> bool:
+    """Whether `task retry` may re-queue the task's failed points."""
+    if task_state in ("running", "finished"):
+        return True
+    return task_state == "failed" and task_end_reason in RETRYABLE_FAILURES
+
+
+def task_end(segment_reasons: list[str | None], done: int, failed: int) -> TaskEnd:
+    """How a task ends once every segment has: ``finished`` only if at least one point was done
+    (a loss accepted); a task whose every point failed, or that evaluated none, ``failed``."""
+    reasons = set(segment_reasons)
+    reason = (reasons.pop() or "completed") if len(reasons) == 1 else "completed"
+    if done > 0:
+        return TaskEnd(True, reason, None)
+    if failed > 0:
+        message = f"all {failed} evaluated points failed (the task ended: {reason}); no loss to report"
+        return TaskEnd(False, EndReason.ALL_POINTS_FAILED.value, message)
+    message = f"no point was evaluated (the task ended: {reason})"
+    return TaskEnd(False, EndReason.NO_POINTS_EVALUATED.value, message)
 
 
 def points_to_generate(budget: SegmentBudget, counts: SegmentCounts) -> int:

@@ -13,7 +13,7 @@ from enum import StrEnum
 class TaskState(StrEnum):
     RUNNING = "running"  # accepted; steering and evaluation under way
     FINISHED = "finished"  # every segment reached its end (budget, exhaustion, job limit)
-    FAILED = "failed"  # the task could not go on (e.g. its optimiser raised)
+    FAILED = "failed"  # the task could not go on (its optimiser raised) or ended with no point done
     KILLED = "killed"  # stopped by its owner
 
 
@@ -48,7 +48,8 @@ TRANSITIONS: dict[type[State], dict[State, frozenset[State]]] = {
         TaskState.RUNNING: frozenset({TaskState.FINISHED, TaskState.FAILED, TaskState.KILLED}),
         # finished -> running: `task retry` re-queued failed points
         TaskState.FINISHED: frozenset({TaskState.RUNNING}),
-        TaskState.FAILED: frozenset(),
+        # failed -> running: `task retry` of a task that failed only because no point was done
+        TaskState.FAILED: frozenset({TaskState.RUNNING}),
         TaskState.KILLED: frozenset(),
     },
     SegmentState: {

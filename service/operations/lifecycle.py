@@ -11,8 +11,8 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
-from service.core.scheduling import EndReason, SegmentBudget, end_reason, points_to_generate
-from service.core.states import SegmentState, TaskState
+from service.core.scheduling import EndReason, SegmentBudget, end_reason, points_to_generate, task_end
+from service.core.states import PointState, SegmentState, TaskState
 from service.operations.context import Services
 from service.operations.outbox import Outbox
 from service.store import attempts as attempt_store
@@ -139,13 +139,17 @@ def attempt_ended(
 
 
 def finish_task_if_over(conn: Connection, task_id: int) -> bool:
-    """Finish a running task once every segment has ended; True if it finished now."""
+    """End a running task once every segment has ended: ``finished`` if a point was done, else
+    ``failed`` (core.scheduling.task_end); True if it ended now."""
     segments = task_store.segments_of(conn, task_id)
     if not segments or any(s.state not in _TERMINAL_SEGMENT for s in segments):
         return False
-    reasons = {s.end_reason for s in segments}
-    reason = reasons.pop() if len(reasons) == 1 else "completed"
-    return task_store.set_task_state(conn, task_id, TaskState.FINISHED, end_reason=reason)
+    counts = task_store.state_counts(conn, [s.id for s in segments]).values()
+    done = sum(c.get(PointState.DONE.value, 0) for c in counts)
+    failed = sum(c.get(PointState.FAILED.value, 0) for c in counts)
+    end = task_end([s.end_reason for s in segments], done=done, failed=failed)
+    target = TaskState.FINISHED if end.succeeded else TaskState.FAILED
+    return task_store.set_task_state(conn, task_id, target, end_reason=end.reason, message=end.message)
 
 
 def fail_task(conn: Connection, task_id: int, message: str, outbox: Outbox) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from service.core.scheduling import retryable
 from service.core.states import PointState, SegmentState, TaskState
 from service.operations import brokerage
 from service.operations.context import Services
@@ -82,15 +83,17 @@ def kill_task(services: Services, principal: Principal, task_id: int) -> TaskVie
 def retry_task(services: Services, principal: Principal, task_id: int) -> tuple[TaskView, int]:
     """Re-queue the task's failed points, each with a fresh round of maxAttempts attempts.
 
-    A finished task runs again until they end; its segments generate no new points for it.
+    A finished task, or one that failed because every point failed, runs again until they end;
+    its segments generate no new points for it.
     """
     with services.db.write() as conn:
         task = task_store.get_task(conn, task_id, principal.owner_scope)
         if task is None:
             raise _not_found(task_id)
-        if task.state not in (TaskState.RUNNING.value, TaskState.FINISHED.value):
+        if not retryable(task.state, task.end_reason):
             raise Conflict(
-                f"task {task_id} is {task.state}: only a running or finished task can retry its failed points",
+                f"task {task_id} is {task.state} ({task.end_reason}): only a running or finished task, "
+                "or one that failed because all its points failed, can retry its failed points",
                 code="task_not_retryable",
             )
         requeued = point_store.requeue_failed_points(conn, task_id)

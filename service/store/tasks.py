@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, func, insert, select, update
 
+from service.core.scheduling import RETRYABLE_FAILURES
 from service.core.states import PointState, SegmentState, TaskState
 from service.store.database import now_expr
 from service.store.records import PointRecord, SegmentRecord, TaskLimits, TaskRecord, from_row
@@ -206,10 +207,11 @@ def reopen_for_retry(conn: Connection, task_id: int, extra_jobs: dict[int, int])
         update(tasks)
         .where(
             tasks.c.id == task_id,
-            tasks.c.state == TaskState.FINISHED.value,
+            (tasks.c.state == TaskState.FINISHED.value)
+            | ((tasks.c.state == TaskState.FAILED.value) & tasks.c.end_reason.in_(sorted(RETRYABLE_FAILURES))),
             may_enter(tasks.c.state, TaskState.RUNNING),
         )
-        .values(state=TaskState.RUNNING.value, end_reason=None, finished_at=None, updated_at=now_expr())
+        .values(state=TaskState.RUNNING.value, end_reason=None, message=None, finished_at=None, updated_at=now_expr())
     )
 
 

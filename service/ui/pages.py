@@ -23,7 +23,10 @@ NOTICES = {
     "retried": "Failed points re-queued; each gets a fresh round of attempts.",
     "task_ended": "The task had already ended: nothing to kill.",
     "nothing_to_retry": "No point of this task has failed: nothing to retry.",
-    "task_not_retryable": "Only a running or finished task can retry its failed points.",
+    "task_not_retryable": (
+        "Only a running or finished task, or one that failed because all its points failed, "
+        "can retry its failed points."
+    ),
 }
 
 

@@ -351,7 +351,8 @@ def test_foreign_token_and_failures_and_retries(live_service: LiveService) -> No
                 },
             )
             assert r.status_code == 200 and r.json()["point_state"] == expected_state
-        task = wait_state(user, task_id, "finished")
+        task = wait_state(user, task_id, "failed")
+        assert task["end_reason"] == "all_points_failed", "its only point failed: the task is not a success"
         point = user.get(f"/api/v1/tasks/{task_id}/points").json()["points"][0]
         assert point["state"] == "failed" and point["is_failure"] and point["loss"] == 1e5
         assert [a["failure_class"] for a in point["attempts"]] == ["missing_output", "missing_output"]

@@ -122,16 +122,17 @@ def test_retry_requeues_failed_points_with_a_fresh_round_of_attempts(live_servic
         pilot_id = register(pilot, site)
         for key in ("retry-000001", "retry-000002"):
             _fail(pilot, _acquire(pilot, pilot_id, key))
-        finished = wait_state(user, task["id"], "finished")
+        failed = wait_state(user, task["id"], "failed")
         retried = user.post(f"/api/v1/tasks/{task['id']}/retry")
         job = _acquire(pilot, pilot_id, "retry-000003")
         assert _complete(pilot, job, loss=0.125).status_code == 200
         done = wait_state(user, task["id"], "finished")
         point = user.get(f"/api/v1/tasks/{task['id']}/points/{job['point_id']}").json()
         nothing = user.post(f"/api/v1/tasks/{task['id']}/retry")
-    assert finished["progress"]["failed"] == 1
+    assert failed["progress"]["failed"] == 1 and failed["end_reason"] == "all_points_failed", failed
     assert retried.status_code == 200, retried.text
-    assert retried.json()["requeued"] == 1 and retried.json()["task"]["state"] == "running"
+    assert retried.json()["requeued"] == 1 and retried.json()["task"]["state"] == "running", "failed -> running"
+    assert retried.json()["task"]["end_reason"] is None and retried.json()["task"]["message"] is None
     assert job["attempt_number"] == 3, "attempts keep counting across the retry"
     assert done["progress"]["done"] == 1 and done["progress"]["failed"] == 0 and done["best"]["loss"] == 0.125
     assert [a["state"] for a in point["attempts"]] == ["failed", "failed", "succeeded"]

@@ -50,7 +50,7 @@ def test_task_list_show_and_kill_with_and_without_json(
     assert f"task {task_id}  cli.task/" in capsys.readouterr().out
     assert main(["task", "kill", str(task_id), "--json", *conn]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "killed"
-    assert main(["task", "wait", str(task_id), *conn]) == 1, "a killed task is not a success"
+    assert main(["task", "wait", str(task_id), *conn]) == 6, "a killed task is not a success (exit 6)"
     assert "killed" in capsys.readouterr().out
     assert main(["task", "list", "--state", "killed", "--json", *conn]) == 0
     assert task_id in [t["id"] for t in json.loads(capsys.readouterr().out)]

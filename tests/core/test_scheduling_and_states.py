@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from service.core.placeholders import fill_evaluation_exec
-from service.core.scheduling import EndReason, SegmentBudget, SegmentCounts, end_reason, points_to_generate
+from service.core.scheduling import EndReason, SegmentBudget, SegmentCounts, TaskEnd, end_reason, points_to_generate
 from service.core.states import (
     TRANSITIONS,
     AttemptState,
     IllegalTransition,
     PointState,
     TaskState,
+    allowed,
     check,
     sources,
 )
@@ -68,3 +69,19 @@ def test_transition_table_is_complete_and_terminal_states_are_final() -> None:
         check(TaskState.RUNNING, PointState.DONE)
     assert sources(PointState.RUNNING) == {PointState.PENDING}
     assert sources(AttemptState.EXPIRED) == {AttemptState.RUNNING}
+
+
+def test_a_task_ends_failed_unless_a_point_was_done() -> None:
+    from service.core.scheduling import retryable, task_end
+
+    assert task_end(["max_points", "max_points"], done=1, failed=9) == TaskEnd(True, "max_points", None)
+    assert task_end(["max_points", "exhausted"], done=2, failed=0).reason == "completed"
+    failed = task_end(["max_evaluation_jobs"], done=0, failed=4)
+    assert (failed.succeeded, failed.reason) == (False, "all_points_failed")
+    assert failed.message == "all 4 evaluated points failed (the task ended: max_evaluation_jobs); no loss to report"
+    assert task_end(["exhausted"], done=0, failed=0) == TaskEnd(
+        False, "no_points_evaluated", "no point was evaluated (the task ended: exhausted)"
+    )
+    assert allowed(TaskState.FAILED, TaskState.RUNNING), "task retry reopens it"
+    assert retryable("failed", "all_points_failed") and retryable("finished", "max_points")
+    assert not retryable("failed", "steering_failed") and not retryable("killed", "killed")

@@ -140,3 +140,44 @@ def test_serve_refuses_an_old_schema_with_one_line_and_exit_code_1(tmp_path: Pat
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert upgraded.returncode == 0 and f"(newest {head_revision()})" in upgraded.stdout, upgraded.stderr
+
+
+def test_0006_fails_the_tasks_that_ended_finished_with_no_point_done(backend_services: Services) -> None:
+    """A database of revision 0005 holds tasks that ended ``finished``: one whose every point failed,
+    one with a done point, one with no point. 0006 fails the first (all_points_failed) and the last
+    (no_points_evaluated), keeps every row and the segments' end reason; the downgrade restores it."""
+    from tests.store.test_store import _points, _task
+
+    engine = backend_services.db.engine
+    _downgrade(engine, "0005")
+    all_failed, seg_a = _task(backend_services)
+    one_done, seg_b = _task(backend_services)
+    no_point, _ = _task(backend_services)
+    _points(backend_services, all_failed, seg_a, 3)
+    _points(backend_services, one_done, seg_b, 2)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE tasks SET state = 'finished', end_reason = 'max_points', finished_at = 5.0"))
+        conn.execute(text("UPDATE points SET state = 'failed', loss = 100000.0, is_failure = :t"), {"t": True})
+        conn.execute(
+            text("UPDATE points SET state = 'done', loss = 0.5, is_failure = :f WHERE task_id = :id AND number = 1"),
+            {"f": False, "id": one_done},
+        )
+    upgrade(engine)
+
+    def tasks_now() -> dict[int, tuple[str, str, str | None, float]]:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, state, end_reason, message, finished_at FROM tasks")).all()
+        return {r.id: (r.state, r.end_reason, r.message, r.finished_at) for r in rows}
+
+    after = tasks_now()
+    assert after[all_failed][:2] == ("failed", "all_points_failed")
+    assert after[all_failed][2] == "all 3 evaluated points failed (the task ended: max_points); no loss to report"
+    assert after[one_done] == ("finished", "max_points", None, 5.0)
+    assert after[no_point][:2] == ("failed", "no_points_evaluated")
+    assert all(row[3] == 5.0 for row in after.values()), "when they ended is kept"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM points WHERE state = 'failed'")).scalar_one() == 4
+    _downgrade(engine, "0005")
+    assert all(row == ("finished", "max_points", None, 5.0) for row in tasks_now().values()), tasks_now()
+    upgrade(engine)
+    assert tasks_now() == after
