@@ -102,7 +102,7 @@ def test_images_are_local_files_or_the_local_docker_engines() -> None:
         with pytest.raises(RuntimeStartError, match=message):
             image_source(bad)
     for remote in ("library://alpine", "oras://ghcr.io/x:1", "https://example.org/x.sif", "docker://"):
-        with pytest.raises(RuntimeStartError, match="never pulls|names no image"):
+        with pytest.raises(RuntimeStartError, match=r"never pulls|names no image"):
             local_image("apptainer", remote)
 
 
