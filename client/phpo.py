@@ -170,6 +170,8 @@ def _submit(options: argparse.Namespace) -> Outcome:
         if options.verbose:
             print("request body:\n" + json.dumps(body, indent=2))
         task = api.submit_task(body)
+    for warning in task.get("warnings") or []:
+        warn(warning)
     message = (
         f"submitted task {task['id']} ({task['name']})\n"
         f"  optimizer {task.get('optimizer')}, sandbox {sandbox.sha256[:12]} ({len(sandbox.files)} files)\n"
@@ -190,6 +192,8 @@ def _dry_run(options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox
     lines = [f"dry run (--noSubmit): nothing was submitted or stored. Task {body['name']} would be:"]
     lines += _summary(body, sandbox)
     if answer is not None:
+        for warning in answer.get("warnings") or []:
+            warn(warning)
         lines.append(
             f"validated by the server at {options.server}: search space, optimizer "
             f"({answer.get('optimizer')}) and budgets are accepted"

@@ -28,8 +28,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from client.pilot.container_args import WORKDIR, ContainerLimits, container_env, exit_code
-from client.pilot.engine_cli import check_bind_source, check_image
+from client.pilot.engine_cli import check_bind_source, check_image, run_engine
 from client.pilot.runtime import (
+    DAEMON_SOURCE,
     KILL_GRACE_S,
     LocalPayload,
     Payload,
@@ -38,7 +39,6 @@ from client.pilot.runtime import (
     image_reference,
 )
 
-REMOTE = ("docker://", "library://", "oras://", "shub://", "http://", "https://")  # would pull
 KEEP = frozenset({"CACHEDIR", "TMPDIR", "CONFIGDIR"})  # of APPTAINER_*: where the engine keeps its files
 GUARD = """exec 3<&0
 (
@@ -57,19 +57,22 @@ exit "$status"
 
 
 def image_source(reference: str) -> str:
-    """What apptainer runs: a SIF file or sandbox directory (absolute path) as given, an image name from the
-    local Docker engine (``docker-daemon:NAME``); never a registry (RuntimeStartError)."""
-    if reference.startswith(REMOTE):
-        raise RuntimeStartError(
-            f"runtime apptainer: {reference!r} would be pulled from a registry, and the pilot never pulls images; "
-            "give a local .sif path (made with `apptainer build image.sif docker-daemon:NAME` or `apptainer pull`)"
-        )
+    """What apptainer runs: a SIF file or sandbox directory (absolute path) as given, or an image of the
+    local Docker engine (``docker-daemon:NAME``; ``docker://NAME`` arrives as that, runtime.local_image)."""
     if reference.startswith("/"):
         if not os.path.exists(check_image("apptainer", reference)):
             raise RuntimeStartError(f"runtime apptainer: image {reference!r} does not exist on this machine")
         return reference
-    name = reference.removeprefix("docker-daemon:")
-    return f"docker-daemon:{check_image('apptainer', name)}"
+    name = check_image("apptainer", reference.removeprefix(DAEMON_SOURCE))
+    docker = shutil.which("docker")
+    if docker is not None and run_engine("apptainer", [docker, "image", "inspect", "--", name]).returncode != 0:
+        raise RuntimeStartError(
+            f"runtime apptainer: image {name!r} is not in this machine's Docker engine (where apptainer reads "
+            "image names from), and the pilot never pulls images. Load it there first (`docker load -i image.tar`), "
+            f"or give the absolute path of a .sif file made with `apptainer build eval.sif docker-daemon:{name}` "
+            "where the image exists"
+        )
+    return f"{DAEMON_SOURCE}{name}"
 
 
 def apptainer_argv(

@@ -63,14 +63,43 @@ class RuntimeOptions:
 
 
 def image_reference(runtime: str, image: str | None, options: RuntimeOptions) -> str:
-    """The image a container runtime runs: the task's, else the pilot's default; an error names both."""
+    """The image a container runtime runs: the task's, else the pilot's default (an error names both),
+    in the runtime's own local form (:func:`local_image`)."""
     reference = image or options.default_image
     if not reference:
         raise RuntimeStartError(
             f"runtime {runtime}: the task names no image (--evaluationContainer) and the pilot has no default "
             "(--container-image)"
         )
-    return reference
+    return local_image(runtime, reference)
+
+
+DOCKER_SCHEME = "docker://"  # PanDA's form: docker://python:3.11-slim
+PULL_SCHEMES = ("library://", "oras://", "shub://", "http://", "https://")  # only a registry has these
+DAEMON_SOURCE = "docker-daemon:"  # apptainer's name for an image in the local Docker engine
+APPTAINER_NAMES = frozenset({"apptainer", "singularity"})
+
+
+def local_image(runtime: str, reference: str) -> str:
+    """``reference`` as ``runtime`` finds it on this machine (the pilot never pulls).
+
+    PanDA configurations name images ``docker://NAME``: docker and podman look ``NAME`` up in their
+    own image storage, apptainer/singularity read it from the local Docker engine
+    (``docker-daemon:NAME``). Other registry schemes have no local equivalent and are refused."""
+    if reference.startswith(PULL_SCHEMES):
+        raise RuntimeStartError(
+            f"runtime {runtime}: {reference[:100]!r} names an image in a remote registry, and the pilot never "
+            "pulls images; give a local image instead: a name the local engine has (`docker://NAME` or `NAME`)"
+            + (", or the absolute path of a .sif file" if runtime in APPTAINER_NAMES else "")
+        )
+    if not reference.startswith(DOCKER_SCHEME):
+        return reference
+    name = reference.removeprefix(DOCKER_SCHEME)
+    if not name:
+        raise RuntimeStartError(
+            f"runtime {runtime}: the image {reference!r} names no image after 'docker://' (e.g. docker://python:3.11)"
+        )
+    return f"{DAEMON_SOURCE}{name}" if runtime in APPTAINER_NAMES else name
 
 
 class Runtime(Protocol):

@@ -123,6 +123,9 @@ class TaskDetailOut(TaskSummaryOut):
     options: dict[str, Any]
     segments: list[SegmentOut]
     brokerage: str | None = Field(None, description="set by `task show` when no recently seen pilot can run the task")
+    warnings: list[str] = Field(
+        default_factory=list, description="set by a submission: what was accepted but changed (repeated categories)"
+    )
 
 
 class TaskListOut(BaseModel):

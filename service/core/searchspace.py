@@ -112,6 +112,8 @@ class SearchSpace:
     """An ordered set of dimensions; iteration order is the order in the JSON file."""
 
     dimensions: tuple[Dimension, ...] = field(default_factory=tuple)
+    # what the parser accepted but changed (repeated categories): shown to the submitter, never compared
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __iter__(self) -> Iterator[Dimension]:
         return iter(self.dimensions)

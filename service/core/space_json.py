@@ -35,6 +35,7 @@ Dim = Mapping[str, Any]
 class _Collector:
     def __init__(self) -> None:
         self.issues: list[SpaceIssue] = []
+        self.warnings: list[str] = []
 
     def add(self, parameter: str | None, key: str | None, message: str) -> None:
         self.issues.append(SpaceIssue(parameter, key, message))
@@ -102,14 +103,32 @@ def _categorical(out: _Collector, name: str, dim: Dim) -> Dimension | None:
     if not isinstance(categories, list) or not categories:
         out.add(name, "categories", f"must be a non-empty list, got {json.dumps(categories)}")
         return None
-    if len({canonical(c) for c in categories}) != len(categories):
-        out.add(name, "categories", "must not contain the same value twice")
-        return None
+    first: dict[str, Any] = {}
+    for category in categories:
+        first.setdefault(canonical(category), category)
+    distinct = list(first.values())  # each value once, where it first occurs
+    if len(distinct) != len(categories):
+        out.warnings.append(_repetition_warning(name, categories, distinct))
     grid_search = dim.get("grid_search", 0)
     if isinstance(grid_search, bool) or grid_search not in (0, 1):
         out.add(name, "grid_search", f"must be 0 or 1, got {json.dumps(grid_search)}")
         return None
-    return Categorical(name, tuple(categories), int(grid_search))
+    return Categorical(name, tuple(distinct), int(grid_search))
+
+
+def _repetition_warning(name: str, categories: list[Any], distinct: list[Any]) -> str:
+    """PanDA passes repeated categories on to its libraries; here each value counts once, for every optimiser."""
+    keys = [canonical(c) for c in categories]
+    repeated = [c for c in distinct if keys.count(canonical(c)) > 1]
+    first = repeated[0]
+    return (
+        f"parameter {name!r}: categories {json.dumps(categories)} repeat {', '.join(json.dumps(r) for r in repeated)}; "
+        f"each value counts once, so every optimiser (grid, random, tpe, nevergrad, skopt...) chooses among the "
+        f"{len(distinct)} distinct values {json.dumps(distinct)} with equal weight: random search draws "
+        f"{json.dumps(first)} with probability 1/{len(distinct)} (not {keys.count(canonical(first))}/{len(keys)}), "
+        "TPE and the others start from that uniform prior, and grid search evaluates each value once. "
+        "List each value once to silence this warning"
+    )
 
 
 def _fixed(out: _Collector, name: str, dim: Dim) -> Dimension | None:
@@ -259,4 +278,4 @@ def parse_search_space(raw: object) -> SearchSpace:
     dimensions = [d for name, entry in raw.items() if (d := _entry(out, name, entry)) is not None]
     if out.issues:
         raise SearchSpaceError(out.issues)
-    return SearchSpace(tuple(dimensions))
+    return SearchSpace(tuple(dimensions), tuple(out.warnings))

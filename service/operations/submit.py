@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -319,9 +319,14 @@ def submit_task(services: Services, principal: Principal, request: TaskRequest, 
             if dry_run:
                 raise _DryRun(view)
     except _DryRun as dry:
-        return dry.view
+        return replace(dry.view, warnings=_warnings(plans))
     services.steering.notify(segment_ids)
-    return view
+    return replace(view, warnings=_warnings(plans))
+
+
+def _warnings(plans: list[SegmentPlan]) -> list[str]:
+    """The search spaces' warnings, each naming its segment in a segmented task."""
+    return [f"(segment {p.name!r}) {w}" if p.name else w for p in plans for w in p.space.warnings]
 
 
 class _DryRun(Exception):

@@ -64,6 +64,7 @@ class TaskView:
     options: dict[str, Any] = field(default_factory=dict)
     segments: list[SegmentView] = field(default_factory=list)
     brokerage: str | None = None  # `task show` only: why no pilot can run the task (operations.brokerage)
+    warnings: list[str] = field(default_factory=list)  # submission only: what was accepted but changed
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ through a stand-in ``apptainer`` that runs the container's command on the host (
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from client.pilot import apptainer_runtime
 from client.pilot.apptainer_runtime import GUARD, apptainer_argv, engine_environment, image_source
 from client.pilot.container_args import ContainerLimits
-from client.pilot.runtime import RuntimeOptions, RuntimeStartError, make_runtime
+from client.pilot.runtime import RuntimeOptions, RuntimeStartError, local_image, make_runtime
 from tests.client.test_docker_runtime import USER_TEXT
 
 WORKDIR = Path("/data/pilot/task1/point1.attempt1")
@@ -90,14 +91,28 @@ def test_the_engine_environment_carries_the_payloads_and_none_of_the_engines_set
 def test_images_are_local_files_or_the_local_docker_engines() -> None:
     assert image_source("hposteer/base:bookworm") == "docker-daemon:hposteer/base:bookworm"
     assert image_source("docker-daemon:hposteer/base:bookworm") == "docker-daemon:hposteer/base:bookworm"
+    assert image_source(local_image("apptainer", "docker://hposteer/base:bookworm")) == (
+        "docker-daemon:hposteer/base:bookworm"
+    ), "PanDA's docker://NAME is the local Docker engine's NAME"
     assert image_source("/bin") == "/bin"
     for bad, message in (
-        ("docker://python:3.11", "never pulls"),
         ("/nowhere/eval.sif", "does not exist"),
         ("--writable", "not an image reference"),
     ):
         with pytest.raises(RuntimeStartError, match=message):
             image_source(bad)
+    for remote in ("library://alpine", "oras://ghcr.io/x:1", "https://example.org/x.sif", "docker://"):
+        with pytest.raises(RuntimeStartError, match=r"never pulls|names no image"):
+            local_image("apptainer", remote)
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the local Docker engine's command")
+def test_a_docker_name_the_local_engine_lacks_names_the_fix() -> None:
+    with pytest.raises(RuntimeStartError) as caught:
+        image_source(local_image("apptainer", "docker://hposteer-test/missing:none"))
+    message = str(caught.value)
+    assert "'hposteer-test/missing:none' is not in this machine's Docker engine" in message
+    assert "docker load" in message and "apptainer build eval.sif docker-daemon:hposteer-test/missing:none" in message
     with pytest.raises(RuntimeStartError, match="cannot be mounted"):
         golden(workdir=Path("/a:b"))
 
@@ -162,3 +177,19 @@ def test_a_stop_reaches_the_payload_and_a_dead_pilots_stdin_ends_it(fake_engine:
     assert isinstance(payload, apptainer_runtime.ApptainerPayload)
     payload._process.stdin.close()  # type: ignore[union-attr]  # what the kernel does when the pilot dies
     assert payload.wait(5) == -signal.SIGKILL, "the watchdog killed the payload's process group"
+
+
+def test_a_panda_docker_image_runs_from_the_local_docker_engine(
+    fake_engine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docker://NAME`` (PanDA's form) reaches apptainer as ``docker-daemon:NAME``, the local engine's image."""
+    recorder = fake_engine / "bin" / "apptainer"
+    recorder.write_text("""#!/bin/sh\nprintf '%s\\n' "$@" > "$FAKE_ENV_DUMP.argv"\n""" + FAKE.split("\n", 1)[1])
+    real_docker = shutil.which("docker")
+    if real_docker is None:
+        pytest.skip("needs the local Docker engine's command")
+    runtime = make_runtime("apptainer", RuntimeOptions())
+    payload = runtime.start("exit 0", fake_engine, {}, fake_engine / "d.log", image="docker://hposteer/base:bookworm")
+    assert payload.wait(10) == 0
+    argv = (fake_engine / "env.txt.argv").read_text().splitlines()
+    assert "docker-daemon:hposteer/base:bookworm" in argv and not [a for a in argv if "docker://" in a]

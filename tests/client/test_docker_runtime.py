@@ -335,3 +335,26 @@ def test_an_unreachable_engine_is_a_clear_option_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cannot reach the Docker engine" in result.stderr
+
+
+def test_a_panda_docker_scheme_image_runs_from_the_local_engine(
+    engine: docker.DockerClient, live_service: LiveService, tmp_path: Path
+) -> None:
+    """PanDA configurations name images ``docker://NAME``: the pilot runs the local ``NAME``."""
+    site, name = new_site(), pilot_name()
+    with ApiClient(live_service.url, live_service.user_token) as api:
+        task_id = submit(
+            api, site, upload(api, {"eval.py": EVAL}), max_points=1, evaluation_container=f"docker://{IMAGE}"
+        )
+        pilot = hposteer_pilot(
+            live_service, site, tmp_path / "work", "--runtime", "docker", "--name", name, "--exit-when-idle", "1"
+        )
+        _, stderr = pilot.communicate(timeout=60)
+        done = points(api, task_id)
+    assert [p["state"] for p in done] == ["done"], (stderr, done)
+    assert "Debian GNU/Linux 12" in done[0]["attempts"][0]["message"], "ran in the image"
+    for remote in ("library://alpine", "oras://ghcr.io/x:1"):
+        with pytest.raises(RuntimeStartError, match="never pulls"):
+            make_runtime("docker", RuntimeOptions(pilot_name=name, log=lambda _: None)).start(
+                "true", tmp_path, {}, tmp_path / "log", image=remote
+            )

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -529,3 +530,50 @@ def test_phpo_runs_as_a_real_command(workdir: Path, live_service: LiveService) -
 def test_prepare_raises_phpo_error(workdir: Path) -> None:
     with pytest.raises(PhpoError, match="--outDS is not specified"):
         prepare(["--evaluationExec", "x", "--optimizer", "tpe"])
+
+
+# The phpo guide's search_space_example2.json: PanDA accepts its repeated category.
+EXAMPLE2 = {
+    "auto_lr": {"method": "categorical", "dimension": {"categories": [True, False], "grid_search": 0}},
+    "batch_size": {"method": "uniformint", "dimension": {"low": 10, "high": 30}},
+    "epoch": {"method": "uniformint", "dimension": {"low": 5, "high": 10}},
+    "cnn_block_depths_1": {"method": "categorical", "dimension": {"categories": [1, 1, 2], "grid_search": 0}},
+    "cnn_block_depths_2": {"method": "uniformint", "dimension": {"low": 1, "high": 3}},
+}
+
+
+@pytest.mark.parametrize("optimizer", ["grid", "random", "tpe", "nevergrad", "skopt"])
+def test_repeated_categories_are_accepted_with_a_warning_and_steered_on(
+    optimizer: str, workdir: Path, live_service: LiveService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(workdir / "space.json", EXAMPLE2)
+    assert (
+        main(
+            [
+                *live_args(live_service, "--optimizer", optimizer, "--maxPoints", "6", "--nPointsPerIteration", "6"),
+                "--noSubmit",
+            ]
+        )
+        == 0
+    )
+    dry = capsys.readouterr()
+    assert "validated by the server" in dry.out
+    assert (
+        main(live_args(live_service, "--optimizer", optimizer, "--maxPoints", "6", "--nPointsPerIteration", "6")) == 0
+    )
+    captured = capsys.readouterr()
+    task_id = int(captured.out.split()[2])
+    for err in (dry.err, captured.err):
+        warning = next(line for line in err.splitlines() if line.startswith("WARNING : parameter"))
+        assert "'cnn_block_depths_1': categories [1, 1, 2] repeat 1;" in warning
+        assert "probability 1/2 (not 2/3)" in warning and "grid search evaluates each value once" in warning
+    with ApiClient(live_service.url, live_service.user_token) as api:
+        assert api.get_task(task_id)["warnings"] == [], "only the submission answer carries them"
+        deadline = time.monotonic() + 60
+        while len(points := api.list_points(task_id)["points"]) < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert len(points) == 6, f"{optimizer} steered the space: {points}"
+    assert {p["params"]["cnn_block_depths_1"] for p in points} <= {1, 2}
+    if optimizer == "grid":
+        keys = [json.dumps(p["params"], sort_keys=True) for p in points]
+        assert len(set(keys)) == len(keys), "grid search proposes each point once"

@@ -246,3 +246,22 @@ def test_a_missing_image_fails_the_attempt_as_pilot_error(
         runtime.start("true", tmp_path, {}, tmp_path / "log", image="--privileged")
     with pytest.raises(RuntimeStartError, match="names no image"):
         runtime.start("true", tmp_path, {}, tmp_path / "log")
+
+
+def test_a_panda_docker_scheme_image_runs_from_podmans_storage(
+    podman_image: str, live_service: LiveService, tmp_path: Path
+) -> None:
+    """PanDA configurations name images ``docker://NAME``: podman runs its local ``NAME`` (``localhost/NAME``)."""
+    site, name = new_site(), pilot_name()
+    with ApiClient(live_service.url, live_service.user_token) as api:
+        task_id = submit(
+            api, site, upload(api, {"eval.py": EVAL}), max_points=1, evaluation_container=f"docker://{IMAGE}"
+        )
+        pilot = hposteer_pilot(
+            live_service, site, tmp_path / "work", "--runtime", "podman", "--name", name, "--exit-when-idle", "1"
+        )
+        _, stderr = pilot.communicate(timeout=60)
+        done = points(api, task_id)
+    assert [p["state"] for p in done] == ["done"], (stderr, done)
+    assert "Debian GNU/Linux 12" in done[0]["attempts"][0]["message"], "ran in the image"
+    assert containers(name) == [], "the container was removed"

@@ -87,7 +87,6 @@ def test_lognormal_draws_are_base_to_a_normal() -> None:
         ({"s": {"method": "normal", "dimension": {"mu": 0, "sigma": -1}}}, ("s", "sigma", "greater than 0")),
         ({"b": {"method": "loguniform", "dimension": {"low": 1, "high": 9, "base": 1}}}, ("b", "base", "other than 1")),
         ({"c": {"method": "categorical", "dimension": {"categories": []}}}, ("c", "categories", "non-empty list")),
-        ({"c": {"method": "categorical", "dimension": {"categories": [1, 1]}}}, ("c", "categories", "twice")),
         (
             {"c": {"method": "categorical", "dimension": {"categories": [1], "grid_search": 2}}},
             ("c", "grid_search", "0 or 1"),
@@ -288,3 +287,27 @@ def test_finite_dimensions_sample_among_their_values(raw: dict[str, Any], seed: 
     assert all(dim.contains(v) for v in dim.values())
     rng = random.Random(seed)
     assert all(canonical(dim.sample(rng)) in values for _ in range(20))
+
+
+def test_repeated_categories_count_once_with_a_warning() -> None:
+    """PanDA accepts ``[1, 1, 2]`` (its phpo guide's example); every optimiser here sees ``[1, 2]``."""
+    space = parse_search_space(
+        {
+            "d": {"method": "categorical", "dimension": {"categories": [1, "a", 1, 1.0, "a", 2]}},
+            "e": {"method": "categorical", "dimension": {"categories": [True, False]}},
+        }
+    )
+    assert space["d"] == Categorical("d", (1, "a", 1.0, 2)), "first occurrences, in order; 1 and 1.0 differ"
+    assert space == parse_search_space(
+        {
+            "d": {"method": "categorical", "dimension": {"categories": [1, "a", 1.0, 2]}},
+            "e": {"method": "categorical", "dimension": {"categories": [True, False]}},
+        }
+    )
+    (warning,) = space.warnings
+    assert warning.startswith('parameter \'d\': categories [1, "a", 1, 1.0, "a", 2] repeat 1, "a";')
+    assert "probability 1/4 (not 2/6)" in warning and "grid search evaluates each value once" in warning
+    rng = random.Random(5)
+    draws = [space["d"].sample(rng) for _ in range(4000)]
+    ones = sum(canonical(d) == "1" for d in draws) / 4000
+    assert abs(ones - 0.25) < 0.03, "random search draws a repeated value like any other"
