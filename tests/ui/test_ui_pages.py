@@ -95,7 +95,7 @@ def test_kill_and_retry_need_the_csrf_token_and_call_the_use_cases(
     finally:
         pilot.stop()
     with ApiClient(live_service.url, live_service.user_token) as api:
-        wait_for(lambda: api.get_task(task_id)["state"] == "finished", what="the task to finish")
+        wait_for(lambda: api.get_task(task_id)["state"] == "failed", what="the task to end failed (every point failed)")
     page = alice.get(f"/ui/tasks/{task_id}").text
     assert 'id="retry"' in page and 'id="kill"' not in page
     assert alice.post(f"/ui/tasks/{task_id}/retry", data={"csrf": "forged"}).status_code == 403
