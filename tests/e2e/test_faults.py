@@ -217,7 +217,7 @@ def test_an_always_failing_evaluation_fails_every_point_after_three_attempts(clu
     task_id = cluster.submit(ALWAYS_FAILS, maxPoints=4)
     cluster.pilot(slots=4)
     task = cluster.wait_finished(task_id)
-    assert task["state"] == "finished", task.get("message")
+    assert task["state"] == "failed" and task["end_reason"] == "all_points_failed", task.get("message")
     assert len(task["points"]) == 4
     for point in task["points"]:
         assert point["state"] == "failed" and point["is_failure"] and point["loss"] == 1e5
