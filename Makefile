@@ -29,8 +29,8 @@ demo: $(STAMP)
 	$(BIN)/hposteer demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check service client tests bench examples evaluation_images images tools
-	$(BIN)/ruff format --check service client tests bench examples evaluation_images images tools
+	$(BIN)/ruff check src tests bench examples evaluation_images images tools
+	$(BIN)/ruff format --check src tests bench examples evaluation_images images tools
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

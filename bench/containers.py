@@ -3,7 +3,7 @@
 1. **Iteration latency with a steering container**: as bench/latency.py (one task,
    nPointsPerIteration=1, nParallelEvaluation=1, from `complete` returning to `acquire` handing out
    the next point), but the task is steered by ``hposteer/steering-nevergrad`` running
-   ``hpogrid generate`` once per iteration (service/steering/container_runner.py): warm (the
+   ``hpogrid generate`` once per iteration (src/hposteer/service/steering/container_runner.py): warm (the
    default: one container per segment, a ``docker exec`` per run, nevergrad imported once by the
    image's steering server) and cold (``steering_container_warm=0``: a fresh container per run,
    as iDDS does). ``first_point_ms`` is the first iteration, whose container starts cold. The line is
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Service, running_service
-from client.http import ApiClient
+from hposteer.client.http import ApiClient
 
 STEERING_IMAGE = "hposteer/steering-nevergrad"
 EVALUATION_IMAGE = "hposteer/evaluation-sklearn-digits"
@@ -144,7 +144,7 @@ def steering_breakdown(samples: int) -> dict[str, Any]:
     """Where an iteration goes: a bare container of the steering image, and one importing nevergrad.
 
     Run through the Docker SDK with the runner's CPU limit and no network, created, started,
-    waited for and removed as service/steering/container_runner.py does (without its hardening).
+    waited for and removed as src/hposteer/service/steering/container_runner.py does (without its hardening).
     """
     import docker
 
@@ -184,7 +184,7 @@ def _stamp(path: Path) -> float:
 
 def start_overhead(runtime_name: str, warmup: int, samples: int) -> dict[str, Any]:
     """From `Runtime.start` being called to the payload's shell starting and to its reading input.json."""
-    from client.pilot.runtime import RuntimeOptions, make_runtime
+    from hposteer.client.pilot.runtime import RuntimeOptions, make_runtime
 
     runtime = make_runtime(runtime_name, RuntimeOptions(pilot_name=f"bench-containers-{os.getpid()}", log=print))
     shell_ms: list[float] = []
@@ -255,9 +255,10 @@ def report_overhead(service: Service, runtime_name: str, warmup: int, samples: i
         )
         log = (Path(tmp) / "pilot.log").open("wb")
         pilot = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "pilot", "--server", service.url, "--token", service.pilot_token,
-             "--site", site, "--slots", "1", "--runtime", runtime_name, "--workdir", str(Path(tmp) / "work"),
-             "--name", f"bench-{runtime_name}-{os.getpid()}", "--exit-when-idle", "30"],
+            [sys.executable, "-m", "hposteer.client.cli", "pilot", "--server", service.url,
+             "--token", service.pilot_token, "--site", site, "--slots", "1", "--runtime", runtime_name,
+             "--workdir", str(Path(tmp) / "work"), "--name", f"bench-{runtime_name}-{os.getpid()}",
+             "--exit-when-idle", "30"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

@@ -1,4 +1,4 @@
-"""Real service processes for benchmarks: `python -m service serve` on a fresh SQLite directory,
+"""Real service processes for benchmarks: `python -m hposteer.service serve` on a fresh SQLite directory,
 or several replicas of it on one fresh PostgreSQL database; plus per-process CPU sampling from /proc."""
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def _free_port() -> int:
 def _token(data_dir: Path, role: str, owner: str, database_url: str | None = None) -> str:
     database = ["--database-url", database_url] if database_url else []
     out = subprocess.run(
-        [sys.executable, "-m", "service", "token", "create", "--data-dir", str(data_dir), *database, "--role", role,
-         "--owner", owner, "--json"],
+        [sys.executable, "-m", "hposteer.service", "token", "create", "--data-dir", str(data_dir), *database,
+         "--role", role, "--owner", owner, "--json"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return str(json.loads(out.stdout)["token"])
@@ -54,7 +54,7 @@ def running_service(**env_settings: str) -> Iterator[Service]:
         env.update({f"HPOSTEER_{k.upper()}": v for k, v in env_settings.items()})
         log = (data_dir / "service.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--data-dir", str(data_dir), "--port", str(port),
+            [sys.executable, "-m", "hposteer.service", "serve", "--data-dir", str(data_dir), "--port", str(port),
              "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
@@ -184,9 +184,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running_replicas(count: int, database_url: str, **env_settings: str) -> Iterator[Replicas]:
-    """Start ``count`` service processes (``python -m service serve --database-url``) on one database.
+    """Start ``count`` service processes (``python -m hposteer.service serve --database-url``) on one database.
 
-    The schema is migrated once beforehand (`python -m service db upgrade`) and the replicas start
+    The schema is migrated once beforehand (`python -m hposteer.service db upgrade`) and the replicas start
     with ``HPOSTEER_AUTO_MIGRATE=false``: migrations run at the same time by several start-ups
     could race. They share one data directory (blobs, as a shared volume would be). Every replica
     runs its own steering child process and reaper, as in production; all are stopped at the end,
@@ -196,7 +196,10 @@ def running_replicas(count: int, database_url: str, **env_settings: str) -> Iter
         data_dir = Path(tmp)
         common = ["--data-dir", str(data_dir), "--database-url", database_url]
         subprocess.run(
-            [sys.executable, "-m", "service", "db", "upgrade", *common], check=True, capture_output=True, text=True
+            [sys.executable, "-m", "hposteer.service", "db", "upgrade", *common],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         env = dict(os.environ)
         env.update({f"HPOSTEER_{k.upper()}": v for k, v in env_settings.items()})
@@ -210,7 +213,7 @@ def running_replicas(count: int, database_url: str, **env_settings: str) -> Iter
                 log_path = data_dir / f"replica-{index}.log"
                 log = log_path.open("wb")
                 logs.append(log)
-                command = [sys.executable, "-m", "service", "serve", *common, "--port", str(port)]
+                command = [sys.executable, "-m", "hposteer.service", "serve", *common, "--port", str(port)]
                 process = subprocess.Popen(
                     [*command, "--log-level", "warning"],
                     stdout=log,

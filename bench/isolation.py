@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from bench.harness import Service
-from client.http import ApiClient
+from hposteer.client.http import ApiClient
 
 GP_SPACE = {f"x{i}": {"method": "uniform", "dimension": {"low": -1, "high": 1}} for i in range(4)}
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from bench.harness import Service
-from client.http import ApiClient
+from hposteer.client.http import ApiClient
 
 SPACE = {
     "x1": {"method": "uniform", "dimension": {"low": -5, "high": 5}},

@@ -1,6 +1,6 @@
 """(e) Replicas on PostgreSQL, side by side with Optuna 5's RDB storage, in one run.
 
-What is measured, for hposteer with 1 and then 3 replicas (``python -m service serve`` processes
+What is measured, for hposteer with 1 and then 3 replicas (``python -m hposteer.service serve`` processes
 on one fresh PostgreSQL database, bench/harness.py ``running_replicas``) and for Optuna:
 
 * **Evaluations completed per second** with 64 concurrent slots of zero work, counted over a
@@ -135,7 +135,7 @@ class SlotResult:
 
 class PilotBackoff:
     """After an answer without a job the pilot asks again after 50 ms, then 100, 200 ms ... up to
-    the server's ``retry_after_s`` (client/pilot/agent.py ``_Backoff``); reset by a job. A fixed
+    the server's ``retry_after_s`` (src/hposteer/client/pilot/agent.py ``_Backoff``); reset by a job. A fixed
     ``wait_s`` replaces it (an aggressive poller, to see the service's capacity rather than the pilot's)."""
 
     def __init__(self, wait_s: float | None = None, first_s: float = 0.05):
@@ -155,7 +155,7 @@ class PilotBackoff:
 
 
 def _hposteer_slot(url: str, token: str, pilot_id: int, slot: str, offset: int, args: dict[str, Any]) -> SlotResult:
-    from client.http import ApiClient
+    from hposteer.client.http import ApiClient
 
     t0, t1 = args["window"]
     split_every: int = args["split_every"]
@@ -251,7 +251,7 @@ def _worker(kind: str, args: dict[str, Any], ready: Any, go: Any, start: Any, ou
             study_name=args["study"], storage=storage, sampler=optuna.samplers.RandomSampler(seed=os.getpid())
         )
     else:
-        import client.http  # noqa: F401  (imported before the clock starts)
+        import hposteer.client.http  # noqa: F401  (imported before the clock starts)
     ready.put(os.getpid())
     go.wait()
     start_at = float(start.value)
@@ -466,7 +466,7 @@ def _spread(slots: int, processes: int) -> list[list[int]]:
 def measure_hposteer(replicas: Replicas, config: Config, tasks: int = 1, work_s: float = 0.0) -> dict[str, Any]:
     """hposteer with ``len(replicas.urls)`` replicas: ``tasks`` tasks of one user (one segment each,
     random optimiser), the slots of one pilot, each evaluation ``work_s`` long (0: zero work)."""
-    from client.http import ApiClient
+    from hposteer.client.http import ApiClient
 
     urls = replicas.urls
     with (

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bench.harness import Service
-from client.http import ApiClient
+from hposteer.client.http import ApiClient
 
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
 

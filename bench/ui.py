@@ -3,7 +3,7 @@
 One task of 100,000 points (bench/ui_data.py: 95 % done, 1 % failed after three attempts, 8 % of
 the done ones retried once, 40 running, 3,460 pending; ~108,000 attempts; 10,000 steering runs;
 12 pilots at 3 sites) is written into a fresh database, then the real service runs on it
-(`python -m service serve`, steering in its child process), and a client logged in through the
+(`python -m hposteer.service serve`, steering in its child process), and a client logged in through the
 login form loads, over real HTTP, each page and each endpoint the task page's scripts call,
 ``LOADS`` times each in turn, without ``If-None-Match`` (every load is answered in full).
 
@@ -39,8 +39,8 @@ import httpx
 
 from bench.harness import _free_port, _stop, _wait_healthy, machine
 from bench.ui_data import fill
-from client.http import ApiClient
-from service.config import Settings
+from hposteer.client.http import ApiClient
+from hposteer.service.config import Settings
 
 POINTS = 100_000
 LOADS = 30
@@ -64,8 +64,8 @@ def _service(data_dir: Path, database_url: str | None) -> Iterator[str]:
     database = ["--database-url", database_url] if database_url else []
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--data-dir", str(data_dir), *database, "--port", str(port),
-             "--log-level", "warning"],
+            [sys.executable, "-m", "hposteer.service", "serve", "--data-dir", str(data_dir), *database,
+             "--port", str(port), "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:

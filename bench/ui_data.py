@@ -18,14 +18,14 @@ from typing import Any
 
 from sqlalchemy import insert, text, update
 
-from service.config import Settings
-from service.operations.auth import create_token
-from service.operations.context import NoTrigger, build_services
-from service.operations.principal import Principal
-from service.operations.submit import TaskRequest, submit_task
-from service.store.database import database_time
-from service.store.migrate import upgrade
-from service.store.tables import attempts, pilots, points, segments, steering_runs, tasks
+from hposteer.service.config import Settings
+from hposteer.service.operations.auth import create_token
+from hposteer.service.operations.context import NoTrigger, build_services
+from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.submit import TaskRequest, submit_task
+from hposteer.service.store.database import database_time
+from hposteer.service.store.migrate import upgrade
+from hposteer.service.store.tables import attempts, pilots, points, segments, steering_runs, tasks
 
 SPACE = {
     "x": {"method": "uniform", "dimension": {"low": -5, "high": 5}},

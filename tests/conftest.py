@@ -22,10 +22,10 @@ import hypothesis
 import pytest
 import uvicorn
 
-from service.config import Settings
-from service.operations.auth import create_token
-from service.operations.context import NoTrigger, Services, build_services
-from service.store.migrate import upgrade
+from hposteer.service.config import Settings
+from hposteer.service.operations.auth import create_token
+from hposteer.service.operations.context import NoTrigger, Services, build_services
+from hposteer.service.store.migrate import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Property tests explore new examples on developer machines and replay a fixed set in CI.
@@ -90,7 +90,7 @@ class ServerThread:
     """uvicorn in a thread of the test process, stopped cleanly at the end."""
 
     def __init__(self, settings: Settings):
-        from service.app import create_app
+        from hposteer.service.app import create_app
 
         self.port = free_port()
         self.app = create_app(settings)

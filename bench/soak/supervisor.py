@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "client.cli", *args]
+    return [sys.executable, "-m", "hposteer.client.cli", *args]
 
 
 @dataclass
@@ -236,7 +236,7 @@ def submit_phpo(project: Path, url: str, token: str, config: Mapping[str, Any], 
     """Submit ``config`` (phpo --loadJson keys) from ``project`` (its files become the sandbox)."""
     (project / "cfg.json").write_text(json.dumps(dict(config)))
     result = subprocess.run(
-        [sys.executable, "-m", "client.phpo", "--loadJson", "cfg.json", "--server", url, "--token", token,
+        [sys.executable, "-m", "hposteer.client.phpo", "--loadJson", "cfg.json", "--server", url, "--token", token,
          "--dumpJson", "dump.json"],
         cwd=project, capture_output=True, text=True, check=False, timeout=timeout_s,
     )  # fmt: skip

@@ -450,7 +450,7 @@ def test_sandbox_upload_is_content_addressed_and_checked(live_service: LiveServi
 def test_oversized_upload_is_refused_and_locked_database_answers_503(tmp_path: Path) -> None:
     settings = fast_settings(tmp_path, sandbox_max_bytes=1024, busy_timeout_s=0.5)
     with ServerThread(settings) as server:
-        from service.operations.auth import create_token
+        from hposteer.service.operations.auth import create_token
 
         token = create_token(server.app.state.services.db, role="user", owner="carol")[1]
         headers = {"Authorization": f"Bearer {token}"}

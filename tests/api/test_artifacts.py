@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from service.core.job_settings import CHECKPOINT_MAX_BYTES
-from service.store.tables import artifacts, blobs
+from hposteer.service.core.job_settings import CHECKPOINT_MAX_BYTES
+from hposteer.service.store.tables import artifacts, blobs
 from tests.api.test_api import acquire, error, http, new_site, register, submission
 from tests.conftest import LiveService
 

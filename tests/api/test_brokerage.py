@@ -13,14 +13,14 @@ from typing import Any
 
 import httpx
 
-from client.task_view import format_task
-from service.core.requirements import parse_architecture
-from service.operations import pilot_jobs
-from service.operations.context import Services
-from service.operations.pilot_jobs import Report
-from service.operations.principal import Principal
-from service.store import points as point_store
-from service.store import tasks as task_store
+from hposteer.client.task_view import format_task
+from hposteer.service.core.requirements import parse_architecture
+from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.context import Services
+from hposteer.service.operations.pilot_jobs import Report
+from hposteer.service.operations.principal import Principal
+from hposteer.service.store import points as point_store
+from hposteer.service.store import tasks as task_store
 from tests.api.test_api import http, new_site, submission, wait_state
 from tests.conftest import LiveService
 

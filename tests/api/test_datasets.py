@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from client.cli import main as hposteer
+from hposteer.client.cli import main as hposteer
 from tests.conftest import LiveService, live_service_on
 
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0.0, "high": 1.0}}}

@@ -19,7 +19,7 @@ from tests.ui.ui_helpers import login
 
 def _cli(service: LiveService, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", *args, "--server", service.url],
+        [sys.executable, "-m", "hposteer.client.cli", *args, "--server", service.url],
         capture_output=True,
         text=True,
         timeout=60,
@@ -73,7 +73,7 @@ def test_a_task_whose_every_point_failed_is_failed_everywhere(live_service: Live
     assert _row(listed.stdout, tid)[1:4] == ["failed", "0/2", "2"], "DONE counts no failed point; FAILED does"
     shown = _cli(live_service, "task", "show", str(tid))
     assert "state      failed (all_points_failed)" in shown.stdout, shown.stdout
-    chained = subprocess.run(["sh", "-c", '"$@" && echo next-step', "sh", sys.executable, "-m", "client.cli",
+    chained = subprocess.run(["sh", "-c", '"$@" && echo next-step', "sh", sys.executable, "-m", "hposteer.client.cli",
                               "task", "wait", str(tid), "--server", live_service.url],
                              capture_output=True, text=True, timeout=60, check=False,
                              env={**os.environ, "HPOSTEER_TOKEN": live_service.user_token})  # fmt: skip

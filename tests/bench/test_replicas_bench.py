@@ -137,4 +137,4 @@ def test_postgres_processes_are_told_apart_by_their_titles() -> None:
         "postgres: other databases"
     )
     assert str(_postgres_label(proc("postgres: 15/main: walwriter"), "mydb")).startswith("postgres: server processes")
-    assert _postgres_label(proc("python -m service serve", comm="python"), "mydb") is None
+    assert _postgres_label(proc("python -m hposteer.service serve", comm="python"), "mydb") is None

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from client.pilot import apptainer_runtime
-from client.pilot.apptainer_runtime import GUARD, apptainer_argv, engine_environment, image_source
-from client.pilot.container_args import ContainerLimits
-from client.pilot.runtime import RuntimeOptions, RuntimeStartError, local_image, make_runtime
+from hposteer.client.pilot import apptainer_runtime
+from hposteer.client.pilot.apptainer_runtime import GUARD, apptainer_argv, engine_environment, image_source
+from hposteer.client.pilot.container_args import ContainerLimits
+from hposteer.client.pilot.runtime import RuntimeOptions, RuntimeStartError, local_image, make_runtime
 from tests.client.test_docker_runtime import USER_TEXT
 
 WORKDIR = Path("/data/pilot/task1/point1.attempt1")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import main
-from client.http import ApiClient
+from hposteer.client.cli import main
+from hposteer.client.http import ApiClient
 from tests.conftest import LiveService
 
 SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
@@ -19,7 +19,7 @@ SPACE = {"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}}
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", *args],
+        [sys.executable, "-m", "hposteer.client.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

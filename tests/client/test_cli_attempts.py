@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import main
-from client.http import ApiClient
-from client.pilot.slots import cpu_slots
+from hposteer.client.cli import main
+from hposteer.client.http import ApiClient
+from hposteer.client.pilot.slots import cpu_slots
 from tests.client.test_pilot_agent import new_site, points, run_pilot, submit, upload
 from tests.conftest import LiveService
 

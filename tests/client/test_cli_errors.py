@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import LiveService
 
-CLIENT = [sys.executable, "-m", "client.cli"]
-PHPO = [sys.executable, "-m", "client.phpo"]
+CLIENT = [sys.executable, "-m", "hposteer.client.cli"]
+PHPO = [sys.executable, "-m", "hposteer.client.phpo"]
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("HPOSTEER_")}
 
 

@@ -22,8 +22,8 @@ import docker.errors
 import docker.types
 import pytest
 
-from client.http import ApiClient
-from client.pilot.container_args import (
+from hposteer.client.http import ApiClient
+from hposteer.client.pilot.container_args import (
     GUARD,
     MIB,
     NOBODY,
@@ -34,9 +34,9 @@ from client.pilot.container_args import (
     create_args,
     exit_code,
 )
-from client.pilot.evaluation import payload_environment
-from client.pilot.runtime import RuntimeOptions, RuntimeStartError, make_runtime
-from client.pilot.slots import Slot
+from hposteer.client.pilot.evaluation import payload_environment
+from hposteer.client.pilot.runtime import RuntimeOptions, RuntimeStartError, make_runtime
+from hposteer.client.pilot.slots import Slot
 from tests.client.test_pilot_agent import hposteer_pilot, new_site, points, submit, upload, wait_until
 from tests.client.test_pilot_runtime import make_job
 from tests.conftest import LiveService, docker_with_image

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from client.http import ApiClient, RetryPolicy, ServerUnreachable
+from hposteer.client.http import ApiClient, RetryPolicy, ServerUnreachable
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from client import sandbox as sandbox_module
-from client.http import ApiClient
-from client.phpo import main, prepare, submission
-from client.phpo_inputs import PhpoError
-from client.phpo_options import build_parser
+from hposteer.client import sandbox as sandbox_module
+from hposteer.client.http import ApiClient
+from hposteer.client.phpo import main, prepare, submission
+from hposteer.client.phpo_inputs import PhpoError
+from hposteer.client.phpo_options import build_parser
 from tests.conftest import LiveService
 
 # panda-client 2.2.0's phpo, written out by hand from its source: option, dest, type, default, group.

@@ -16,10 +16,10 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from client.http import ApiClient
-from client.pilot.agent import Pilot, PilotConfig
-from client.pilot.runtime import make_runtime
-from client.pilot.slots import Slot, cpu_slots, parse_workers
+from hposteer.client.http import ApiClient
+from hposteer.client.pilot.agent import Pilot, PilotConfig
+from hposteer.client.pilot.runtime import make_runtime
+from hposteer.client.pilot.slots import Slot, cpu_slots, parse_workers
 from tests.conftest import LiveService
 
 GOOD = """
@@ -99,7 +99,7 @@ def points(api: ApiClient, task_id: int) -> list[dict[str, Any]]:
 def hposteer_pilot(service: LiveService, site: str, workdir: Path, *extra: str) -> subprocess.Popen[str]:
     """The real `hposteer pilot` command in a process of its own."""
     script = Path(sys.executable).parent / "hposteer"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "client.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "hposteer.client.cli"]
     env = {**os.environ, "HPOSTEER_TOKEN": service.pilot_token, "HPOSTEER_SERVER": service.url}
     return subprocess.Popen(
         [*command, "pilot", "--site", site, "--workdir", str(workdir), *extra],
@@ -312,9 +312,9 @@ def test_bad_options_exit_2(live_service: LiveService, tmp_path: Path) -> None:
 def test_a_pilot_bug_while_handling_a_job_fails_the_attempt_at_once(live_service: LiveService, tmp_path: Path) -> None:
     """An unexpected exception in the pilot's own handling of a job (here injected into the evaluator)
     is reported as a pilot_error failure right away, not left running until its lease runs out."""
-    from client.pilot.agent import Pilot, PilotConfig
-    from client.pilot.runtime import make_runtime
-    from client.pilot.slots import cpu_slots
+    from hposteer.client.pilot.agent import Pilot, PilotConfig
+    from hposteer.client.pilot.runtime import make_runtime
+    from hposteer.client.pilot.slots import cpu_slots
 
     site = new_site()
     with ApiClient(live_service.url, live_service.user_token) as user:

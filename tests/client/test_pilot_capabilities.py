@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from client.pilot.capabilities import (
+from hposteer.client.pilot.capabilities import (
     NVIDIA_SMI,
     CapabilityError,
     Cpu,
@@ -24,8 +24,8 @@ from client.pilot.capabilities import (
     parse_memory_mb,
     parse_nvidia_smi,
 )
-from client.pilot.command import _overrides, add_arguments
-from client.pilot.slots import cpu_slots, parse_workers
+from hposteer.client.pilot.command import _overrides, add_arguments
+from hposteer.client.pilot.slots import cpu_slots, parse_workers
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from client.artifacts import list_artifacts, upload
-from client.cli import main as hposteer
-from client.http import ApiClient
-from client.pilot.checkpoints import CheckpointSpec, CheckpointUploader
-from client.pilot.logs import Logger
-from client.pilot.slots import cpu_slots
+from hposteer.client.artifacts import list_artifacts, upload
+from hposteer.client.cli import main as hposteer
+from hposteer.client.http import ApiClient
+from hposteer.client.pilot.checkpoints import CheckpointSpec, CheckpointUploader
+from hposteer.client.pilot.logs import Logger
+from hposteer.client.pilot.slots import cpu_slots
 from tests.client.test_pilot_agent import new_site, points, run_pilot, submit, wait_until
 from tests.client.test_pilot_agent import upload as upload_sandbox
 from tests.conftest import LiveService

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from client.pilot import archive_errors as errors
-from client.pilot.extract import Limits, safe_extract
+from hposteer.client.pilot import archive_errors as errors
+from hposteer.client.pilot.extract import Limits, safe_extract
 
 
 @pytest.fixture(autouse=True, params=["with data_filter", "without data_filter"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.http import ApiClient
+from hposteer.client.http import ApiClient
 from tests.client.test_pilot_agent import hposteer_pilot, new_site, submit, upload, wait_until
 from tests.client.test_pilot_runtime import start
 from tests.conftest import LiveService

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from client.http import ApiClient, Registration
-from client.pilot import agent
-from client.pilot.agent import Pilot, PilotConfig
-from client.pilot.runtime import make_runtime
-from client.pilot.slots import cpu_slots
+from hposteer.client.http import ApiClient, Registration
+from hposteer.client.pilot import agent
+from hposteer.client.pilot.agent import Pilot, PilotConfig
+from hposteer.client.pilot.runtime import make_runtime
+from hposteer.client.pilot.slots import cpu_slots
 from tests.client.test_pilot_agent import GOOD, new_site, points, submit, upload
 from tests.conftest import LiveService
 

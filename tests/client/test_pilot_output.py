@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from client.pilot.output import MAX_OUTPUT_BYTES, read_result
+from hposteer.client.pilot.output import MAX_OUTPUT_BYTES, read_result
 
 MISSING = object()
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from client.http import ApiClient, Job
-from client.pilot.evaluation import payload_environment
-from client.pilot.logs import Logger
-from client.pilot.placeholders import fill_leftovers
-from client.pilot.runtime import LOG_TAIL_BYTES, Payload, RuntimeStartError, log_tail, make_runtime
-from client.pilot.slots import cpu_slots, parse_workers
-from client.pilot.workdir import Workspace
+from hposteer.client.http import ApiClient, Job
+from hposteer.client.pilot.evaluation import payload_environment
+from hposteer.client.pilot.logs import Logger
+from hposteer.client.pilot.placeholders import fill_leftovers
+from hposteer.client.pilot.runtime import LOG_TAIL_BYTES, Payload, RuntimeStartError, log_tail, make_runtime
+from hposteer.client.pilot.slots import cpu_slots, parse_workers
+from hposteer.client.pilot.workdir import Workspace
 
 
 def make_job(**overrides: Any) -> Job:

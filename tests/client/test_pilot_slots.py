@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.pilot.slots import Slot, SlotSpecError, cpu_slots, parse_workers, slots_from_options
+from hposteer.client.pilot.slots import Slot, SlotSpecError, cpu_slots, parse_workers, slots_from_options
 
 
 def test_clara_style_slot_specs() -> None:

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from client.datasets import register_dataset, upload_file
-from client.files import sha256_of
-from client.http import ApiClient, Job
-from client.pilot.placeholders import fill_leftovers
-from client.pilot.slots import cpu_slots
+from hposteer.client.datasets import register_dataset, upload_file
+from hposteer.client.files import sha256_of
+from hposteer.client.http import ApiClient, Job
+from hposteer.client.pilot.placeholders import fill_leftovers
+from hposteer.client.pilot.slots import cpu_slots
 from tests.client.test_pilot_agent import new_site, points, run_pilot, submit, upload
 from tests.conftest import LiveService
 

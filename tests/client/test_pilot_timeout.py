@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from client.http import ApiClient
-from client.pilot.slots import cpu_slots
+from hposteer.client.http import ApiClient
+from hposteer.client.pilot.slots import cpu_slots
 from tests.client.test_pilot_agent import new_site, points, run_pilot, submit, upload
 from tests.conftest import LiveService
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from client import sandbox as sandbox_module
-from client.sandbox import SandboxTooLarge, build, collect
+from hposteer.client import sandbox as sandbox_module
+from hposteer.client.sandbox import SandboxTooLarge, build, collect
 
 
 def make_project(root: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.core.optimizer_spec import (
+from hposteer.service.core.optimizer_spec import (
     OptimizerSpecError,
     is_hpogrid_line,
     parse_hpogrid_line,

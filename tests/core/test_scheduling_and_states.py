@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from service.core.placeholders import fill_evaluation_exec
-from service.core.scheduling import EndReason, SegmentBudget, SegmentCounts, TaskEnd, end_reason, points_to_generate
-from service.core.states import (
+from hposteer.service.core.placeholders import fill_evaluation_exec
+from hposteer.service.core.scheduling import (
+    EndReason,
+    SegmentBudget,
+    SegmentCounts,
+    TaskEnd,
+    end_reason,
+    points_to_generate,
+)
+from hposteer.service.core.states import (
     TRANSITIONS,
     AttemptState,
     IllegalTransition,
@@ -72,7 +79,7 @@ def test_transition_table_is_complete_and_terminal_states_are_final() -> None:
 
 
 def test_a_task_ends_failed_unless_a_point_was_done() -> None:
-    from service.core.scheduling import retryable, task_end
+    from hposteer.service.core.scheduling import retryable, task_end
 
     assert task_end(["max_points", "max_points"], done=1, failed=9) == TaskEnd(True, "max_points", None)
     assert task_end(["max_points", "exhausted"], done=2, failed=0).reason == "completed"

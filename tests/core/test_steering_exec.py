@@ -6,8 +6,8 @@ import shlex
 
 import pytest
 
-from service.core.shell_words import PWD_MARK, ShellSyntaxError, split_words
-from service.core.steering_exec import (
+from hposteer.service.core.shell_words import PWD_MARK, ShellSyntaxError, split_words
+from hposteer.service.core.steering_exec import (
     INPUT_FILE,
     OUTPUT_FILE,
     WORKDIR,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from service.core.space_json import parse_search_space
-from service.core.steering import Observation, SteeringError
-from service.core.steering_files import input_document, input_text, parse_output
+from hposteer.service.core.space_json import parse_search_space
+from hposteer.service.core.steering import Observation, SteeringError
+from hposteer.service.core.steering_files import input_document, input_text, parse_output
 
 RAW = {
     "lr": {"method": "loguniform", "dimension": {"low": 1e-5, "high": 0.1}},

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from client.http import ApiClient
+from hposteer.client.http import ApiClient
 from tests.client.test_pilot_agent import GOOD, new_site, points, submit, upload
 from tests.conftest import LiveService
 

@@ -1,6 +1,6 @@
 """The Kubernetes manifests (deploy/k8s) rendered offline with `kubectl kustomize`, and checked against
 the code they run rather than against themselves: every HPOSTEER_* variable of the service is a field
-of service.config.Settings (and its value parses), the pilot's command line parses with the real
+of hposteer.service.config.Settings (and its value parses), the pilot's command line parses with the real
 `hposteer` parser, probe paths are routes of the real app, Secret and claim references resolve (or
 name the documented Secrets the operator creates), the trial database URL points at the trial
 PostgreSQL, and every container runs hardened.
@@ -22,11 +22,11 @@ import pytest
 import yaml
 from sqlalchemy import make_url
 
-import client.settings
-from client.cli import build_parser as client_parser
-from service.app import create_app
-from service.cli import build_parser as service_parser
-from service.config import Settings
+import hposteer.client.settings
+from hposteer.client.cli import build_parser as client_parser
+from hposteer.service.app import create_app
+from hposteer.service.cli import build_parser as service_parser
+from hposteer.service.config import Settings
 from tests.conftest import IN_CI, docker_with_image
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -157,7 +157,7 @@ def test_pilot_command_and_environment_are_what_the_pilot_reads(overlay: str) ->
     assert args.workdir in mounts, "the working directories are on a volume (read-only root)"
     env = env_of(pilot)
     assert set(env) <= PILOT_ENV
-    source = inspect.getsource(client.settings)
+    source = inspect.getsource(hposteer.client.settings)
     assert all(f'"{name}"' in source for name in env), "the client reads these variables"
     # The server URL names the Service and its port.
     service = one(objects, "Service", "hposteer")

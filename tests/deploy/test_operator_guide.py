@@ -1,4 +1,4 @@
-"""docs/operator.md stays true to the code: its settings table is exactly service.config.Settings,
+"""docs/operator.md stays true to the code: its settings table is exactly hposteer.service.config.Settings,
 every `hposteer ...` command it shows names real subcommands and options of the real parsers, every
 file of the repository it names exists, and every compose service it addresses is in the compose file.
 """
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import build_parser as client_parser
-from service.cli import build_parser as service_parser
-from service.config import Settings
+from hposteer.client.cli import build_parser as client_parser
+from hposteer.service.cli import build_parser as service_parser
+from hposteer.service.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = (REPO / "docs" / "operator.md").read_text()
-SERVER_COMMANDS = {"serve", "token", "db"}  # `hposteer` hands these to service.cli
+SERVER_COMMANDS = {"serve", "token", "db"}  # `hposteer` hands these to hposteer.service.cli
 SHELL_STOPS = {">", ">>", "|", "&&", ";", "#", "<"}
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from client.http import ApiClient
+from hposteer.client.http import ApiClient
 from tests.client.test_pilot_agent import new_site, points, submit, upload
 from tests.conftest import LiveService
 from tests.deploy.slurm_cluster import SlurmCluster, program, slurm_cluster, tail

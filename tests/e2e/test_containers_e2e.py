@@ -48,7 +48,7 @@ def test_steering_and_evaluations_both_run_in_containers(system: tuple[Path, int
         }  # fmt: skip
         (project / "cfg.json").write_text(json.dumps(config))
         submitted = subprocess.run(
-            [sys.executable, "-m", "client.phpo", "--loadJson", "cfg.json", "--server", service.url,
+            [sys.executable, "-m", "hposteer.client.phpo", "--loadJson", "cfg.json", "--server", service.url,
              "--token", user, "--dumpJson", "dump.json"],
             cwd=project, capture_output=True, text=True, check=False,
         )  # fmt: skip

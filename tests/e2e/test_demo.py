@@ -27,7 +27,7 @@ def test_the_demo_finishes_and_keeps_its_tokens_off_command_lines(tmp_path: Path
     log = tmp_path / "demo.log"
     with log.open("wb") as out:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "demo", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "hposteer.client.cli", "demo", "--data-dir", str(data_dir)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     tokens: list[str] = []

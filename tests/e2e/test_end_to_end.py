@@ -27,7 +27,7 @@ SPACE = {
 
 
 def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "client.cli", *args]
+    return [sys.executable, "-m", "hposteer.client.cli", *args]
 
 
 class Service:
@@ -77,7 +77,7 @@ def submit(project: Path, url: str, user: str, **options: object) -> int:
               "nParallelEvaluation": 2, **options}  # fmt: skip
     (project / "cfg.json").write_text(json.dumps(config))
     result = subprocess.run(
-        [sys.executable, "-m", "client.phpo", "--loadJson", "cfg.json", "--server", url, "--token", user,
+        [sys.executable, "-m", "hposteer.client.phpo", "--loadJson", "cfg.json", "--server", url, "--token", user,
          "--dumpJson", "dump.json"],
         cwd=project, capture_output=True, text=True, check=False,
     )  # fmt: skip

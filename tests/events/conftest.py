@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.config import Settings
-from service.events import EVENT_HANDLERS, HandlerContext, HandlerSpec
+from hposteer.service.config import Settings
+from hposteer.service.events import EVENT_HANDLERS, HandlerContext, HandlerSpec
 from tests.events.plugins import Failing, Plugins, Recorder, Slow, wait_for
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from service.core.events import Event, JobEnded
-from service.events import EventBus, HandlerContext
-from service.store.tables import points
+from hposteer.service.core.events import Event, JobEnded
+from hposteer.service.events import EventBus, HandlerContext
+from hposteer.service.store.tables import points
 from tests.conftest import LiveService
 
 

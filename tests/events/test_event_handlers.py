@@ -16,11 +16,19 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from service import cli
-from service.config import Settings
-from service.core.events import EVENT_NAMES, Event, JobEnded, JobStarted, RecommendationsAvailable, RoundEnded, Startup
-from service.events import EventBus
-from service.store.tables import attempts
+from hposteer.service import cli
+from hposteer.service.config import Settings
+from hposteer.service.core.events import (
+    EVENT_NAMES,
+    Event,
+    JobEnded,
+    JobStarted,
+    RecommendationsAvailable,
+    RoundEnded,
+    Startup,
+)
+from hposteer.service.events import EventBus
+from hposteer.service.store.tables import attempts
 from tests.api.test_api import http, new_site, register, submission, wait_state
 from tests.conftest import live_service_on
 from tests.events.plugins import Failing, Plugins, acquire_job, bus_of, complete, wait_for

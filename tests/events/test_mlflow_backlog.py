@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service.events.mlflow_backlog import Backlog
+from hposteer.service.events.mlflow_backlog import Backlog
 from tests.events.plugins import wait_for
 
 

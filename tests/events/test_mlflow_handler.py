@@ -22,10 +22,10 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from service.config import Settings
-from service.core.events import JobEnded
-from service.events.mlflow_catchup import CatchUpResult
-from service.events.mlflow_handler import MlflowHandler
+from hposteer.service.config import Settings
+from hposteer.service.core.events import JobEnded
+from hposteer.service.events.mlflow_catchup import CatchUpResult
+from hposteer.service.events.mlflow_handler import MlflowHandler
 from tests.api.test_api import http, new_site, register, submission, wait_state
 from tests.conftest import LiveService, free_port, live_service_on
 from tests.events.plugins import Plugins, acquire_job, bus_of, complete, wait_for
@@ -224,7 +224,15 @@ def test_points_ended_while_mlflow_is_down_are_recorded_once_it_is_back(
 
 def sync(live_settings: Settings, *args: str, uri: str | None) -> subprocess.CompletedProcess[str]:
     """``hposteer mlflow sync`` as an operator runs it on the server host (a real process)."""
-    command = [sys.executable, "-m", "service", "mlflow", "sync", "--database-url", live_settings.resolved_database_url]
+    command = [
+        sys.executable,
+        "-m",
+        "hposteer.service",
+        "mlflow",
+        "sync",
+        "--database-url",
+        live_settings.resolved_database_url,
+    ]
     command += ["--data-dir", str(live_settings.data_dir), *args] + (["--tracking-uri", uri] if uri else [])
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     env.pop("HPOSTEER_MLFLOW_TRACKING_URI", None)

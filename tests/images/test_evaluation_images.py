@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from client.artifacts import list_artifacts
-from client.http import ApiClient
+from hposteer.client.artifacts import list_artifacts
+from hposteer.client.http import ApiClient
 from tests.client.test_pilot_agent import hposteer_pilot, new_site, points
 from tests.conftest import LiveService, docker_with_image
 

@@ -12,17 +12,17 @@ from typing import Any
 import docker
 import pytest
 
-from service.config import Settings
-from service.operations import pilot_jobs
-from service.operations.context import Services
-from service.operations.errors import Invalid
-from service.operations.principal import Principal
-from service.operations.steer import steer_segment
-from service.operations.submit import TaskRequest, submit_task
-from service.operations.tasks import show_task
-from service.steering.warm import WarmRunner
-from service.store import steering_runs as run_store
-from service.store import tasks as task_store
+from hposteer.service.config import Settings
+from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.context import Services
+from hposteer.service.operations.errors import Invalid
+from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.steer import steer_segment
+from hposteer.service.operations.submit import TaskRequest, submit_task
+from hposteer.service.operations.tasks import show_task
+from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.store import steering_runs as run_store
+from hposteer.service.store import tasks as task_store
 from tests.conftest import LiveService
 from tests.steering.container_helpers import IMAGE, engine, grid_command, script_command
 from tests.store.steered import one_slot_pilot

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from service.operations import datasets as dataset_ops
-from service.operations.context import Services
-from service.operations.errors import Conflict, Invalid, NotFound
-from service.operations.principal import Principal
-from service.operations.submit import TaskRequest, submit_task
-from service.store.blobs import StoredBlob
+from hposteer.service.operations import datasets as dataset_ops
+from hposteer.service.operations.context import Services
+from hposteer.service.operations.errors import Conflict, Invalid, NotFound
+from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.submit import TaskRequest, submit_task
+from hposteer.service.store.blobs import StoredBlob
 
 ALICE = Principal("alice", "user", 1)
 BOB = Principal("bob", "user", 2)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.core.events import Event, JobEnded, RoundEnded
-from service.core.optimizer_spec import OptimizerSpec
-from service.core.searchspace import Params, SearchSpace
-from service.core.steering import Observation
-from service.operations import pilot_jobs
-from service.operations.context import Services
-from service.operations.principal import Principal
-from service.operations.steer import SteerResult, _steer_held, segments_needing_steering, steer_segment
-from service.operations.submit import TaskRequest, submit_task
-from service.operations.tasks import show_task
-from service.steering.warm import WarmRunner
-from service.store import tasks as task_store
+from hposteer.service.core.events import Event, JobEnded, RoundEnded
+from hposteer.service.core.optimizer_spec import OptimizerSpec
+from hposteer.service.core.searchspace import Params, SearchSpace
+from hposteer.service.core.steering import Observation
+from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.context import Services
+from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.steer import SteerResult, _steer_held, segments_needing_steering, steer_segment
+from hposteer.service.operations.submit import TaskRequest, submit_task
+from hposteer.service.operations.tasks import show_task
+from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.store import tasks as task_store
 from tests.store.steered import one_slot_pilot
 
 ALICE = Principal("alice", "user", 1)

@@ -13,11 +13,11 @@ import docker
 import docker.errors
 import pytest
 
-from service.core.searchspace import Params
-from service.core.space_json import parse_search_space
-from service.core.steering import Observation, SteeringError
-from service.core.steering_exec import parse_steering
-from service.steering.container_runner import ContainerLimits, ContainerRunner
+from hposteer.service.core.searchspace import Params
+from hposteer.service.core.space_json import parse_search_space
+from hposteer.service.core.steering import Observation, SteeringError
+from hposteer.service.core.steering_exec import parse_steering
+from hposteer.service.steering.container_runner import ContainerLimits, ContainerRunner
 from tests.conftest import containers_under
 from tests.steering.container_helpers import IMAGE, engine, grid_command, script_command
 

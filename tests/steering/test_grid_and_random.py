@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from service.core.optimizer_spec import parse_optimizer_name
-from service.core.searchspace import Params
-from service.core.space_json import parse_search_space
-from service.core.steering import Observation
-from service.steering import random_search
-from service.steering.grid import GridOptimizer
-from service.steering.random_search import RandomOptimizer
-from service.steering.warm import WarmRunner, generate
+from hposteer.service.core.optimizer_spec import parse_optimizer_name
+from hposteer.service.core.searchspace import Params
+from hposteer.service.core.space_json import parse_search_space
+from hposteer.service.core.steering import Observation
+from hposteer.service.steering import random_search
+from hposteer.service.steering.grid import GridOptimizer
+from hposteer.service.steering.random_search import RandomOptimizer
+from hposteer.service.steering.warm import WarmRunner, generate
 from tests.steering.helpers import FINITE, drive
 
 SPACE = parse_search_space(FINITE)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from service.core.optimizer_spec import parse_optimizer_name
-from service.core.space_json import parse_search_space
-from service.core.steering import Observation
-from service.steering.hpogrid_generate import GenerateError, main, run
-from service.steering.warm import generate
+from hposteer.service.core.optimizer_spec import parse_optimizer_name
+from hposteer.service.core.space_json import parse_search_space
+from hposteer.service.core.steering import Observation
+from hposteer.service.steering.hpogrid_generate import GenerateError, main, run
+from hposteer.service.steering.warm import generate
 
 SPACE = {
     "x": {"method": "uniform", "dimension": {"low": -1, "high": 1}},
@@ -85,7 +85,7 @@ def test_bad_input_files_say_what_is_wrong(tmp_path: Path, capsys: pytest.Captur
 
 def test_the_command_writes_the_output_file(tmp_path: Path) -> None:
     out = tmp_path / "output.json"
-    command = [sys.executable, "-m", "service.steering.hpogrid_generate", "generate", "--n_point=2",
+    command = [sys.executable, "-m", "hposteer.service.steering.hpogrid_generate", "generate", "--n_point=2",
                f"--infile={_input(tmp_path, DONE)}", f"--outfile={out}", "-l=nevergrad"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

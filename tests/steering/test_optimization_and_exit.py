@@ -10,11 +10,11 @@ import textwrap
 
 import pytest
 
-from service.core.optimizer_spec import parse_optimizer_name
-from service.core.searchspace import Params
-from service.core.space_json import parse_search_space
-from service.core.steering import Observation
-from service.steering.warm import WarmRunner
+from hposteer.service.core.optimizer_spec import parse_optimizer_name
+from hposteer.service.core.searchspace import Params
+from hposteer.service.core.space_json import parse_search_space
+from hposteer.service.core.steering import Observation
+from hposteer.service.steering.warm import WarmRunner
 from tests.steering.helpers import drive
 
 BOWL_SPACE = parse_search_space(
@@ -62,9 +62,9 @@ SEQUENTIAL_IN_ADAPTER = """
     import threading
     import time
     import nevergrad as ng
-    from service.core.space_json import parse_search_space
-    from service.steering.base import SpaceCodec
-    from service.steering.nevergrad_adapter import NevergradOptimizer
+    from hposteer.service.core.space_json import parse_search_space
+    from hposteer.service.steering.base import SpaceCodec
+    from hposteer.service.steering.nevergrad_adapter import NevergradOptimizer
 
     space = parse_search_space({"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}},
                                 "y": {"method": "uniform", "dimension": {"low": 0, "high": 1}}})
@@ -115,10 +115,10 @@ def test_without_close_the_same_process_hangs_at_exit() -> None:
 def test_a_process_steering_with_nevergrad_exits() -> None:
     script = """
         import threading
-        from service.core.optimizer_spec import parse_optimizer_name
-        from service.core.space_json import parse_search_space
-        from service.core.steering import Observation
-        from service.steering.warm import WarmRunner
+        from hposteer.service.core.optimizer_spec import parse_optimizer_name
+        from hposteer.service.core.space_json import parse_search_space
+        from hposteer.service.core.steering import Observation
+        from hposteer.service.steering.warm import WarmRunner
 
         space = parse_search_space({"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}},
                                     "n": {"method": "normal", "dimension": {"mu": 0, "sigma": 1}}})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.operations import pilot_jobs
-from service.operations.context import Services
-from service.operations.principal import Principal
-from service.operations.steer import steer_segment
-from service.operations.submit import TaskRequest, submit_task
-from service.steering.warm import WarmRunner
-from service.store import tasks as task_store
+from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.context import Services
+from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.steer import steer_segment
+from hposteer.service.operations.submit import TaskRequest, submit_task
+from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.store import tasks as task_store
 
 ALICE = Principal("alice", "user", 1)
 PILOT = Principal("site", "pilot", 2)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from service.operations.context import Services
-from service.store.blob_chunks import CHUNK_BYTES
-from service.store.blobs import BLOB_STORES, BlobStore
-from service.store.tables import blob_chunks
+from hposteer.service.operations.context import Services
+from hposteer.service.store.blob_chunks import CHUNK_BYTES
+from hposteer.service.store.blobs import BLOB_STORES, BlobStore
+from hposteer.service.store.tables import blob_chunks
 
 
 def store(services: Services, root: Path) -> BlobStore:

@@ -1,6 +1,6 @@
 """Two completions that each hold their own segment's row and claim each other's segment must not
 wait for each other (PostgreSQL would break the cycle with a deadlock error after a second): a
-claim waits for no segment row but the one its transaction holds (service/store/claims.py)."""
+claim waits for no segment row but the one its transaction holds (src/hposteer/service/store/claims.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from service.operations import pilot_jobs
-from service.operations.context import Services
-from service.store import claims
-from service.store import tasks as task_store
+from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.context import Services
+from hposteer.service.store import claims
+from hposteer.service.store import tasks as task_store
 from tests.store.steered import PILOT, one_slot_pilot, steered_segment
 
 # SQLite has one writer at a time: no row locks to wait for, nothing to deadlock.

@@ -5,7 +5,7 @@ run out), and every one of them also runs the reaper. Afterwards the database mu
 double claim, no lost point, at most ``max_attempts`` attempts per point and exactly one accepted
 result per done point (R1-R3), with the segment counters equal to the rows they summarise.
 Half the completions also take the slot's next job in their transaction (``acquire_next``): their
-counter move is then written by the claim's own segment UPDATE (service/store/claims.py).
+counter move is then written by the claim's own segment UPDATE (src/hposteer/service/store/claims.py).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import time
 import pytest
 from sqlalchemy import text
 
-from service.config import Settings
-from service.operations import pilot_jobs
-from service.operations.context import NoTrigger, Services, build_services
-from service.operations.errors import Conflict
-from service.operations.reaper import reap_expired
-from service.store.database import StoreBusy
+from hposteer.service.config import Settings
+from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.context import NoTrigger, Services, build_services
+from hposteer.service.operations.errors import Conflict
+from hposteer.service.operations.reaper import reap_expired
+from hposteer.service.store.database import StoreBusy
 from tests.store.steered import PILOT, one_slot_pilot, steered_segment
 
 POINTS = 60

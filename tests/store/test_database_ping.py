@@ -1,6 +1,6 @@
 """PostgreSQL: a pooled connection that died while idle (a server restart, a fail-over, a
 firewall) is replaced before a transaction runs on it; a connection in use a moment ago is
-trusted without a ping (service/store/database.py)."""
+trusted without a ping (src/hposteer/service/store/database.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from service.store import database
-from service.store.database import Database
+from hposteer.service.store import database
+from hposteer.service.store.database import Database
 from tests.conftest import POSTGRES_URL, _postgres_database, require_postgres
 
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, bindparam, func, insert, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from service.operations import pilot_jobs
-from service.operations.context import Services
-from service.store import claims
-from service.store.database import Database, FinalStatementMissed, StoreBusy, execute_and_commit
+from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.context import Services
+from hposteer.service.store import claims
+from hposteer.service.store.database import Database, FinalStatementMissed, StoreBusy, execute_and_commit
 from tests.store.steered import PILOT, one_slot_pilot, steered_segment
 
 # Row locks and the pipelined COMMIT are PostgreSQL's (SQLite has one writer at a time and no pipeline).

@@ -14,9 +14,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
-from service.operations.context import Services
-from service.store.database import Database
-from service.store.migrate import (
+from hposteer.service.operations.context import Services
+from hposteer.service.store.database import Database
+from hposteer.service.store.migrate import (
     SchemaError,
     current_revision,
     head_revision,
@@ -24,7 +24,7 @@ from service.store.migrate import (
     schema_status,
     upgrade,
 )
-from service.store.tables import metadata
+from hposteer.service.store.tables import metadata
 
 
 def _differences(services: Services) -> list[object]:
@@ -42,7 +42,7 @@ def test_upgrading_a_first_revision_database_keeps_its_rows(backend_services: Se
     from alembic import command
     from sqlalchemy import text
 
-    from service.store.migrate import _config
+    from hposteer.service.store.migrate import _config
 
     engine = backend_services.db.engine
     config = _config()
@@ -66,7 +66,7 @@ def test_upgrading_a_first_revision_database_keeps_its_rows(backend_services: Se
 def _downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
-    from service.store.migrate import _config
+    from hposteer.service.store.migrate import _config
 
     config = _config()
     with engine.begin() as conn:
@@ -129,14 +129,15 @@ def test_serve_refuses_an_old_schema_with_one_line_and_exit_code_1(tmp_path: Pat
         engine.dispose()
     env = {**os.environ, "HPOSTEER_AUTO_MIGRATE": "false"}
     served = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--database-url", url, "--data-dir", str(tmp_path), "--port", "0"],
+        [sys.executable, "-m", "hposteer.service", "serve", "--database-url", url,
+         "--data-dir", str(tmp_path), "--port", "0"],
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
     assert served.returncode == 1, served.stderr
     assert served.stderr.startswith("error: the database sqlite:///") and "hposteer db upgrade" in served.stderr
     assert "Traceback" not in served.stderr
     upgraded = subprocess.run(
-        [sys.executable, "-m", "service", "db", "upgrade", "--database-url", url, "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "hposteer.service", "db", "upgrade", "--database-url", url, "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert upgraded.returncode == 0 and f"(newest {head_revision()})" in upgraded.stdout, upgraded.stderr

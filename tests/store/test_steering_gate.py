@@ -8,16 +8,16 @@ import sys
 import textwrap
 from pathlib import Path
 
-from service.operations.context import Services
-from service.store.database import Database
-from service.store.steering_gate import gate_for
+from hposteer.service.operations.context import Services
+from hposteer.service.store.database import Database
+from hposteer.service.store.steering_gate import gate_for
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from service.store.database import Database
-    from service.store.steering_gate import gate_for
+    from hposteer.service.store.database import Database
+    from hposteer.service.store.steering_gate import gate_for
     db = Database(sys.argv[1])
     with gate_for(db.engine, Path(sys.argv[2])).hold(int(sys.argv[3])) as held:
         print("held" if held else "refused", flush=True)

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, func, select
 
-from service.core.states import AttemptState, PointState, SegmentState, TaskState
-from service.operations.context import Services
-from service.store import attempts as attempt_store
-from service.store import claims
-from service.store import pilots as pilot_store
-from service.store import points as point_store
-from service.store import tasks as task_store
-from service.store import tokens as token_store
-from service.store.database import StoreBusy, database_time
-from service.store.tables import points
+from hposteer.service.core.states import AttemptState, PointState, SegmentState, TaskState
+from hposteer.service.operations.context import Services
+from hposteer.service.store import attempts as attempt_store
+from hposteer.service.store import claims
+from hposteer.service.store import pilots as pilot_store
+from hposteer.service.store import points as point_store
+from hposteer.service.store import tasks as task_store
+from hposteer.service.store import tokens as token_store
+from hposteer.service.store.database import StoreBusy, database_time
+from hposteer.service.store.tables import points
 
 
 def _task(services: Services, **overrides: Any) -> tuple[int, int]:
@@ -320,7 +320,7 @@ def test_segment_counters_match_the_points(backend_services: Services) -> None:
 
 
 def test_incremental_history_matches_a_full_read(backend_services: Services) -> None:
-    from service.operations.history import HistoryCache
+    from hposteer.service.operations.history import HistoryCache
 
     task_id, segment_id = _task(backend_services, max_attempts=2)
     cache = HistoryCache(margin_s=5)

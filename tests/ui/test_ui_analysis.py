@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from service.core import analysis
+from hposteer.service.core import analysis
 
 
 def test_even_numbers_spread_over_the_range_and_keep_both_ends() -> None:

@@ -10,17 +10,17 @@ import pytest
 from sqlalchemy import select, update
 
 from bench.ui_data import fill
-from service.core import analysis
-from service.operations import monitoring, monitoring_charts, monitoring_points
-from service.operations.context import Services
-from service.operations.errors import Invalid, NotFound
-from service.operations.monitoring_views import counted_views
-from service.operations.principal import Principal
-from service.operations.views import task_views
-from service.store import monitoring as monitoring_store
-from service.store import tasks as task_store
-from service.store.database import now_expr
-from service.store.tables import points, segments
+from hposteer.service.core import analysis
+from hposteer.service.operations import monitoring, monitoring_charts, monitoring_points
+from hposteer.service.operations.context import Services
+from hposteer.service.operations.errors import Invalid, NotFound
+from hposteer.service.operations.monitoring_views import counted_views
+from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.views import task_views
+from hposteer.service.store import monitoring as monitoring_store
+from hposteer.service.store import tasks as task_store
+from hposteer.service.store.database import now_expr
+from hposteer.service.store.tables import points, segments
 
 BENCH = Principal("bench", "user", 0)
 STATE_ORDER = ["running", "pending", "done", "failed", "cancelled"]

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from client.http import ApiClient
-from service.operations.auth import create_token
-from service.store import tokens as token_store
+from hposteer.client.http import ApiClient
+from hposteer.service.operations.auth import create_token
+from hposteer.service.store import tokens as token_store
 from tests.conftest import LiveService
 from tests.ui.ui_helpers import PilotThread, csrf_of, login, new_site, submit, wait_for
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from client.http import ApiClient, Conflict
+from hposteer.client.http import ApiClient, Conflict
 from tests.conftest import LiveService
 
 SPACE = {

@@ -1,3 +1,0 @@
-"""hposteer steering service."""
-
-__version__ = "0.1.0"

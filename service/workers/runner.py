@@ -1,9 +1,0 @@
-"""The segment runner the steering loop uses: builtin optimisers kept warm in this process."""
-
-from __future__ import annotations
-
-from service.steering.warm import WarmRunner
-
-
-def make_segment_runner() -> WarmRunner:
-    return WarmRunner()
