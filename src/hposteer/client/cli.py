@@ -114,7 +114,8 @@ def _server_command(argv: Sequence[str]) -> int:
     ``service`` extra's libraries, so those are what is looked for (without importing them: this
     process is about to be replaced)."""
     if all(importlib.util.find_spec(name) is not None for name in SERVICE_EXTRA_MODULES):
-        os.execv(sys.executable, [sys.executable, "-m", "hposteer.service", *argv])
+        # -P: the working directory is not put on sys.path, so a folder or file named like ours there is never run
+        os.execv(sys.executable, [sys.executable, "-P", "-m", "hposteer.service", *argv])
     print(
         "error: the steering service is not installed in this environment; "
         "install it with: pip install 'hposteer[service]'",
