@@ -56,7 +56,7 @@ def free_port() -> int:
 
 
 def fast_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings with test-sized timings (reliability.md: heartbeat 0.5 s, TTL 2 s, reaper 0.25 s)."""
+    """Settings with test-sized timings (docs/reliability.md: heartbeat 0.5 s, TTL 2 s, reaper 0.25 s)."""
     values: dict[str, object] = {
         "data_dir": data_dir,
         "lease_ttl_s": 2.0,

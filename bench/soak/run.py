@@ -1,7 +1,7 @@
-"""The chaos soak (reliability.md §4.7): tasks of several users evaluated by pilot processes
+"""The chaos soak (docs/reliability.md#the-chaos-soak-make-soak): tasks of several users evaluated by pilot processes
 while pilots and the service are SIGKILLed on a seeded schedule; then a drain and the checks
 of tests/e2e/invariants.py plus the soak's own (time to pending after each pilot kill, the
-§4.1 item 8 drain bound).
+drain bound).
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ class Profile:
     seed: int = 0
     timings: Timings = field(default_factory=Timings)
     drain_timeout_s: float = 120.0
-    steering_time_s: float = 10.0  # the steering term of the §4.1 item 8 bound
+    steering_time_s: float = 10.0  # the steering term of the drain bound
     slack_s: float = 0.5  # for process scheduling on a loaded 2-core machine
 
     @property
     def drain_bound_s(self) -> float:
-        """reliability.md §4.1 item 8: 3 x (lease TTL + reaper + max evaluation) + steering time."""
+        """The drain bound (docs/reliability.md): 3 x (lease TTL + reaper + max evaluation) + steering time."""
         t = self.timings
         return 3 * (t.lease_ttl_s + t.reaper_interval_s + fake_eval.SLEEP_S[1]) + self.steering_time_s
 
@@ -306,7 +306,7 @@ class Soak:
         return Outcome(report.ok, report, figures, self.dir)
 
     def _drain_bound(self, snap: invariants.Snapshot, last_fault: float) -> Verdict:
-        """Points that existed at the last fault are terminal within the §4.1 item 8 bound."""
+        """Points that existed at the last fault are terminal within the drain bound."""
         bound = self.p.drain_bound_s
         v = Verdict(f"points of the last fault terminal within {bound:g} s", True, 0)
         for q in snap.points:
@@ -373,7 +373,7 @@ def unhandled_exceptions(text: str) -> list[str]:
 
 
 def log_verdict(run_dir: Path) -> Verdict:
-    """reliability.md §4.7: no unhandled exception in the service's or any pilot's output, no 500."""
+    """docs/reliability.md: no unhandled exception in the service's or any pilot's output, no 500."""
     v = Verdict("no unhandled exception or 500 in the logs", True, 0)
     seen: dict[str, int] = {}
     for path in sorted(run_dir.glob("*.log")):

@@ -1,4 +1,4 @@
-"""Real processes for fault tests (reliability.md §4.8 `supervisor`).
+"""Real processes for fault tests (docs/reliability.md#the-chaos-soak-make-soak).
 
 Every process (the service, each pilot) starts in its own process group and is killed with
 ``os.killpg(SIGKILL)`` and then ``wait()``ed for. Payloads run in sessions of their own (the
@@ -151,7 +151,7 @@ class Managed:
 
 @dataclass(frozen=True)
 class Timings:
-    """Service timings; defaults are the test values of reliability.md (R6)."""
+    """Service timings; defaults are the test values of docs/reliability.md (R6)."""
 
     lease_ttl_s: float = 2.0
     heartbeat_interval_s: float = 0.5

@@ -205,7 +205,7 @@ def test_the_hardening_is_in_effect_inside(
     assert probe["outside"] == "OSError", "ENETUNREACH: no network at all"
 
 
-# A hostile payload (docs/reliability.md, "hostile-container canary"): each attempt to escape or
+# A hostile payload (docs/reliability.md#hostile-input, the hostile-container canary): each attempt to escape or
 # exhaust the host must fail inside the container, and the container must still end normally.
 HOSTILE = """
 import errno, json, os, stat, subprocess

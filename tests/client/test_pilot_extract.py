@@ -1,4 +1,4 @@
-"""The pilot's own tar extractor against hostile archives (reliability.md §4.5), built with tarfile.
+"""The pilot's own tar extractor against hostile archives (docs/reliability.md#hostile-input), built with tarfile.
 
 Every test runs twice: with tarfile's data filter as a second opinion, and without it, as on
 Pythons older than 3.11.4 (Debian bookworm's 3.11.2), where the extractor's own rules stand alone."""

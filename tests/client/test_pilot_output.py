@@ -1,4 +1,4 @@
-"""output.json rules (panda_protocol.md §6.5) on real files."""
+"""output.json rules (docs/evaluation-contract.md#outputjson) on real files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The oracle of the fault tests and the soak (reliability.md §4.1): reads the service's database
-after a run, read-only, and checks the reliability invariants of DESIGN.md.
+"""The oracle of the fault tests and the soak (docs/reliability.md#the-invariants): reads the service's database
+after a run, read-only, and checks the reliability invariants R1, R2, R3, R6 and R7.
 
 * R1 no point lost: every point is terminal (``done`` or ``failed``; ``cancelled`` only where
   allowed), no attempt is still ``running``, every task has ended.

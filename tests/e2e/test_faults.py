@@ -2,7 +2,7 @@
 (with and without checkpoints) and repeated service SIGKILLs with pilots running.
 
 Every test runs `hposteer serve`, `phpo` and `hposteer pilot` as processes in their own
-process groups (bench/soak/supervisor.py) with the test timings of reliability.md (lease TTL
+process groups (bench/soak/supervisor.py) with the test timings of docs/reliability.md (lease TTL
 2 s, heartbeat 0.5 s, reaper 0.25 s), then reads the database read-only and checks the
 invariants (tests/e2e/invariants.py).
 """

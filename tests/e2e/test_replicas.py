@@ -4,7 +4,7 @@ Real processes: three `hposteer serve` started at once on an empty database (the
 migrations serialise on an advisory lock), `phpo`, and three `hposteer pilot`, each talking to a
 different replica. Once a third of the points are done, the replica of pilot 1 is SIGKILLed and
 stays down: pilot 1's running attempts lose their leases and the reapers of the other replicas
-give their points back; the other pilots finish the task. Then the invariants of DESIGN.md are
+give their points back; the other pilots finish the task. Then the invariants (docs/reliability.md) are
 checked on the database (tests/e2e/invariants.py), and the steering runs of each segment, made by
 any replica, never overlapped in time (the steering gate).
 """

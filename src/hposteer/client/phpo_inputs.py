@@ -176,7 +176,7 @@ def read_segments(path: str) -> list[dict[str, Any]]:
 
 
 def read_search_space(path: str, n_segments: int | None) -> dict[str, Any] | list[Any]:
-    """--searchSpaceFile, shaped as PanDA sends it (panda_protocol §2.6).
+    """--searchSpaceFile, shaped as PanDA sends it (docs/panda-compatibility.md#segments).
 
     Without segments: one object. With segments: one object is cloned for every segment as
     ``{"model_id": i, "search_space": ...}``; a list is sent unchanged.

@@ -1,5 +1,5 @@
 """phpo's options: the same option strings, argparse dests (the --loadJson keys), types, defaults
-and groups as panda-client 2.2.0's phpo (panda_protocol.md §2.1), plus hposteer's extensions.
+and groups as panda-client 2.2.0's phpo (docs/phpo.md#options), plus hposteer's extensions.
 
 Help texts are ours. ``status`` says what hposteer does with an option today: "used" (it
 steers the task), "stored" (kept with the task for a later feature) or "ignored" (PanDA-only;

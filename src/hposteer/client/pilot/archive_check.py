@@ -53,7 +53,7 @@ class Limits:
     max_component_bytes: int = 255
     max_seconds: float = 120.0
     # Checkpoints are unpacked over a populated directory, where a link of the archive could
-    # combine with one already there (the two-archive attack, reliability.md §3.4): refuse links.
+    # combine with one already there (the two-archive attack, docs/reliability.md#hostile-input): refuse links.
     allow_links: bool = True
 
 

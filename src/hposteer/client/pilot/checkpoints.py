@@ -1,4 +1,4 @@
-"""Checkpoints (``--checkPointToSave``/``--checkPointToLoad``/``--checkPointInterval``; panda_protocol.md §6.8).
+"""Checkpoints (``--checkPointToSave``/``--checkPointToLoad``/``--checkPointInterval``; docs/evaluation-contract.md).
 
 While the payload runs, an uploader thread looks at the listed paths at the start and then every
 interval; when anything under them changed since the last pack (a file's mtime or size, a file
@@ -30,7 +30,7 @@ from hposteer.client.pilot.extract import UnsafeArchive, safe_extract
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.packing import BadPath, Signature, pack, scan
 
-# No links in checkpoints: they are unpacked over a directory the sandbox populated (§3.4).
+# No links in checkpoints: they are unpacked over a directory the sandbox populated (docs/reliability.md#hostile-input).
 CHECKPOINT_LIMITS = Limits(allow_links=False)
 DOWNLOAD_TRIES = 3
 

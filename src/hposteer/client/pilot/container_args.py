@@ -1,6 +1,6 @@
 """What a payload container is made of: pure functions, no engine calls (the golden test reads them).
 
-Every container gets the same hardened settings (DESIGN.md "Security", reliability.md §3.6):
+Every container gets the same hardened settings (docs/reliability.md#hostile-input):
 read-only root filesystem, a writable tmpfs ``/tmp``, ``no-new-privileges``, every capability
 dropped, no network unless allowed, pids/memory(/CPU) limits, explicit ``nofile``/``nproc``
 ulimits, a non-root user, and one bind mount: the attempt's working directory at
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-WORKDIR = "/srv/workDir"  # as in PanDA (panda_protocol.md §6.2)
+WORKDIR = "/srv/workDir"  # as in PanDA (docs/panda-compatibility.md#the-evaluation-contract)
 NOBODY = "65534:65534"  # the user of a root pilot's payloads
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-ULIMIT = 4096  # nofile and nproc, set explicitly (Podman fails with its defaults here: DESIGN.md)
+ULIMIT = 4096  # nofile and nproc, explicit (Podman fails with its defaults here: docs/architecture.md#known-traps)
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 # Host settings that mean nothing (or the wrong thing) inside a container.

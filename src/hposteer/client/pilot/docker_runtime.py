@@ -95,7 +95,7 @@ class DockerPayload:
 
 
 class DockerRuntime:
-    """Hardened containers on the local Docker engine (DESIGN.md "Security")."""
+    """Hardened containers on the local Docker engine (docs/architecture.md#security)."""
 
     name = "docker"
     isolated = True

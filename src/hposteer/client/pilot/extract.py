@@ -3,7 +3,7 @@
 Two passes over the archive. The first checks every member against our own rules and
 writes nothing; the second writes the members itself (``O_CREAT|O_EXCL|O_NOFOLLOW``, modes
 masked to 0644/0755, no owners) after tarfile's ``data_filter`` agrees as well. The filter is
-only defence in depth: it has been bypassed repeatedly (reliability.md §3.4), and this
+only defence in depth: it has been bypassed repeatedly (docs/reliability.md#hostile-input), and this
 machine's Python lacks the 2025 fixes. Pythons older than 3.11.4 (Debian bookworm's 3.11.2) have
 no filter at all; our own rules then stand alone. If anything still fails while writing, whatever was
 written is removed again, so a refused archive never leaves files behind.

@@ -1,6 +1,6 @@
 """After the payload: its metadata file (``--evaluationMeta``) and metrics (``--evaluationMetrics``).
 
-As runHPO does (panda_protocol.md §6.6-6.7): a metadata file holding a JSON object of at most
+As runHPO does (docs/evaluation-contract.md#metadata-and-metrics): a metadata file holding a JSON object of at most
 1 MB goes with the completion report; a metrics file or directory is renamed ``<name>_<point>``
 and packed into ``[<segment>.]<task>.metrics.<point:06d>.tgz``, which is uploaded. Problems
 never change the attempt's outcome: they are returned as notes for the attempt's message.

@@ -1,4 +1,4 @@
-"""Reading the evaluation's result file (output.json), per panda_protocol.md §6.5.
+"""Reading the evaluation's result file (output.json), per docs/evaluation-contract.md#outputjson.
 
 Success needs all of: exit code 0, the file present, a JSON object, ``status`` missing or 0,
 and a finite numeric ``loss`` (a numeric string is accepted, as PanDA's ``float()`` does).

@@ -1,4 +1,4 @@
-"""A fallback for evaluationExec placeholders the server left unfilled (panda_protocol.md §2.8).
+"""A fallback for evaluationExec placeholders the server left unfilled (docs/panda-compatibility.md#placeholders).
 
 The hposteer service fills ``%RNDM:n`` / ``%RNDM=n`` (n + the task's job number, counting
 from 0) and ``%SEGMENT_NAME`` before it hands a job out, so normally nothing is left. If a

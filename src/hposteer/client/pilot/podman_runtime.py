@@ -134,7 +134,7 @@ class PodmanPayload:
 
 
 class PodmanRuntime:
-    """Hardened containers through the podman CLI (DESIGN.md "Security"; the docker runtime's settings)."""
+    """Hardened containers through the podman CLI (docs/architecture.md#security; the docker runtime's settings)."""
 
     name = "podman"
     isolated = True

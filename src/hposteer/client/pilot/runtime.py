@@ -2,8 +2,8 @@
 
 A runtime starts the evaluation command in a prepared working directory and hands back a
 :class:`Payload` that can be waited for and terminated as a whole. ``local`` runs it on this
-machine; ``docker`` (src/hposteer/client/pilot/docker_runtime.py) and ``podman`` in a hardened container (DESIGN.md
-"Security"), ``apptainer``/``singularity`` in ``apptainer exec`` for HPC sites. A runtime is made
+machine; ``docker`` (src/hposteer/client/pilot/docker_runtime.py) and ``podman`` in a hardened container
+(docs/architecture.md#security), ``apptainer``/``singularity`` in ``apptainer exec`` for HPC sites. A runtime is made
 once per pilot from its name and the pilot's :class:`RuntimeOptions`; container runtimes import
 their engine's library only then, so ``local`` pilots never need it.
 

@@ -3,7 +3,7 @@
 A job with ``--trainingDS`` carries ``training = {"file": "input_ds.json", "files": [...]}``;
 each file has a name and either a service ``url`` (uploaded files) or a ``location`` on the
 site (registered files: an absolute path, a ``file://`` URL or an ``http(s)://`` URL), plus
-its ``sha256`` and ``size`` when known. Staging, as PanDA's runHPO does (panda_protocol §6.4):
+its ``sha256`` and ``size`` when known. Staging, as PanDA's runHPO does (docs/datasets.md):
 
 * uploaded and http(s) files are downloaded once into the pilot's cache
   ``<workdir>/datasets/<sha256>`` (``url-<sha256 of the URL>`` for a URL without checksum),

@@ -1,5 +1,5 @@
 """What a task asks of the pilot for each job, beyond the command: timeouts, checkpoints,
-metadata, metrics and training data (panda_protocol.md §6.4-6.8, §2.7).
+metadata, metrics and training data (docs/evaluation-contract.md).
 
 Stored with the task as one JSON value (``tasks.job_settings``) and rendered into every job
 the task hands out, so adding a setting never touches the claim's SQL.
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-CHECKPOINT_MAX_BYTES = 100 * 2**20  # PanDA's worker-side limit (§6.8)
-META_MAX_BYTES = 2**20  # runHPO ignores a metadata file over 1 MB (§6.6)
+CHECKPOINT_MAX_BYTES = 100 * 2**20  # PanDA's worker-side limit
+META_MAX_BYTES = 2**20  # runHPO ignores a metadata file over 1 MB
 METRICS_MAX_BYTES = 100 * 2**20
 DEFAULT_CHECKPOINT_INTERVAL_MIN = 5.0
 
@@ -55,6 +55,6 @@ class JobSettings:
 
 
 def metrics_archive_name(task_id: int, point_number: int, segment_name: str) -> str:
-    """PanDA's metrics file name ``[<segment>.]<task>.metrics.<serial>.tgz`` (§6.7), the point's number as serial."""
+    """PanDA's metrics file name ``[<segment>.]<task>.metrics.<serial>.tgz``, the point's number as serial."""
     base = f"{task_id}.metrics.{point_number:06d}.tgz"
     return f"{segment_name}.{base}" if segment_name else base

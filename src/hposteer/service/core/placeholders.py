@@ -1,4 +1,4 @@
-"""Placeholders in evaluationExec, filled by the service when a job is handed out (panda_protocol §2.8).
+"""Placeholders in evaluationExec, filled per job by the service (docs/panda-compatibility.md#placeholders).
 
 * ``%RNDM:n`` / ``%RNDM=n``: n plus the task's job number (0, 1, ...), PanDA's per-job
   serial used as a random seed. A bare ``%RNDM`` without a number is left alone, as PanDA does.

@@ -1,4 +1,4 @@
-"""Search spaces in hpogrid's JSON format (panda_protocol.md §7.2).
+"""Search spaces in hpogrid's JSON format (docs/search-space.md).
 
 A space is ``{"<name>": {"method": "<method>", "dimension": {<keys>}}, ...}``.
 ``hposteer.service.core.space_json`` parses and validates it into the typed dimensions of

@@ -1,6 +1,6 @@
 """Split an exec string into words as a POSIX shell would, refusing what a host shell would run.
 
-iDDS hands ``steeringExec`` to bash on its own host (panda_protocol.md §4.1), so ``$(...)``,
+iDDS hands ``steeringExec`` to bash on its own host (docs/steering.md#the-two-accepted-forms), so ``$(...)``,
 backticks, ``$VAR``, ``;``, ``|``, ``&``, redirections and the like would run or expand *there*,
 before any container starts. hposteer runs no host shell: the words are split with POSIX
 quoting (the same words as ``shlex.split``) and any such syntax is refused with a message

@@ -1,4 +1,4 @@
-"""Parsing and validating hpogrid's search-space JSON (panda_protocol.md §7.2).
+"""Parsing and validating hpogrid's search-space JSON (docs/search-space.md).
 
 Every problem is collected, not just the first: each names the parameter, the key and
 what is allowed, with a "did you mean" for near-misses.

@@ -12,7 +12,7 @@ Two forms are accepted (docs/steering.md, "Steering containers"):
 The command is an argument list (split as a POSIX shell would, never run by a host shell:
 ``hposteer.service.core.shell_words``). User text never becomes a container runtime flag: the service
 builds every runtime setting itself. Placeholders are filled per word at run time
-(``fill_placeholders``), in one pass, as iDDS's plain substitution does (panda_protocol.md §2.8).
+(``fill_placeholders``), in one pass, as iDDS's plain substitution does (docs/panda-compatibility.md#placeholders).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The files a steering container reads and writes: iDDS's ``%IN`` and ``%OUT`` (panda_protocol.md §4.2-4.3).
+"""The files a steering container reads and writes: iDDS's ``%IN`` and ``%OUT`` (docs/steering.md).
 
 ``%IN`` is ``{"points": [[point, loss], ...], "opt_space": ...}`` with every point of the segment
 so far, in order; ``loss`` is null while unevaluated, and a point that failed all its attempts

@@ -1,4 +1,4 @@
-"""Checkpoints, metrics tarballs and metadata of attempts (issue 3 §4-5; panda_protocol.md §6.6-6.8).
+"""Checkpoints, metrics tarballs and metadata of attempts (issue 3 §4-5; docs/evaluation-contract.md).
 
 Uploads are fenced like every pilot write: only the holder of a running attempt's live lease
 may upload, checked before the body is read (so a stale pilot does not stream 100 MiB for
@@ -32,7 +32,7 @@ MAX_BYTES = {"checkpoint": CHECKPOINT_MAX_BYTES, "metrics": METRICS_MAX_BYTES}
 
 
 def checkpoint_name(task_id: int, point_number: int) -> str:
-    """PanDA keys checkpoints ``<taskID>_<sampleID>`` (§5.5); ours carry the extension too."""
+    """PanDA keys checkpoints ``<taskID>_<sampleID>``; ours carry the extension too."""
     return f"{task_id}_{point_number}.checkpoint.tar.gz"
 
 

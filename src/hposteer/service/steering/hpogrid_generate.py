@@ -3,12 +3,12 @@
 The steering images (steering_images/) run this as their ``hpogrid`` command, so a PanDA user's
 ``hpogrid generate --n_point %NUM_POINTS --infile /work/%IN --outfile /work/%OUT -l nevergrad``
 works unchanged. Flags are read leniently (``-l x``, ``-l=x``, ``--lib=x``; ``-s`` optional with
-``--infile``; panda_protocol.md §7.1). The optimiser code is the in-process runner's
+``--infile``; docs/panda-compatibility.md#hpogrid-generate). The optimiser code is the in-process runner's
 (``hposteer.service.steering.warm.generate``), so with the same seed, budget (``--max_point``),
 parallelism and history both give the same points. ``--seed`` and ``--parallelism`` are ours
 (default 0 and 1); hpogrid has neither.
 
-As hpogrid does (§7.3): every point with a finite loss is told (a failed point arrives with
+As hpogrid does: every point with a finite loss is told (a failed point arrives with
 PanDA's 1e5 and is told as that loss), points with a null loss are pending, and
 ``n_point - pending`` new points are asked for, per model for segmented spaces. ``[]`` means
 nothing is wanted now, or the optimiser is exhausted.
