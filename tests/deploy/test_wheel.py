@@ -12,7 +12,6 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,7 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     tmp = tmp_path_factory.mktemp("wheel")
     built = _run(_uv(), "build", "--wheel", "--out-dir", tmp / "dist", ROOT, cwd=ROOT)
     assert built.returncode == 0, built.stderr
@@ -57,7 +56,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     (site / "zz_suite_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     (dist_info,) = site.glob("hposteer-*.dist-info")
     record = [line.split(",", 1)[0] for line in (dist_info / "RECORD").read_text().splitlines() if line]
-    yield Installed(venv, site, record)
+    return Installed(venv, site, record)
 
 
 def test_the_wheel_installs_only_the_hposteer_package(installed: Installed) -> None:
@@ -80,7 +79,7 @@ def test_the_version_is_one_value(installed: Installed) -> None:
     assert cli.stdout.strip() == f"hposteer {version}", cli.stdout + cli.stderr
 
 
-def test_commands_ignore_modules_of_the_same_name_in_the_working_directory(installed: Installed, tmp_path: Path) -> None:
+def test_commands_ignore_same_named_modules_in_the_working_directory(installed: Installed, tmp_path: Path) -> None:
     """A user's own ``service.py`` or ``client.py`` beside them is never what the commands run."""
     marker = tmp_path / "ran"
     for name in ("service", "client", "hposteer_service"):
