@@ -42,7 +42,7 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     tmp = tmp_path_factory.mktemp("wheel")
-    built = _run(_uv(), "build", "--wheel", "--out-dir", tmp / "dist", ROOT, cwd=ROOT)
+    built = _run(_uv(), "build", "--offline", "--wheel", "--out-dir", tmp / "dist", ROOT, cwd=ROOT)
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp / "dist").glob("hposteer-*.whl")
     venv = tmp / "venv"
