@@ -3,7 +3,7 @@
 1. **Iteration latency with a steering container**: as bench/latency.py (one task,
    nPointsPerIteration=1, nParallelEvaluation=1, from `complete` returning to `acquire` handing out
    the next point), but the task is steered by ``hposteer/steering-nevergrad`` running
-   ``hpogrid generate`` once per iteration (src/hposteer/service/steering/container_runner.py): warm (the
+   ``hpogrid generate`` once per iteration (src/hposteer/service/steering/containers/runner.py): warm (the
    default: one container per segment, a ``docker exec`` per run, nevergrad imported once by the
    image's steering server) and cold (``steering_container_warm=0``: a fresh container per run,
    as iDDS does). ``first_point_ms`` is the first iteration, whose container starts cold. The line is
@@ -144,7 +144,7 @@ def steering_breakdown(samples: int) -> dict[str, Any]:
     """Where an iteration goes: a bare container of the steering image, and one importing nevergrad.
 
     Run through the Docker SDK with the runner's CPU limit and no network, created, started,
-    waited for and removed as src/hposteer/service/steering/container_runner.py does (without its hardening).
+    waited for and removed as src/hposteer/service/steering/containers/runner.py does (without its hardening).
     """
     import docker
 

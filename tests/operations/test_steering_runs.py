@@ -14,7 +14,7 @@ from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.steer import SteerResult, _steer_held, segments_needing_steering, steer_segment
 from hposteer.service.operations.submit import TaskRequest, submit_task
 from hposteer.service.operations.tasks import show_task
-from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.steering.optimizers.warm import WarmRunner
 from hposteer.service.store import tasks as task_store
 from tests.store.steered import one_slot_pilot
 

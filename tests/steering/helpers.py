@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hposteer.service.core.optimizer_spec import OptimizerSpec
 from hposteer.service.core.searchspace import METHODS, Params, SearchSpace
 from hposteer.service.core.steering import Observation
-from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.steering.optimizers.warm import WarmRunner
 
 # One dimension per method, with the keys spelled as users write them.
 ONE_OF_EACH: dict[str, dict[str, Any]] = {

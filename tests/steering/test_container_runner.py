@@ -17,7 +17,7 @@ from hposteer.service.core.searchspace import Params
 from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation, SteeringError
 from hposteer.service.core.steering_exec import parse_steering
-from hposteer.service.steering.container_runner import ContainerLimits, ContainerRunner
+from hposteer.service.steering.containers.runner import ContainerLimits, ContainerRunner
 from tests.conftest import containers_under
 from tests.steering.container_helpers import IMAGE, engine, grid_command, script_command
 

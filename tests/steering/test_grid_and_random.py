@@ -11,10 +11,10 @@ from hposteer.service.core.optimizer_spec import parse_optimizer_name
 from hposteer.service.core.searchspace import Params
 from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
-from hposteer.service.steering import random_search
-from hposteer.service.steering.grid import GridOptimizer
-from hposteer.service.steering.random_search import RandomOptimizer
-from hposteer.service.steering.warm import WarmRunner, generate
+from hposteer.service.steering.optimizers import random_search
+from hposteer.service.steering.optimizers.grid import GridOptimizer
+from hposteer.service.steering.optimizers.random_search import RandomOptimizer
+from hposteer.service.steering.optimizers.warm import WarmRunner, generate
 from tests.steering.helpers import FINITE, drive
 
 SPACE = parse_search_space(FINITE)

@@ -12,8 +12,8 @@ import pytest
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
 from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
-from hposteer.service.steering.hpogrid_generate import GenerateError, main, run
-from hposteer.service.steering.warm import generate
+from hposteer.service.steering.image_programs.hpogrid_generate import GenerateError, main, run
+from hposteer.service.steering.optimizers.warm import generate
 
 SPACE = {
     "x": {"method": "uniform", "dimension": {"low": -1, "high": 1}},
@@ -85,8 +85,8 @@ def test_bad_input_files_say_what_is_wrong(tmp_path: Path, capsys: pytest.Captur
 
 def test_the_command_writes_the_output_file(tmp_path: Path) -> None:
     out = tmp_path / "output.json"
-    command = [sys.executable, "-m", "hposteer.service.steering.hpogrid_generate", "generate", "--n_point=2",
-               f"--infile={_input(tmp_path, DONE)}", f"--outfile={out}", "-l=nevergrad"]  # fmt: skip
+    command = [sys.executable, "-m", "hposteer.service.steering.image_programs.hpogrid_generate", "generate",
+               "--n_point=2", f"--infile={_input(tmp_path, DONE)}", f"--outfile={out}", "-l=nevergrad"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(out.read_text())) == 2

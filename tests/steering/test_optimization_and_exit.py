@@ -14,7 +14,7 @@ from hposteer.service.core.optimizer_spec import parse_optimizer_name
 from hposteer.service.core.searchspace import Params
 from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
-from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.steering.optimizers.warm import WarmRunner
 from tests.steering.helpers import drive
 
 BOWL_SPACE = parse_search_space(
@@ -63,8 +63,8 @@ SEQUENTIAL_IN_ADAPTER = """
     import time
     import nevergrad as ng
     from hposteer.service.core.space_json import parse_search_space
-    from hposteer.service.steering.base import SpaceCodec
-    from hposteer.service.steering.nevergrad_adapter import NevergradOptimizer
+    from hposteer.service.steering.optimizers.base import SpaceCodec
+    from hposteer.service.steering.optimizers.nevergrad_adapter import NevergradOptimizer
 
     space = parse_search_space({"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}},
                                 "y": {"method": "uniform", "dimension": {"low": 0, "high": 1}}})
@@ -118,7 +118,7 @@ def test_a_process_steering_with_nevergrad_exits() -> None:
         from hposteer.service.core.optimizer_spec import parse_optimizer_name
         from hposteer.service.core.space_json import parse_search_space
         from hposteer.service.core.steering import Observation
-        from hposteer.service.steering.warm import WarmRunner
+        from hposteer.service.steering.optimizers.warm import WarmRunner
 
         space = parse_search_space({"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}},
                                     "n": {"method": "normal", "dimension": {"mu": 0, "sigma": 1}}})

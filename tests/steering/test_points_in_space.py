@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
 from hposteer.service.core.searchspace import METHODS
 from hposteer.service.core.space_json import parse_search_space
-from hposteer.service.steering import registry
-from hposteer.service.steering.base import is_constant
-from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.steering.optimizers import registry
+from hposteer.service.steering.optimizers.base import is_constant
+from hposteer.service.steering.optimizers.warm import WarmRunner
 from tests.steering.helpers import BOUNDED, ONE_OF_EACH, UNBOUNDED, drive, space_json
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hposteer.service.steering.hpogrid_generate import run
+from hposteer.service.steering.image_programs.hpogrid_generate import run
 from tests.conftest import docker_with_image
 
 SPACE = {

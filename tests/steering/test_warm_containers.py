@@ -21,8 +21,8 @@ from hposteer.service.core.searchspace import Params
 from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation, SteeringError
 from hposteer.service.core.steering_exec import parse_steering
-from hposteer.service.steering.container_runner import ContainerLimits, ContainerRunner
-from hposteer.service.steering.warm_containers import ROLE, owner_alive, owner_token, start_ticks
+from hposteer.service.steering.containers.runner import ContainerLimits, ContainerRunner
+from hposteer.service.steering.containers.warm_pool import ROLE, owner_alive, owner_token, start_ticks
 from tests.conftest import containers_under, docker_with_image
 
 IMAGE = "hposteer/steering-nevergrad"
@@ -194,7 +194,7 @@ def test_a_killed_services_containers_are_swept_by_the_next(engine: docker.Docke
 
 
 def test_the_server_refuses_a_malformed_request(tmp_path: Path) -> None:
-    from hposteer.service.steering.prefork_server import decode_request
+    from hposteer.service.steering.image_programs.prefork_server import decode_request
 
     assert decode_request(json.dumps({"argv": ["hpogrid"], "cwd": "/w", "env": {}}).encode()) == (["hpogrid"], "/w", {})
     bad_requests = {

@@ -16,11 +16,11 @@ from hposteer.service.core.optimizer_spec import OptimizerSpec, parse_optimizer_
 from hposteer.service.core.searchspace import Params, SearchSpace
 from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
-from hposteer.service.steering import registry
-from hposteer.service.steering.base import Handle, SpaceCodec, Suggestion
-from hposteer.service.steering.nevergrad_adapter import NevergradOptimizer
-from hposteer.service.steering.optuna_tpe import TpeOptimizer
-from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.steering.optimizers import registry
+from hposteer.service.steering.optimizers.base import Handle, SpaceCodec, Suggestion
+from hposteer.service.steering.optimizers.nevergrad_adapter import NevergradOptimizer
+from hposteer.service.steering.optimizers.optuna_tpe import TpeOptimizer
+from hposteer.service.steering.optimizers.warm import WarmRunner
 from tests.steering.helpers import ONE_OF_EACH, drive
 
 SPACE = parse_search_space({"x": ONE_OF_EACH["uniform"], "n": ONE_OF_EACH["uniformint"], "f": ONE_OF_EACH["fixed"]})

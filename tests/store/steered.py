@@ -9,7 +9,7 @@ from hposteer.service.operations.context import Services
 from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.steer import steer_segment
 from hposteer.service.operations.submit import TaskRequest, submit_task
-from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.steering.optimizers.warm import WarmRunner
 from hposteer.service.store import tasks as task_store
 
 ALICE = Principal("alice", "user", 1)

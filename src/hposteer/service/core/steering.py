@@ -2,7 +2,7 @@
 
 Stateless per call, like iDDS: the history holds every point so far with its loss, or None
 while it is unevaluated, and a failure flag, so any process can run it after a crash.
-Runners that keep an optimiser warm between calls (hposteer.service.steering.warm) tell it only
+Runners that keep an optimiser warm between calls (hposteer.service.steering.optimizers.warm) tell it only
 what is new; a rebuilt optimiser knows the same points and results, though its random
 draws may differ from those of the one it replaces.
 """

@@ -56,7 +56,7 @@ class SegmentRunner(Protocol):
 
 
 class ContainerSteering(Protocol):
-    """Runs a task's own steering container for a segment (hposteer.service.steering.container_runner)."""
+    """Runs a task's own steering container for a segment (hposteer.service.steering.containers.runner)."""
 
     name: str
 
@@ -90,7 +90,7 @@ class ContainerSteering(Protocol):
 def default_containers(services: Services, *, warm: bool = True) -> ContainerSteering:
     """The container runner of the settings. With ``warm`` its owner must call ``retain`` and
     ``close`` (the steering loop does); without, every run gets a fresh container."""
-    from hposteer.service.steering.container_runner import ContainerLimits, ContainerRunner
+    from hposteer.service.steering.containers.runner import ContainerLimits, ContainerRunner
 
     settings = services.settings
     limits = ContainerLimits(

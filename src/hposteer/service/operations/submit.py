@@ -30,7 +30,7 @@ from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid
 from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.views import TaskView, task_views
-from hposteer.service.steering import registry
+from hposteer.service.steering.optimizers import registry
 from hposteer.service.store import blobs as blob_store
 from hposteer.service.store import tasks as task_store
 from hposteer.service.store.records import TaskRecord

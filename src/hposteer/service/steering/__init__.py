@@ -1,25 +1,10 @@
-"""Builtin optimisers behind one ask-and-tell protocol, and the runners that drive them.
+"""Steering: the builtin optimisers, the steering containers, and the programs inside steering images.
 
-What the rest of the service uses:
-
-* ``validate(spec, space)`` -> list of ``SpaceIssue`` (empty: the optimiser will run);
-* ``create(spec, space, seed=, budget=, parallelism=)`` -> an ``AskTell`` adapter;
-* ``WarmRunner`` (one optimiser kept per segment, told only what is new) and
-  ``StatelessSteering`` / ``generate`` (the core ``Steering`` protocol, rebuilt per call).
+* ``optimizers``: hposteer's own optimisers behind one ask-and-tell protocol and the in-process
+  runners that drive them (the warm runner, the stateless ``generate``); pure Python over the
+  core, the optimiser libraries imported only when an optimiser is built;
+* ``containers``: the service side of a task's own steering container (``docker run`` or a warm
+  container and ``docker exec``), with its hardening and limits;
+* ``image_programs``: what runs inside a steering image (``hpogrid generate``, the prefork steering
+  server and its standard-library client); never imports the service's other layers.
 """
-
-from hposteer.service.steering.base import AskTell, Suggestion
-from hposteer.service.steering.registry import LIBRARIES, create, honoured_by, validate
-from hposteer.service.steering.warm import StatelessSteering, WarmRunner, generate
-
-__all__ = [
-    "LIBRARIES",
-    "AskTell",
-    "StatelessSteering",
-    "Suggestion",
-    "WarmRunner",
-    "create",
-    "generate",
-    "honoured_by",
-    "validate",
-]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hposteer.service.steering.warm import WarmRunner
+from hposteer.service.steering.optimizers.warm import WarmRunner
 
 
 def make_segment_runner() -> WarmRunner:

@@ -10,7 +10,7 @@ proposed.
 from __future__ import annotations
 
 from hposteer.service.core.searchspace import Dimension, Params, SearchSpace
-from hposteer.service.steering.base import Handle, Suggestion
+from hposteer.service.steering.optimizers.base import Handle, Suggestion
 
 FINITE_METHODS = "categorical, fixed, uniformint and quniform"
 

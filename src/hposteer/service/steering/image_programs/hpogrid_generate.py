@@ -4,7 +4,7 @@ The steering images (steering_images/) run this as their ``hpogrid`` command, so
 ``hpogrid generate --n_point %NUM_POINTS --infile /work/%IN --outfile /work/%OUT -l nevergrad``
 works unchanged. Flags are read leniently (``-l x``, ``-l=x``, ``--lib=x``; ``-s`` optional with
 ``--infile``; docs/panda-compatibility.md#hpogrid-generate). The optimiser code is the in-process runner's
-(``hposteer.service.steering.warm.generate``), so with the same seed, budget (``--max_point``),
+(``hposteer.service.steering.optimizers.warm.generate``), so with the same seed, budget (``--max_point``),
 parallelism and history both give the same points. ``--seed`` and ``--parallelism`` are ours
 (default 0 and 1); hpogrid has neither.
 
@@ -13,7 +13,8 @@ PanDA's 1e5 and is told as that loss), points with a null loss are pending, and
 ``n_point - pending`` new points are asked for, per model for segmented spaces. ``[]`` means
 nothing is wanted now, or the optimiser is exhausted.
 
-    python -m hposteer.service.steering.hpogrid_generate generate -n 4 -i in.json -o out.json -l nevergrad
+    python -m hposteer.service.steering.image_programs.hpogrid_generate generate -n 4 -i in.json -o out.json \
+        -l nevergrad
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hposteer.service.core.optimizer_spec import OptimizerSpecError, hpogrid_opt
 from hposteer.service.core.searchspace import SearchSpaceError
 from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
-from hposteer.service.steering.warm import generate
+from hposteer.service.steering.optimizers.warm import generate
 
 USAGE = "usage: hpogrid generate -n N [-i IN.json -o OUT.json | -s SPACE.json] [-l LIB] [--method M] [--mode min|max]"
 

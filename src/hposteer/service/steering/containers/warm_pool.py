@@ -1,9 +1,10 @@
 """Warm steering containers: one long-lived container per segment, one ``docker exec`` per run.
 
 For images that carry the ``io.hposteer.steering-server`` label (a JSON argv; our
-steering_images/ do). The container runs that server (src/hposteer/service/steering/prefork_server.py), which
-imports the optimiser libraries once; each steering run execs the task's own command in it,
-with the same hardening, mount, user and limits as a one-shot run. What stays the same as
+steering_images/ do). The container runs that server
+(src/hposteer/service/steering/image_programs/prefork_server.py), which imports the optimiser
+libraries once; each steering run execs the task's own command in it, with the same hardening,
+mount, user and limits as a one-shot run. What stays the same as
 iDDS's one container per run: every run starts in an empty working directory holding only
 ``%IN``, and its ``hpogrid`` process starts from the server's untouched memory.
 
@@ -28,7 +29,7 @@ from typing import Any
 
 from hposteer.service.core.steering import SteeringError
 from hposteer.service.core.steering_exec import SteeringCommand
-from hposteer.service.steering import container_engine as engine
+from hposteer.service.steering.containers import engine
 
 SERVER_LABEL = "io.hposteer.steering-server"
 ROLE = "steering-warm"

@@ -39,7 +39,7 @@ from hposteer.service.core.searchspace import (
     Uniform,
     UniformInt,
 )
-from hposteer.service.steering.base import Handle, SpaceCodec, Suggestion
+from hposteer.service.steering.optimizers.base import Handle, SpaceCodec, Suggestion
 
 log = logging.getLogger("hposteer.steering.nevergrad")
 

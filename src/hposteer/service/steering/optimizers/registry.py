@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from hposteer.service.core.optimizer_spec import OptimizerSpec
 from hposteer.service.core.searchspace import Dimension, SearchSpace, SpaceIssue
-from hposteer.service.steering import grid, nevergrad_adapter, optuna_tpe, random_search, skopt_adapter
-from hposteer.service.steering.base import AskTell, SpaceCodec, is_constant, unsupported_grid_search
+from hposteer.service.steering.optimizers import grid, nevergrad_adapter, optuna_tpe, random_search, skopt_adapter
+from hposteer.service.steering.optimizers.base import AskTell, SpaceCodec, is_constant, unsupported_grid_search
 
 Builder = Callable[[OptimizerSpec, SearchSpace, int, int, int], AskTell]  # spec, space, seed, budget, parallelism
 

@@ -3,7 +3,7 @@
 Run by file path with ``python -I -S`` (no site, no package import: standard library only), so
 it starts in milliseconds. When no server answers within ``WAIT_S`` (it is still importing, or
 it died), the run falls back to the ordinary one-shot program, so a run never depends on the
-server being healthy: only its speed does. Protocol: src/hposteer/service/steering/prefork_server.py.
+server being healthy: only its speed does. Protocol: src/hposteer/service/steering/image_programs/prefork_server.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 
 SOCKET_ENV = "HPOSTEER_STEERING_SOCKET"
 WAIT_S = 30.0
-FALLBACK = ("-m", "hposteer.service.steering.hpogrid_generate")
+FALLBACK = ("-m", "hposteer.service.steering.image_programs.hpogrid_generate")
 
 
 def _connect(path: str, wait_s: float) -> socket.socket | None:

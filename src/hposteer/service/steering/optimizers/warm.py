@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from hposteer.service.core.optimizer_spec import OptimizerSpec
 from hposteer.service.core.searchspace import Params, SearchSpace, canonical
 from hposteer.service.core.steering import Observation
-from hposteer.service.steering import registry
-from hposteer.service.steering.base import AskTell, Handle
+from hposteer.service.steering.optimizers import registry
+from hposteer.service.steering.optimizers.base import AskTell, Handle
 
 
 @dataclass

@@ -3,11 +3,11 @@
 Per run: a working directory under ``<data_dir>/steering`` holding only ``%IN``, bind-mounted
 read-write at the command's working path and used as its cwd; a read-only root, a small tmpfs
 ``/tmp``, no new privileges, every capability dropped, no network, pids/memory/CPU limits, a
-non-root user and a wall-clock limit (hposteer.service.steering.container_engine); the image must already
+non-root user and a wall-clock limit (hposteer.service.steering.containers.engine); the image must already
 be on this host (never pulled). Afterwards ``%OUT`` is read and checked
 (``hposteer.service.core.steering_files``).
 
-An image labelled ``io.hposteer.steering-server`` runs warm (hposteer.service.steering.warm_containers):
+An image labelled ``io.hposteer.steering-server`` runs warm (hposteer.service.steering.containers.warm_pool):
 the segment's container stays up between runs and each run is a ``docker exec`` of the same
 command, saving the container start and the library imports. Any other image gets a fresh
 container per run, removed with its directory afterwards.
@@ -39,9 +39,9 @@ from hposteer.service.core.steering_exec import (
     placeholder_values,
 )
 from hposteer.service.core.steering_files import input_text, parse_output
-from hposteer.service.steering import container_engine as engine
-from hposteer.service.steering.container_engine import ContainerLimits
-from hposteer.service.steering.warm_containers import WarmPool, server_command
+from hposteer.service.steering.containers import engine
+from hposteer.service.steering.containers.engine import ContainerLimits
+from hposteer.service.steering.containers.warm_pool import WarmPool, server_command
 
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 SWEEP_GRACE_S = 60  # a container this long past its deadline was left by a crashed service
@@ -198,7 +198,7 @@ def _points(text: str, tail: str, space: SearchSpace, segmented: bool, model_id:
 def _sweep(client: Any, work_root: Path, max_age_s: float) -> None:
     """Remove what a one-shot run cut short by a crash left behind: containers past their deadline,
     and working directories older than any run may last (a missed one is retried at the next run).
-    Warm containers and their directories are swept by hposteer.service.steering.warm_containers."""
+    Warm containers and their directories are swept by hposteer.service.steering.containers.warm_pool."""
     from docker.errors import DockerException
 
     now = time.time()

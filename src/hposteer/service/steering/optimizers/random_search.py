@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from hposteer.service.core.searchspace import Dimension, Params, SearchSpace
-from hposteer.service.steering.base import Handle, Suggestion
+from hposteer.service.steering.optimizers.base import Handle, Suggestion
 
 SHUFFLE_LIMIT = 100_000  # finite spaces up to this size are drawn as a shuffle of their indices
 REJECTION_TRIES = 200  # draws that may repeat known points before the rest of the space is scanned

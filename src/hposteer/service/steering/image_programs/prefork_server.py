@@ -2,7 +2,7 @@
 
 Why: in a fresh container, ``hpogrid generate`` spends 1.6-1.8 s importing nevergrad (scipy.stats
 alone takes a second) for a run whose own work takes milliseconds. A warm container
-(src/hposteer/service/steering/warm_containers.py) runs this server as its main process instead; each
+(src/hposteer/service/steering/containers/warm_pool.py) runs this server as its main process instead; each
 steering run is then a ``docker exec`` of the task's own command, in which the image's
 ``hpogrid`` finds ``HPOSTEER_STEERING_SOCKET`` and becomes the small client
 (``warm_client.py``). The client passes its argv, cwd, environment and its three standard
@@ -12,7 +12,7 @@ status goes back to the client, which exits with it. The runs share nothing but 
 each child starts from the server's untouched memory (with fresh random seeds), as a new
 process would.
 
-    python -m hposteer.service.steering.prefork_server --socket /tmp/hposteer-steering.sock
+    python -m hposteer.service.steering.image_programs.prefork_server --socket /tmp/hposteer-steering.sock
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 
 from hposteer.service.core.optimizer_spec import spec_from_hpogrid_options
 from hposteer.service.core.space_json import parse_search_space
-from hposteer.service.steering import hpogrid_generate
-from hposteer.service.steering.warm import generate
+from hposteer.service.steering.image_programs import hpogrid_generate
+from hposteer.service.steering.optimizers.warm import generate
 
 MAX_REQUEST_BYTES = 256 * 1024
 # hpogrid library name -> the module whose import is the cost; warmed when the image has it.
