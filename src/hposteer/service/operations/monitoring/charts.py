@@ -28,8 +28,8 @@ from sqlalchemy import Connection
 from hposteer.service.core import analysis
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import NotFound
-from hposteer.service.operations.monitoring import MonitoringCache, TaskContext, cached_read
-from hposteer.service.operations.monitoring_points import plain_params
+from hposteer.service.operations.monitoring.cache import MonitoringCache, TaskContext, cached_read
+from hposteer.service.operations.monitoring.points import plain_params
 from hposteer.service.operations.principal import Principal
 from hposteer.service.store import monitoring as store
 from hposteer.service.store.database import database_time
