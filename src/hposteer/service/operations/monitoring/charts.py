@@ -14,7 +14,7 @@
   ``IMPORTANCE_SAMPLE`` done points of a segment from an even sample;
 * **steering runs**: the duration and outcome of up to ``RUNS_SAMPLE`` runs per segment.
 
-Each is cached under the task's signature (operations.monitoring); the sampled ones of a task
+Each is cached under the task's signature (monitoring.cache); the sampled ones of a task
 beyond ``FULL_HISTORY`` points are recomputed at most every ``SAMPLE_REFRESH_S`` seconds.
 """
 
