@@ -184,7 +184,8 @@ def _stamp(path: Path) -> float:
 
 def start_overhead(runtime_name: str, warmup: int, samples: int) -> dict[str, Any]:
     """From `Runtime.start` being called to the payload's shell starting and to its reading input.json."""
-    from hposteer.client.pilot.runtime import RuntimeOptions, make_runtime
+    from hposteer.client.pilot.runtimes.base import RuntimeOptions
+    from hposteer.client.pilot.runtimes.registry import make_runtime
 
     runtime = make_runtime(runtime_name, RuntimeOptions(pilot_name=f"bench-containers-{os.getpid()}", log=print))
     shell_ms: list[float] = []

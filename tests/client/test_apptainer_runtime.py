@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from hposteer.client.pilot import apptainer_runtime
-from hposteer.client.pilot.apptainer_runtime import GUARD, apptainer_argv, engine_environment, image_source
-from hposteer.client.pilot.container_args import ContainerLimits
-from hposteer.client.pilot.runtime import RuntimeOptions, RuntimeStartError, local_image, make_runtime
+from hposteer.client.pilot.runtimes import apptainer as apptainer_runtime
+from hposteer.client.pilot.runtimes.apptainer import GUARD, apptainer_argv, engine_environment, image_source
+from hposteer.client.pilot.runtimes.base import RuntimeOptions, RuntimeStartError, local_image
+from hposteer.client.pilot.runtimes.container_args import ContainerLimits
+from hposteer.client.pilot.runtimes.registry import make_runtime
 from tests.client.test_docker_runtime import USER_TEXT
 
 WORKDIR = Path("/data/pilot/task1/point1.attempt1")

@@ -23,7 +23,9 @@ import docker.types
 import pytest
 
 from hposteer.client.http import ApiClient
-from hposteer.client.pilot.container_args import (
+from hposteer.client.pilot.evaluation import payload_environment
+from hposteer.client.pilot.runtimes.base import RuntimeOptions, RuntimeStartError
+from hposteer.client.pilot.runtimes.container_args import (
     GUARD,
     MIB,
     NOBODY,
@@ -34,8 +36,7 @@ from hposteer.client.pilot.container_args import (
     create_args,
     exit_code,
 )
-from hposteer.client.pilot.evaluation import payload_environment
-from hposteer.client.pilot.runtime import RuntimeOptions, RuntimeStartError, make_runtime
+from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import Slot
 from tests.client.test_pilot_agent import hposteer_pilot, new_site, points, submit, upload, wait_until
 from tests.client.test_pilot_runtime import make_job

@@ -18,7 +18,7 @@ from typing import Any
 
 from hposteer.client.http import ApiClient
 from hposteer.client.pilot.agent import Pilot, PilotConfig
-from hposteer.client.pilot.runtime import make_runtime
+from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import Slot, cpu_slots, parse_workers
 from tests.conftest import LiveService
 
@@ -313,7 +313,7 @@ def test_a_pilot_bug_while_handling_a_job_fails_the_attempt_at_once(live_service
     """An unexpected exception in the pilot's own handling of a job (here injected into the evaluator)
     is reported as a pilot_error failure right away, not left running until its lease runs out."""
     from hposteer.client.pilot.agent import Pilot, PilotConfig
-    from hposteer.client.pilot.runtime import make_runtime
+    from hposteer.client.pilot.runtimes.registry import make_runtime
     from hposteer.client.pilot.slots import cpu_slots
 
     site = new_site()

@@ -15,7 +15,8 @@ from hposteer.client.http import ApiClient, Job
 from hposteer.client.pilot.evaluation import payload_environment
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.placeholders import fill_leftovers
-from hposteer.client.pilot.runtime import LOG_TAIL_BYTES, Payload, RuntimeStartError, log_tail, make_runtime
+from hposteer.client.pilot.runtimes.base import LOG_TAIL_BYTES, Payload, RuntimeStartError, log_tail
+from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import cpu_slots, parse_workers
 from hposteer.client.pilot.workdir import Workspace
 

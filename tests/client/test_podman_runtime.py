@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from hposteer.client.http import ApiClient
-from hposteer.client.pilot.container_args import GUARD, NOBODY, ContainerLimits, create_args
-from hposteer.client.pilot.podman_runtime import podman_argv
-from hposteer.client.pilot.runtime import RuntimeOptions, RuntimeStartError, make_runtime
+from hposteer.client.pilot.runtimes.base import RuntimeOptions, RuntimeStartError
+from hposteer.client.pilot.runtimes.container_args import GUARD, NOBODY, ContainerLimits, create_args
+from hposteer.client.pilot.runtimes.podman import podman_argv
+from hposteer.client.pilot.runtimes.registry import make_runtime
 from tests.client.test_docker_runtime import EVAL, PROBE, USER_TEXT, assert_contained, run_hostile
 from tests.client.test_pilot_agent import hposteer_pilot, new_site, points, submit, upload, wait_until
 from tests.conftest import LiveService, podman_with_image

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hposteer.client.pilot.seccomp import NAMESPACE_FLAGS, SeccompProfileError, profile_path, restricted
+from hposteer.client.pilot.runtimes.seccomp import NAMESPACE_FLAGS, SeccompProfileError, profile_path, restricted
 
 BASE = {
     "defaultAction": "SCMP_ACT_ERRNO",

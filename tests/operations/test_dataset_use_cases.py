@@ -9,7 +9,7 @@ from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Conflict, Invalid, NotFound
 from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.submit import TaskRequest, submit_task
-from hposteer.service.store.blobs import StoredBlob
+from hposteer.service.store.blobs.base import StoredBlob
 
 ALICE = Principal("alice", "user", 1)
 BOB = Principal("bob", "user", 2)

@@ -6,7 +6,8 @@ from hposteer.service.core.states import AttemptState
 from hposteer.service.operations.context import Services
 from hposteer.service.store import artifacts as artifact_store
 from hposteer.service.store import attempts as attempt_store
-from hposteer.service.store.blobs import StoredBlob, record_blob
+from hposteer.service.store.blobs.base import StoredBlob
+from hposteer.service.store.blobs.rows import record_blob
 from hposteer.service.store.claims import Claim
 from tests.store.test_store import _claim, _pilot, _points, _task
 

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hposteer.service.operations.context import Services
-from hposteer.service.store.blob_chunks import CHUNK_BYTES
-from hposteer.service.store.blobs import BLOB_STORES, BlobStore
+from hposteer.service.store.blobs.base import BlobStore
+from hposteer.service.store.blobs.database import CHUNK_BYTES
+from hposteer.service.store.blobs.registry import BLOB_STORES
 from hposteer.service.store.tables import blob_chunks
 
 

@@ -11,10 +11,14 @@ from sqlalchemy import select, update
 
 from bench.ui_data import fill
 from hposteer.service.core import analysis
-from hposteer.service.operations import monitoring, monitoring_charts, monitoring_points
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid, NotFound
-from hposteer.service.operations.monitoring_views import counted_views
+from hposteer.service.operations.monitoring import charts as monitoring_charts
+from hposteer.service.operations.monitoring import pilots as monitoring_pilots
+from hposteer.service.operations.monitoring import points as monitoring_points
+from hposteer.service.operations.monitoring import tasks as monitoring_tasks
+from hposteer.service.operations.monitoring.cache import MonitoringCache
+from hposteer.service.operations.monitoring.views import counted_views
 from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.views import task_views
 from hposteer.service.store import monitoring as monitoring_store
@@ -51,7 +55,7 @@ def _expected(rows: list[Any], sort: str, order: str, state: str | None) -> list
     return out
 
 
-def _table(services: Services, task_id: int, cache: monitoring.MonitoringCache, **args: Any) -> dict[str, Any]:
+def _table(services: Services, task_id: int, cache: MonitoringCache, **args: Any) -> dict[str, Any]:
     _, value = monitoring_points.points_table(services, BENCH, task_id, cache=cache, known_etag=None, **args)
     assert value is not None
     return value
@@ -63,7 +67,7 @@ def small_task(backend_services: Services) -> int:
 
 
 def test_points_table_pages_through_every_order_and_filter(backend_services: Services, small_task: int) -> None:
-    cache = monitoring.MonitoringCache()
+    cache = MonitoringCache()
     rows = _all_points(backend_services, small_task)
     for sort, order, state in [
         ("number", "asc", None), ("number", "desc", "done"), ("loss", "asc", None), ("loss", "desc", None),
@@ -85,7 +89,7 @@ def test_points_table_pages_through_every_order_and_filter(backend_services: Ser
 def test_points_table_rows_carry_the_latest_attempt_and_refuse_bad_arguments(
     backend_services: Services, small_task: int
 ) -> None:
-    cache = monitoring.MonitoringCache()
+    cache = MonitoringCache()
     failed = _table(backend_services, small_task, cache, state="failed", sort="number", order="asc", page=1, size=25)
     assert failed["rows"] and all(r["attempts"] == 3 and r["failure_class"] and r["site"] for r in failed["rows"])
     assert set(failed["columns"]) == {"x", "lr", "depth", "dropout", "act"}
@@ -101,7 +105,7 @@ def test_points_table_rows_carry_the_latest_attempt_and_refuse_bad_arguments(
 
 
 def test_history_best_so_far_is_exact_and_follows_new_completions(backend_services: Services, small_task: int) -> None:
-    cache = monitoring.MonitoringCache()
+    cache = MonitoringCache()
 
     def history() -> dict[str, Any]:
         _, value = monitoring_charts.history(backend_services, BENCH, small_task, cache=cache, known_etag=None)
@@ -141,7 +145,7 @@ def test_big_task_history_is_sampled_and_the_charts_small(backend_services: Serv
             .where(points.c.task_id == task_id, points.c.number.in_((4990, 5000)))
             .values(state="done", loss=0.5, updated_at=now_expr(), finished_at=now_expr())
         )
-    cache = monitoring.MonitoringCache()
+    cache = MonitoringCache()
     _, hist = monitoring_charts.history(backend_services, BENCH, task_id, cache=cache, known_etag=None)
     assert hist is not None and hist["sampled"] and hist["total"] == 5000
     assert len(hist["points"]) <= monitoring_charts.HISTORY_SAMPLE + monitoring_charts.RECENT
@@ -171,20 +175,21 @@ def test_big_task_history_is_sampled_and_the_charts_small(backend_services: Serv
 
 
 def test_task_list_and_pilots_are_scoped(backend_services: Services, small_task: int) -> None:
-    cache = monitoring.MonitoringCache()
-    views, sites, _ = monitoring.task_rows(backend_services, BENCH, state=None, limit=10, cache=cache)
+    cache = MonitoringCache()
+    views, sites, _ = monitoring_tasks.task_rows(backend_services, BENCH, state=None, limit=10, cache=cache)
     assert [v.id for v in views] == [small_task] and set(sites[small_task]) == {"SITE-A", "SITE-B", "SITE-C"}
     assert (
-        monitoring.task_rows(backend_services, Principal("eve", "user", 0), state=None, limit=10, cache=cache)[0] == []
+        monitoring_tasks.task_rows(backend_services, Principal("eve", "user", 0), state=None, limit=10, cache=cache)[0]
+        == []
     )
-    admin = monitoring.task_rows(
+    admin = monitoring_tasks.task_rows(
         backend_services, Principal("root", "admin", 0), state="running", limit=10, cache=cache
     )
     assert [v.id for v in admin[0]] == [small_task]
-    overview = monitoring.pilots_overview(backend_services, Principal("eve", "user", 0), hours=None)
+    overview = monitoring_pilots.pilots_overview(backend_services, Principal("eve", "user", 0), hours=None)
     assert len(overview["pilots"]) == 12 and sum(p["busy"] for p in overview["pilots"]) == 40
     assert sum(p["mine"] for p in overview["pilots"]) == 0  # eve runs nothing
-    mine = monitoring.pilots_overview(backend_services, BENCH, hours=24)
+    mine = monitoring_pilots.pilots_overview(backend_services, BENCH, hours=24)
     assert sum(s["mine"] for s in mine["sites"]) == 40 and {s["site"] for s in mine["sites"]} == {
         "SITE-A",
         "SITE-B",

@@ -251,7 +251,7 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 def _mlflow(args: argparse.Namespace, settings: Settings) -> int:
     from hposteer.service.events.mlflow_handler import HandlerUnavailable, MlflowHandler
     from hposteer.service.events.mlflow_sync import UnknownTask, sync_tasks
-    from hposteer.service.store.blobs import BLOB_STORES
+    from hposteer.service.store.blobs.registry import BLOB_STORES
 
     uri = args.tracking_uri or settings.mlflow_tracking_uri
     if not uri:

@@ -8,7 +8,8 @@ Modules, one concept each:
 * ``lease``: heartbeats in a thread of their own (kill / lease lost);
 * ``workdir``: the sandbox cache and fresh working directories;
 * ``extract`` (+ ``archive_check``, ``archive_errors``): the safe sandbox extractor;
-* ``runtime``: the runtime protocol and table (``local``, no isolation);
+* ``runtimes``: the runtime protocol (``runtimes.base``), one module per runtime (``local``: no isolation;
+  ``docker``, ``podman``, ``apptainer``) and the table by name (``runtimes.registry``);
 * ``output``: output.json rules and failure classes;
 * ``slots``: ``--workers`` / ``--slots`` specs; ``placeholders``: unfilled %RNDM / %SEGMENT_NAME;
 * ``logs``: timestamped log lines.

@@ -37,7 +37,7 @@ from hposteer.client.http import (
 from hposteer.client.pilot.capabilities import HostCapabilities, detect_host
 from hposteer.client.pilot.evaluation import Evaluator, Report, short_params
 from hposteer.client.pilot.logs import Logger
-from hposteer.client.pilot.runtime import Runtime
+from hposteer.client.pilot.runtimes.base import Runtime
 from hposteer.client.pilot.slots import Slot
 from hposteer.client.pilot.workdir import Workspace
 

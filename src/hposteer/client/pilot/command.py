@@ -17,9 +17,10 @@ from types import FrameType
 from hposteer.client.http import ApiClient
 from hposteer.client.pilot.agent import Pilot, PilotConfig
 from hposteer.client.pilot.capabilities import CapabilityError, Overrides, describe, detect_host, parse_memory_mb
-from hposteer.client.pilot.container_args import ContainerLimits, ContainerSettingError, parse_size
 from hposteer.client.pilot.logs import Logger
-from hposteer.client.pilot.runtime import RUNTIMES, RuntimeOptions, RuntimeStartError, make_runtime
+from hposteer.client.pilot.runtimes.base import RuntimeOptions, RuntimeStartError
+from hposteer.client.pilot.runtimes.container_args import ContainerLimits, ContainerSettingError, parse_size
+from hposteer.client.pilot.runtimes.registry import RUNTIMES, make_runtime
 from hposteer.client.pilot.slots import SlotSpecError, slots_from_options
 from hposteer.client.settings import MISSING_TOKEN_HINT, SettingError, resolve_server, resolve_token
 

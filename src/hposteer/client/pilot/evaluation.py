@@ -24,7 +24,7 @@ from hposteer.client.pilot.metrics import meta_spec, metrics_spec, read_meta, se
 from hposteer.client.pilot.output import Result, read_result
 from hposteer.client.pilot.packing import Signature
 from hposteer.client.pilot.placeholders import fill_leftovers, unfilled
-from hposteer.client.pilot.runtime import Payload, Runtime, RuntimeStartError, log_tail
+from hposteer.client.pilot.runtimes.base import Payload, Runtime, RuntimeStartError, log_tail
 from hposteer.client.pilot.slots import Slot
 from hposteer.client.pilot.workdir import SandboxError, Workspace
 

@@ -14,7 +14,7 @@ from hposteer.service.api.uploads import receive_blob
 from hposteer.service.core.datasets import sha256_problem
 from hposteer.service.operations import datasets as dataset_ops
 from hposteer.service.operations.errors import Invalid
-from hposteer.service.store.blobs import BlobTooLarge
+from hposteer.service.store.blobs.base import BlobTooLarge
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hposteer.service.operations.errors import Conflict, Forbidden, Invalid, NotFound, OperationError, Unauthorized
-from hposteer.service.store.blobs import BlobChecksumMismatch, BlobTooLarge
+from hposteer.service.store.blobs.base import BlobChecksumMismatch, BlobTooLarge
 from hposteer.service.store.database import StoreBusy
 
 log = logging.getLogger("hposteer.api")

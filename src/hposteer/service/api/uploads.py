@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid
-from hposteer.service.store.blobs import BlobTooLarge, StoredBlob
+from hposteer.service.store.blobs.base import BlobTooLarge, StoredBlob
 
 _BATCH = 1 << 20  # bytes gathered from the request before each write to the blob file
 

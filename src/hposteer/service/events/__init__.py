@@ -18,7 +18,7 @@ from hposteer.service.events.registry import (
     build_handlers,
     check_handler_settings,
 )
-from hposteer.service.store.blobs import BlobStore
+from hposteer.service.store.blobs.base import BlobStore
 from hposteer.service.store.database import Database
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from hposteer.service.core.events import Event, JobEnded, Startup
 from hposteer.service.events.mlflow_backlog import Backlog
 from hposteer.service.events.mlflow_catchup import CatchUp
-from hposteer.service.store.blobs import BlobStore
+from hposteer.service.store.blobs.base import BlobStore
 from hposteer.service.store.database import Database
 from hposteer.service.store.tracking import TrackedPoint, tasks_with_ended_points, tracked_point, tracked_task
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from hposteer.service.core.events import EventHandler
 from hposteer.service.events.handlers import JsonLinesHandler, LogHandler
-from hposteer.service.store.blobs import BlobStore
+from hposteer.service.store.blobs.base import BlobStore
 from hposteer.service.store.database import Database
 
 if TYPE_CHECKING:

@@ -24,7 +24,8 @@ from hposteer.service.operations.principal import Principal
 from hposteer.service.store import artifacts as artifact_store
 from hposteer.service.store import tasks as task_store
 from hposteer.service.store.artifacts import ArtifactRecord, LiveAttempt
-from hposteer.service.store.blobs import StoredBlob, record_blob
+from hposteer.service.store.blobs.base import StoredBlob
+from hposteer.service.store.blobs.rows import record_blob
 from hposteer.service.store.claims import Claim
 
 KINDS = ("checkpoint", "metrics")

@@ -12,7 +12,9 @@ from hposteer.service.config import Settings
 from hposteer.service.core.events import EventSink, Meters, NoEvents, NoMeters
 from hposteer.service.operations.auth import TokenCache
 from hposteer.service.operations.brokerage import Brokerage
-from hposteer.service.store.blobs import BLOB_STORES, BlobStore, blob_size
+from hposteer.service.store.blobs.base import BlobStore
+from hposteer.service.store.blobs.registry import BLOB_STORES
+from hposteer.service.store.blobs.rows import blob_size
 from hposteer.service.store.claims import claimed_task
 from hposteer.service.store.database import Database
 from hposteer.service.store.pilots import PilotRecord

@@ -33,9 +33,9 @@ from hposteer.service.core.job_settings import JobSettings
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Conflict, Invalid, NotFound
 from hposteer.service.operations.principal import Principal
-from hposteer.service.store import blobs as blob_store
 from hposteer.service.store import datasets as store
-from hposteer.service.store.blobs import StoredBlob
+from hposteer.service.store.blobs import rows as blob_rows
+from hposteer.service.store.blobs.base import StoredBlob
 from hposteer.service.store.claims import Claim
 from hposteer.service.store.datasets import DatasetRecord
 
@@ -93,7 +93,7 @@ def add_uploaded_file(
         dataset, created = _dataset_for_change(conn, principal.owner, dataset_name, UPLOADED)
         added = _add_files(conn, dataset, [new])
         if added:
-            blob_store.record_blob(conn, blob, "dataset", principal.owner)
+            blob_rows.record_blob(conn, blob, "dataset", principal.owner)
         view = _view(conn, dataset)
     return view, created or added
 

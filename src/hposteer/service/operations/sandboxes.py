@@ -7,19 +7,19 @@ from pathlib import Path
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import NotFound
 from hposteer.service.operations.principal import Principal
-from hposteer.service.store import blobs as blob_store
-from hposteer.service.store.blobs import StoredBlob
+from hposteer.service.store.blobs import rows as blob_rows
+from hposteer.service.store.blobs.base import StoredBlob
 
 
 def record_sandbox(services: Services, principal: Principal, blob: StoredBlob) -> bool:
     """Record an uploaded sandbox; True if it was new."""
     with services.db.write() as conn:
-        return blob_store.record_blob(conn, blob, "sandbox", principal.owner)
+        return blob_rows.record_blob(conn, blob, "sandbox", principal.owner)
 
 
 def has_sandbox(services: Services, sha256: str) -> bool:
     with services.db.read() as conn:
-        known = blob_store.blob_size(conn, sha256) is not None
+        known = blob_rows.blob_size(conn, sha256) is not None
     return known and services.blobs.path(sha256) is not None
 
 

@@ -31,8 +31,8 @@ from hposteer.service.operations.errors import Invalid
 from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.views import TaskView, task_views
 from hposteer.service.steering.optimizers import registry
-from hposteer.service.store import blobs as blob_store
 from hposteer.service.store import tasks as task_store
+from hposteer.service.store.blobs import rows as blob_rows
 from hposteer.service.store.records import TaskRecord
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -338,7 +338,7 @@ class _DryRun(Exception):
 
 
 def _check_sandbox(conn: Connection, sha256: str | None) -> None:
-    if sha256 is not None and blob_store.blob_size(conn, sha256) is None:
+    if sha256 is not None and blob_rows.blob_size(conn, sha256) is None:
         raise Invalid(
             f"sandbox {sha256} was never uploaded (POST /api/v1/sandboxes first)",
             [{"field": "sandbox_sha256", "message": "unknown sandbox"}],

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from hposteer.service.operations.monitoring import MonitoringCache
+from hposteer.service.operations.monitoring.cache import MonitoringCache
 from hposteer.service.ui import actions, data, pages
 from hposteer.service.ui.rendering import STATIC, STATIC_URL
 

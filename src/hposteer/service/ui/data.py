@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from hposteer.service.operations import monitoring_charts as charts
-from hposteer.service.operations import monitoring_points as points_ops
+from hposteer.service.operations.monitoring import charts
+from hposteer.service.operations.monitoring import points as points_ops
 from hposteer.service.ui.rendering import DataRoute
 from hposteer.service.ui.session import ViewerDep, services_of
 from hposteer.service.ui.state import cache_of, etag_header, known_etag

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from hposteer.service.operations import artifacts as artifact_ops
-from hposteer.service.operations import monitoring
-from hposteer.service.operations import monitoring_points as points_ops
 from hposteer.service.operations.errors import NotFound
+from hposteer.service.operations.monitoring import pilots as pilots_ops
+from hposteer.service.operations.monitoring import points as points_ops
+from hposteer.service.operations.monitoring import tasks as tasks_ops
 from hposteer.service.ui.formatting import timeline
 from hposteer.service.ui.rendering import PageRoute, render
 from hposteer.service.ui.session import ViewerDep, new_login_nonce, services_of, set_login_nonce
@@ -59,7 +60,7 @@ def tasks_page(
     state: str | None = None,
     partial: bool = False,
 ) -> HTMLResponse:
-    views, sites, now = monitoring.task_rows(
+    views, sites, now = tasks_ops.task_rows(
         services_of(request), current.principal, state=state or None, limit=200, cache=cache_of(request)
     )
     return render(
@@ -69,7 +70,7 @@ def tasks_page(
         sites=sites,
         now=now,
         state=state or "",
-        states=monitoring.TASK_STATES,
+        states=tasks_ops.TASK_STATES,
     )
 
 
@@ -81,7 +82,7 @@ def task_page(
     notice: str | None = None,
     n: Annotated[int | None, Query(ge=0)] = None,
 ) -> HTMLResponse:
-    _, overview = monitoring.task_overview(
+    _, overview = tasks_ops.task_overview(
         services_of(request), current.principal, task_id, cache=cache_of(request), known_etag=None
     )
     assert overview is not None
@@ -94,7 +95,7 @@ def task_page(
 @router.get("/ui/tasks/{task_id}/live")
 def task_live(task_id: int, request: Request, current: ViewerDep) -> Response:
     """The task page's live part (state, progress, best, segments, steering), 304 while unchanged."""
-    etag, overview = monitoring.task_overview(
+    etag, overview = tasks_ops.task_overview(
         services_of(request), current.principal, task_id, cache=cache_of(request), known_etag=known_etag(request)
     )
     if overview is None:
@@ -122,7 +123,7 @@ def pilots_page(
     all: bool = False,
     partial: bool = False,
 ) -> HTMLResponse:
-    data = monitoring.pilots_overview(services_of(request), current.principal, hours=None if all else hours)
+    data = pilots_ops.pilots_overview(services_of(request), current.principal, hours=None if all else hours)
     return render(
         "_pilots_body.html" if partial else "pilots.html",
         viewer=current,

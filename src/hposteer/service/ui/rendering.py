@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from hposteer.service.operations.errors import Conflict, Forbidden, Invalid, NotFound, OperationError, Unauthorized
-from hposteer.service.operations.monitoring import StoreBusy
+from hposteer.service.operations.monitoring.cache import StoreBusy
 from hposteer.service.ui import formatting
 from hposteer.service.ui.session import BadForm, LoginRequired
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from hposteer.service.operations.monitoring import MonitoringCache
+from hposteer.service.operations.monitoring.cache import MonitoringCache
 
 
 def cache_of(request: Request) -> MonitoringCache:

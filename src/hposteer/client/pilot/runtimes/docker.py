@@ -1,6 +1,6 @@
 """The ``docker`` runtime: each attempt in a hardened container of a local image (docs/pilot.md).
 
-The container's settings come from :func:`hposteer.client.pilot.container_args.create_args`; this module
+The container's settings come from :func:`hposteer.client.pilot.runtimes.container_args.create_args`; this module
 makes the engine calls. The image must already be on the engine (the pilot never pulls); it is
 pinned by its local id when the attempt starts. The container's output is followed into the
 attempt's log file by a thread, and the container is removed once it has ended and its output
@@ -25,9 +25,15 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from hposteer.client.pilot.container_args import NOBODY, container_user, create_args, exit_code, give_to
-from hposteer.client.pilot.engine_cli import alive
-from hposteer.client.pilot.runtime import KILL_GRACE_S, Payload, RuntimeOptions, RuntimeStartError, image_reference
+from hposteer.client.pilot.runtimes.base import (
+    KILL_GRACE_S,
+    Payload,
+    RuntimeOptions,
+    RuntimeStartError,
+    image_reference,
+)
+from hposteer.client.pilot.runtimes.container_args import NOBODY, container_user, create_args, exit_code, give_to
+from hposteer.client.pilot.runtimes.engine_cli import alive
 
 ENGINE_ERROR = 125  # what `docker run` exits with when the engine fails; reported when it is lost
 LABEL = "hposteer.pilot"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from sqlalchemy import delete, insert, select
 
-from hposteer.service.store.blobs import BlobWriter, LocalBlobStore, StoredBlob, _blob_path, _is_sha256, _LocalWriter
+from hposteer.service.store.blobs.base import BlobWriter, StoredBlob, blob_path, is_sha256
+from hposteer.service.store.blobs.local import LocalBlobStore, LocalBlobWriter
 from hposteer.service.store.database import Database
 from hposteer.service.store.tables import blob_chunks
 
@@ -27,7 +28,7 @@ CHUNK_BYTES = 1 << 20
 class _DatabaseWriter:
     def __init__(self, store: DatabaseBlobStore, max_bytes: int):
         self._store = store
-        self._local = _LocalWriter(store.root, max_bytes)
+        self._local = LocalBlobWriter(store.root, max_bytes)
 
     def write(self, chunk: bytes) -> None:
         self._local.write(chunk)
@@ -56,7 +57,7 @@ class DatabaseBlobStore:
 
     def copy_in(self, sha256: str) -> None:
         """The cached file's bytes into the database, unless they are there already."""
-        source = _blob_path(self.root, sha256)
+        source = blob_path(self.root, sha256)
         with self.db.write() as conn:
             if conn.execute(select(blob_chunks.c.seq).where(blob_chunks.c.sha256 == sha256).limit(1)).first():
                 return
@@ -73,13 +74,13 @@ class DatabaseBlobStore:
 
     def path(self, sha256: str) -> Path | None:
         cached = self.cache.path(sha256)
-        if cached is not None or not _is_sha256(sha256):
+        if cached is not None or not is_sha256(sha256):
             return cached
         return self._fetch(sha256)
 
     def _fetch(self, sha256: str) -> Path | None:
         """Write the blob from the database into the cache, checked; None if the database lacks it."""
-        final = _blob_path(self.root, sha256)
+        final = blob_path(self.root, sha256)
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="fetch-")

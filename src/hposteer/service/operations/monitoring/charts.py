@@ -14,7 +14,7 @@
   ``IMPORTANCE_SAMPLE`` done points of a segment from an even sample;
 * **steering runs**: the duration and outcome of up to ``RUNS_SAMPLE`` runs per segment.
 
-Each is cached under the task's signature (operations.monitoring); the sampled ones of a task
+Each is cached under the task's signature (monitoring.cache); the sampled ones of a task
 beyond ``FULL_HISTORY`` points are recomputed at most every ``SAMPLE_REFRESH_S`` seconds.
 """
 
@@ -28,8 +28,8 @@ from sqlalchemy import Connection
 from hposteer.service.core import analysis
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import NotFound
-from hposteer.service.operations.monitoring import MonitoringCache, TaskContext, cached_read
-from hposteer.service.operations.monitoring_points import plain_params
+from hposteer.service.operations.monitoring.cache import MonitoringCache, TaskContext, cached_read
+from hposteer.service.operations.monitoring.points import plain_params
 from hposteer.service.operations.principal import Principal
 from hposteer.service.store import monitoring as store
 from hposteer.service.store.database import database_time

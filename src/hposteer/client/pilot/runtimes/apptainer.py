@@ -27,9 +27,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from hposteer.client.pilot.container_args import WORKDIR, ContainerLimits, container_env, exit_code
-from hposteer.client.pilot.engine_cli import check_bind_source, check_image, run_engine
-from hposteer.client.pilot.runtime import (
+from hposteer.client.pilot.runtimes.base import (
     DAEMON_SOURCE,
     KILL_GRACE_S,
     LocalPayload,
@@ -38,6 +36,8 @@ from hposteer.client.pilot.runtime import (
     RuntimeStartError,
     image_reference,
 )
+from hposteer.client.pilot.runtimes.container_args import WORKDIR, ContainerLimits, container_env, exit_code
+from hposteer.client.pilot.runtimes.engine_cli import check_bind_source, check_image, run_engine
 
 KEEP = frozenset({"CACHEDIR", "TMPDIR", "CONFIGDIR"})  # of APPTAINER_*: where the engine keeps its files
 GUARD = """exec 3<&0

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from hposteer.client.pilot.runtime import RuntimeStartError
+from hposteer.client.pilot.runtimes.base import RuntimeStartError
 
 ENGINE_TIMEOUT_S = 60.0  # an engine command (inspect, stop, rm) that takes longer is broken
 # A registry/name:tag@digest reference, or an absolute path (apptainer's SIF files): never an option.

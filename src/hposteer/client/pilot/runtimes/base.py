@@ -1,35 +1,22 @@
-"""How payloads run: runtimes behind one small protocol, resolved by name from one table.
+"""What every runtime shares: the protocols, the pilot's options, image references, errors.
 
-A runtime starts the evaluation command in a prepared working directory and hands back a
-:class:`Payload` that can be waited for and terminated as a whole. ``local`` runs it on this
-machine; ``docker`` (src/hposteer/client/pilot/docker_runtime.py) and ``podman`` in a hardened container
-(docs/architecture.md#security), ``apptainer``/``singularity`` in ``apptainer exec`` for HPC sites. A runtime is made
-once per pilot from its name and the pilot's :class:`RuntimeOptions`; container runtimes import
-their engine's library only then, so ``local`` pilots never need it.
-
-``local``: **NO ISOLATION.** The payload runs directly on this machine, as the pilot's
-user, with the pilot's environment (minus its token), able to read and write whatever that
-user can, and with network access. Use it only for payloads you trust, and for development.
-It runs ``/bin/sh -c <evaluation_exec>`` in the working directory with ``PATH`` extended by
-that directory, as PanDA's ``__run_main_exec.sh`` does inside its container, in a process
-group of its own (so stopping it stops everything it started), with stdout and stderr going
-to a log file in the working directory.
+The runtime modules (``local``, ``docker``, ``podman``, ``apptainer``) import this module and their
+helpers (``container_args``, ``engine_cli``, ``seccomp``), never ``registry``, which imports them:
+so there is no import circle (an import-linter contract in pyproject.toml keeps it so).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from hposteer.client.pilot.container_args import ContainerLimits
+from hposteer.client.pilot.runtimes.container_args import ContainerLimits
 
 LOG_TAIL_BYTES = 64 * 1024
 KILL_GRACE_S = 10.0
@@ -126,43 +113,10 @@ class Runtime(Protocol):
         """
 
 
-def shell_argv(command: str) -> list[str]:
-    """The argv that runs ``command`` so that the kernel stops it when the pilot dies (SIGKILL, OOM...).
-
-    An orphan would go on computing, holding the slot's GPU, for a result nobody can report.
-    util-linux's setpriv gives the shell a parent-death signal (HUP); the shell runs the command in
-    a subshell and, on HUP, kills its whole process group (the payload and everything it started).
-    The shell outlives SIGTERM (the subshell does not inherit the trap), so a payload keeps its
-    grace period, and it ends as the command did: its exit status, or the signal that killed it
-    (re-raised on itself, so the pilot sees the signal as before). Where setpriv is missing, a plain
-    ``sh -c`` (the payload then outlives a killed pilot).
-    """
-    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
-    if setpriv is None:
-        return ["/bin/sh", "-c", command]
-    return [setpriv, "--pdeathsig", "HUP", "/bin/sh", "-c", _GUARD.replace("{command}", command, 1)]
-
-
-# {command} sits on lines of its own, so that a trailing comment or a heredoc in it stays its own.
-_GUARD = """trap 'kill -KILL 0' HUP
-trap ':' TERM INT
-(
-{command}
-) &
-payload=$!
-while :; do
-  wait "$payload"; status=$?
-  kill -0 "$payload" 2>/dev/null || break
-done
-if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then
-  trap - TERM INT HUP
-  kill -s "$(kill -l "$status")" $$
-fi
-exit "$status"
-"""
-
-
 class LocalPayload:
+    """A payload run as a process group of its own on this machine (the ``local`` and ``apptainer``
+    runtimes): stopping it stops everything it started."""
+
     def __init__(self, process: subprocess.Popen[bytes]):
         self._process = process
         self.pid = process.pid  # also the process group id
@@ -194,88 +148,6 @@ class LocalPayload:
         """Processes the payload left behind in its group (daemons, stray workers) go with it."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-
-
-class LocalRuntime:
-    """``/bin/sh -c`` on this machine. NO ISOLATION: trusted payloads and development only."""
-
-    name = "local"
-    isolated = False
-
-    def start(
-        self,
-        command: str,
-        workdir: Path,
-        env: dict[str, str],
-        log_path: Path,
-        *,
-        image: str | None = None,
-        gpus: tuple[str, ...] = (),
-        network: bool = False,
-        attempt_id: int | None = None,
-    ) -> Payload:
-        """The image is ignored (as before: a task naming one runs here without it), GPUs are in the
-        environment already, and the network is whatever this machine has."""
-        env = {**env, "PATH": env.get("PATH", os.defpath) + os.pathsep + str(workdir), "PWD": str(workdir)}
-        try:
-            with log_path.open("ab") as log:
-                process = subprocess.Popen(
-                    shell_argv(command),
-                    cwd=workdir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, so it can be stopped as a whole
-                    close_fds=True,
-                )
-        except OSError as exc:
-            raise RuntimeStartError(f"cannot start /bin/sh in {workdir}: {exc}") from exc
-        return LocalPayload(process)
-
-
-def _local(options: RuntimeOptions) -> Runtime:
-    return LocalRuntime()
-
-
-def _docker(options: RuntimeOptions) -> Runtime:
-    from hposteer.client.pilot.docker_runtime import DockerRuntime  # the Docker SDK only for docker pilots
-
-    return DockerRuntime(options)
-
-
-def _podman(options: RuntimeOptions) -> Runtime:
-    from hposteer.client.pilot.podman_runtime import PodmanRuntime
-
-    return PodmanRuntime(options)
-
-
-def _apptainer(engine: str) -> Callable[[RuntimeOptions], Runtime]:
-    def make(options: RuntimeOptions) -> Runtime:
-        from hposteer.client.pilot.apptainer_runtime import ApptainerRuntime
-
-        return ApptainerRuntime(options, engine)
-
-    return make
-
-
-RUNTIMES: dict[str, Callable[[RuntimeOptions], Runtime]] = {
-    "local": _local,
-    "docker": _docker,
-    "podman": _podman,  # podman_runtime.py: the docker runtime's container, through the podman CLI
-    "apptainer": _apptainer(
-        "apptainer"
-    ),  # src/hposteer/client/pilot/apptainer_runtime.py: not yet run on a live engine
-    "singularity": _apptainer("singularity"),
-}
-
-
-def make_runtime(name: str, options: RuntimeOptions | None = None) -> Runtime:
-    """The runtime called ``name``; RuntimeStartError if there is none or it cannot work here."""
-    factory = RUNTIMES.get(name)
-    if factory is None:
-        raise RuntimeStartError(f"unknown runtime {name!r}; known runtimes: {', '.join(sorted(RUNTIMES))}")
-    return factory(options or RuntimeOptions())
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:

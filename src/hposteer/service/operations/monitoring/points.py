@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid, NotFound
-from hposteer.service.operations.monitoring import MonitoringCache, TaskContext, cached_read, open_task
+from hposteer.service.operations.monitoring.cache import MonitoringCache, TaskContext, cached_read, open_task
 from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.views import PointView, point_detail_view
 from hposteer.service.store import monitoring as store

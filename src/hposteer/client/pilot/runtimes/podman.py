@@ -1,14 +1,14 @@
 """The ``podman`` runtime: each attempt in a hardened container of a local image, through the podman CLI.
 
 The container is the docker runtime's: :func:`podman_argv` translates
-:func:`hposteer.client.pilot.container_args.create_args` flag by flag, and refuses a setting it does not
+:func:`hposteer.client.pilot.runtimes.container_args.create_args` flag by flag, and refuses a setting it does not
 know, so a hardening decision cannot be dropped on the way. The image must already be in podman's
 storage (``--pull=never``); a name is looked up as given, then as ``localhost/NAME`` (what
 ``docker save NAME | podman load`` makes), and the attempt is pinned to the image's id.
 ``podman create`` then ``podman start --attach --interactive``: the attached CLI process writes the
 container's output to the attempt's log and ends with the container's status; the pilot holds its
 stdin, so if the pilot dies the container's watchdog (container_args.GUARD) kills the payload.
-The one addition is a seccomp profile that refuses new namespaces (src/hposteer/client/pilot/seccomp.py), as
+The one addition is a seccomp profile that refuses new namespaces (src/hposteer/client/pilot/runtimes/seccomp.py), as
 Docker's default profile does and podman's does not. Containers carry the docker runtime's labels,
 are removed when they end (``--rm``, and ``podman rm`` after), and leftovers of a dead earlier
 pilot of the same name on this host are removed at start.
@@ -28,10 +28,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hposteer.client.pilot.container_args import NOBODY, container_user, create_args, exit_code, give_to
-from hposteer.client.pilot.engine_cli import alive, check_bind_source, check_image, last_line, run_engine
-from hposteer.client.pilot.runtime import KILL_GRACE_S, Payload, RuntimeOptions, RuntimeStartError, image_reference
-from hposteer.client.pilot.seccomp import SeccompProfileError, profile_path
+from hposteer.client.pilot.runtimes.base import (
+    KILL_GRACE_S,
+    Payload,
+    RuntimeOptions,
+    RuntimeStartError,
+    image_reference,
+)
+from hposteer.client.pilot.runtimes.container_args import NOBODY, container_user, create_args, exit_code, give_to
+from hposteer.client.pilot.runtimes.engine_cli import alive, check_bind_source, check_image, last_line, run_engine
+from hposteer.client.pilot.runtimes.seccomp import SeccompProfileError, profile_path
 
 ENGINE_ERROR = 125  # podman's own failures
 LABEL = "hposteer.pilot"
@@ -48,7 +54,7 @@ def podman_argv(
 ) -> list[str]:
     """``podman create`` for the container ``create_args`` describes (pure: the golden test reads it).
 
-    ``seccomp_profile``: hposteer.client.pilot.seccomp's profile, which refuses new namespaces."""
+    ``seccomp_profile``: hposteer.client.pilot.runtimes.seccomp's profile, which refuses new namespaces."""
     known = dict(args)
     argv = [podman, "create", "--rm", "--pull=never", f"--name={name}", "--log-driver=none", "--read-only-tmpfs=false"]
     if rootless:
