@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hposteer.core.searchspace import METHODS
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.service.core.searchspace import METHODS
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.steering import registry
 from hposteer.service.steering.base import is_constant
 from hposteer.service.steering.warm import WarmRunner
