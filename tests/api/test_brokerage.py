@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from hposteer.client.task_view import format_task
-from hposteer.service.core.requirements import parse_architecture
+from hposteer.core.requirements import parse_architecture
 from hposteer.service.operations import pilot_jobs
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.pilot_jobs import Report

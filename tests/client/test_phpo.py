@@ -340,13 +340,16 @@ def test_dump_json_on_failure_has_return_code_1(workdir: Path) -> None:
     )
 
 
-def test_no_submit_without_a_server_says_only_json_syntax_was_checked(
+def test_no_submit_without_a_server_says_what_was_checked_offline_only(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main([*REQUIRED, "--searchSpaceFile", "space.json", "--noSubmit", "--token", "t", "--server", CLOSED]) == 0
     captured = capsys.readouterr()
     assert "cannot reach the hposteer server at http://127.0.0.1:9" in captured.err
-    assert "NOT validated by a server: the search space was only checked for JSON syntax" in captured.out
+    assert "checked offline with the server's rules: the search space, the segments and --architecture are valid" in (
+        captured.out
+    )
+    assert "NOT validated by a server: the optimizer (and whether it supports every parameter" in captured.out
     assert "sandbox: 2 files" in captured.out and "search space: lr" in captured.out
 
 
@@ -354,7 +357,7 @@ def test_no_submit_without_a_token_says_so(workdir: Path, capsys: pytest.Capture
     assert main([*REQUIRED, "--searchSpaceFile", "space.json", "--noSubmit"]) == 0
     captured = capsys.readouterr()
     assert "not validated by a server: no token: pass --token" in captured.err
-    assert "only checked for JSON syntax" in captured.out
+    assert "checked offline with the server's rules" in captured.out and "NOT validated by a server" in captured.out
 
 
 def test_verbose_prints_the_sandbox_and_the_request(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -507,8 +510,13 @@ def test_no_submit_with_a_server_validates_and_stores_nothing(
         assert "validated by the server at" in capsys.readouterr().out
         assert len(api.list_tasks(limit=1000)) == before
     write(workdir / "space.json", {"lr": {"method": "uniform", "dimension": {"low": 1, "high": 0}}})
-    assert main(live_args(live_service, "--optimizer", "tpe", "--noSubmit")) == 1
-    assert "greater than low" in capsys.readouterr().err
+    assert main(live_args(live_service, "--optimizer", "tpe", "--noSubmit")) == 2, "refused offline: a usage error"
+    err = capsys.readouterr().err
+    assert "checked offline by --noSubmit" in err and "greater than low" in err
+    write(workdir / "space.json", {"w": {"method": "normal", "dimension": {"mu": 0, "sigma": 1}}})
+    assert main(live_args(live_service, "--optimizer", "tpe", "--noSubmit")) == 1, "valid offline, refused by tpe"
+    err = capsys.readouterr().err
+    assert "task submission failed" in err and "parameter 'w'" in err and "checked offline" not in err
 
 
 def test_phpo_runs_as_a_real_command(workdir: Path, live_service: LiveService) -> None:

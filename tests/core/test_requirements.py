@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hposteer.core.requirements import RequirementsError, parse_architecture
 from hposteer.service.core.offers import describe, describe_offer, explain, gpu_uarch, satisfies
-from hposteer.service.core.requirements import RequirementsError, parse_architecture
 
 CPU_AVX2 = {"cpu": {"arch": "x86_64", "vendor": "intel", "flags": ["sse4_2", "avx", "avx2", "fma"]}, "gpus": []}
 CPU_AVX512 = {"cpu": {"arch": "x86_64", "vendor": "amd", "flags": ["avx2", "avx512f", "avx512bw"]}, "gpus": []}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hposteer.service.core.placeholders import fill_evaluation_exec
+from hposteer.core.placeholders import fill_evaluation_exec
 from hposteer.service.core.scheduling import (
     EndReason,
     SegmentBudget,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hposteer.service.core.searchspace import METHODS, Categorical, SearchSpaceError, Uniform, canonical
-from hposteer.service.core.space_json import parse_search_space
+from hposteer.core.searchspace import METHODS, Categorical, SearchSpaceError, Uniform, canonical
+from hposteer.core.space_json import parse_search_space
 
 EVERY_METHOD: dict[str, Any] = {
     "cat": {"method": "categorical", "dimension": {"categories": ["a", 1, [2, 3], {"k": 4}], "grid_search": 0}},

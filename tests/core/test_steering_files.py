@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hposteer.service.core.space_json import parse_search_space
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation, SteeringError
 from hposteer.service.core.steering_files import input_document, input_text, parse_output
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hposteer.core.searchspace import Params, SearchSpace
 from hposteer.service.core.events import Event, JobEnded, RoundEnded
 from hposteer.service.core.optimizer_spec import OptimizerSpec
-from hposteer.service.core.searchspace import Params, SearchSpace
 from hposteer.service.core.steering import Observation
 from hposteer.service.operations import pilot_jobs
 from hposteer.service.operations.context import Services

@@ -7,8 +7,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from hposteer.core.searchspace import METHODS, Params, SearchSpace
 from hposteer.service.core.optimizer_spec import OptimizerSpec
-from hposteer.service.core.searchspace import METHODS, Params, SearchSpace
 from hposteer.service.core.steering import Observation
 from hposteer.service.steering.optimizers.warm import WarmRunner
 

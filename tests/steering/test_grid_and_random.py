@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from hposteer.core.searchspace import Params
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.service.core.searchspace import Params
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
 from hposteer.service.steering.optimizers import random_search
 from hposteer.service.steering.optimizers.grid import GridOptimizer

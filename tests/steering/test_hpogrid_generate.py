@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
 from hposteer.service.steering.image_programs.hpogrid_generate import GenerateError, main, run
 from hposteer.service.steering.optimizers.warm import generate

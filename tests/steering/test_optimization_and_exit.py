@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
+from hposteer.core.searchspace import Params
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.service.core.searchspace import Params
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
 from hposteer.service.steering.optimizers.warm import WarmRunner
 from tests.steering.helpers import drive
@@ -62,7 +62,7 @@ SEQUENTIAL_IN_ADAPTER = """
     import threading
     import time
     import nevergrad as ng
-    from hposteer.service.core.space_json import parse_search_space
+    from hposteer.core.space_json import parse_search_space
     from hposteer.service.steering.optimizers.base import SpaceCodec
     from hposteer.service.steering.optimizers.nevergrad_adapter import NevergradOptimizer
 
@@ -116,7 +116,7 @@ def test_a_process_steering_with_nevergrad_exits() -> None:
     script = """
         import threading
         from hposteer.service.core.optimizer_spec import parse_optimizer_name
-        from hposteer.service.core.space_json import parse_search_space
+        from hposteer.core.space_json import parse_search_space
         from hposteer.service.core.steering import Observation
         from hposteer.service.steering.optimizers.warm import WarmRunner
 

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hposteer.core.searchspace import METHODS
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.service.core.searchspace import METHODS
-from hposteer.service.core.space_json import parse_search_space
+from hposteer.core.searchspace import METHODS
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.steering.optimizers import registry
 from hposteer.service.steering.optimizers.base import is_constant
 from hposteer.service.steering.optimizers.warm import WarmRunner

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from hposteer.core.searchspace import METHODS
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.service.core.searchspace import METHODS
-from hposteer.service.core.space_json import parse_search_space
+from hposteer.core.searchspace import METHODS
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.steering.optimizers import registry
 from tests.steering.helpers import ONE_OF_EACH
 

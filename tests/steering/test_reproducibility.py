@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from hposteer.core.searchspace import Params, SearchSpace
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.service.core.searchspace import Params, SearchSpace
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation, Steering
 from hposteer.service.steering.optimizers.warm import StatelessSteering, WarmRunner, generate
 from tests.steering.helpers import ONE_OF_EACH, drive

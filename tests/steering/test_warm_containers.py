@@ -17,8 +17,8 @@ from typing import Any
 import docker
 import pytest
 
-from hposteer.service.core.searchspace import Params
-from hposteer.service.core.space_json import parse_search_space
+from hposteer.core.searchspace import Params
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation, SteeringError
 from hposteer.service.core.steering_exec import parse_steering
 from hposteer.service.steering.containers.runner import ContainerLimits, ContainerRunner

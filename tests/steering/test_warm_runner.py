@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from hposteer.core.searchspace import Params, SearchSpace
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import OptimizerSpec, parse_optimizer_name
-from hposteer.service.core.searchspace import Params, SearchSpace
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
 from hposteer.service.steering.optimizers import registry
 from hposteer.service.steering.optimizers.base import Handle, SpaceCodec, Suggestion

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
@@ -33,11 +33,13 @@ class ApiError(Exception):
 
     def describe(self) -> str:
         """The message plus one line per validation issue, for a terminal."""
-        lines = [self.message]
-        for issue in self.issues:
-            where = ", ".join(f"{k} {issue[k]!r}" for k in ("parameter", "key", "field") if issue.get(k) is not None)
-            lines.append(f"  - {where}: {issue.get('message', '')}" if where else f"  - {issue.get('message')}")
-        return "\n".join(lines)
+        return "\n".join([self.message, *(issue_line(issue) for issue in self.issues)])
+
+
+def issue_line(issue: Mapping[str, Any]) -> str:
+    """One validation issue for a terminal: ``  - parameter 'lr', key 'high': must be greater than low``."""
+    where = ", ".join(f"{k} {issue[k]!r}" for k in ("parameter", "key", "field") if issue.get(k) is not None)
+    return f"  - {where}: {issue.get('message', '')}" if where else f"  - {issue.get('message')}"
 
 
 class Unauthorized(ApiError):

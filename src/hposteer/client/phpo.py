@@ -2,9 +2,10 @@
 
 Same option names, --loadJson keys, types and defaults as PanDA's phpo (src/hposteer/client/phpo_options.py);
 the JSON file overrides the command line and numeric strings become ints, as there
-(src/hposteer/client/phpo_inputs.py). The search space and the optimiser are validated by the server, so
-the rules live in one place; `--noSubmit` asks the server to validate without storing anything
-when one is reachable.
+(src/hposteer/client/phpo_inputs.py). The server validates everything on submit. `--noSubmit` first
+checks the search space, the segments and --architecture offline with the server's own code
+(hposteer.core, src/hposteer/client/phpo_check.py; a problem is a usage error, exit code 2), then asks
+the server, when one is reachable, to validate the rest (the optimiser, budgets) without storing anything.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from hposteer.client import __version__
 from hposteer.client.console import quiet_on_broken_pipe
 from hposteer.client.http import ApiClient, ApiError, Forbidden, RetryPolicy, ServerUnreachable, Unauthorized
+from hposteer.client.phpo_check import InvalidTask, check_task_offline
 from hposteer.client.phpo_inputs import (
     PhpoError,
     check_values,
@@ -32,10 +34,12 @@ from hposteer.client.phpo_options import SECRET_DESTS, build_parser, name_option
 from hposteer.client.sandbox import Sandbox, SandboxError, build, missing_from_sandbox
 from hposteer.client.settings import MISSING_TOKEN_HINT, SettingError, refused, resolve_server, resolve_token
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TOKEN_HINT = "An operator creates one on the server host with `hposteer token create --role user --owner NAME`."
 # Outcome as PanDA's --dumpJson has it: (returnCode: None on success, 1 on failure; returnOut; jediTaskID)
 Outcome = tuple[int | None, str, int | None]
+# What _run ends with: the outcome and the exit status (2 when --noSubmit's offline check refused the task)
+Ending = tuple[Outcome, int]
 
 
 def _error(message: str) -> None:
@@ -152,10 +156,11 @@ def _sandbox(options: argparse.Namespace) -> Sandbox:
 
 def _submit(options: argparse.Namespace) -> Outcome:
     body = submission(options, None)  # the user's files are checked before anything else happens
+    offline_warnings = check_task_offline(options, body) if options.noSubmit else []
     sandbox = _sandbox(options)
     token = _token(options)
     if options.noSubmit:
-        return _dry_run(options, body, sandbox, token)
+        return _dry_run(options, body, sandbox, token, offline_warnings)
     if token is None:
         raise PhpoError(MISSING_TOKEN_HINT)
     body["sandbox_sha256"] = sandbox.sha256
@@ -180,7 +185,10 @@ def _submit(options: argparse.Namespace) -> Outcome:
     return None, message, int(task["id"])
 
 
-def _dry_run(options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox, token: str | None) -> Outcome:
+def _dry_run(
+    options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox, token: str | None, offline_warnings: list[str]
+) -> Outcome:
+    """After the offline check passed: the server's dry run, when a server answers, checks the rest."""
     answer: dict[str, Any] | None = None
     reason = MISSING_TOKEN_HINT
     if token is not None:
@@ -191,6 +199,7 @@ def _dry_run(options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox
             reason = str(exc)
     lines = [f"dry run (--noSubmit): nothing was submitted or stored. Task {body['name']} would be:"]
     lines += _summary(body, sandbox)
+    lines.append("checked offline with the server's rules: the search space, the segments and --architecture are valid")
     if answer is not None:
         for warning in answer.get("warnings") or []:
             warn(warning)
@@ -199,10 +208,12 @@ def _dry_run(options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox
             f"({answer.get('optimizer')}) and budgets are accepted"
         )
     else:
+        for warning in offline_warnings:
+            warn(warning)
         warn(f"not validated by a server: {reason}")
         lines.append(
-            "NOT validated by a server: the search space was only checked for JSON syntax; "
-            "its parameters, the optimizer and the budgets were not checked"
+            "NOT validated by a server: the optimizer (and whether it supports every parameter of the space), "
+            "the budgets and the other options were not checked"
         )
     if options.verbose:
         lines.append("request body:\n" + json.dumps(body, indent=2))
@@ -233,20 +244,22 @@ def _summary(body: dict[str, Any], sandbox: Sandbox) -> list[str]:
     return lines
 
 
-def _run(options: argparse.Namespace) -> Outcome:
+def _run(options: argparse.Namespace) -> Ending:
     try:
-        return _submit(options)
+        return _submit(options), EXIT_OK
+    except InvalidTask as exc:  # --noSubmit refused it offline: PanDA's returnCode 1, a usage error's exit code
+        return (EXIT_FAILED, str(exc), None), EXIT_USAGE
     except PhpoError as exc:
-        return EXIT_FAILED, str(exc), None
+        return (EXIT_FAILED, str(exc), None), EXIT_FAILED
     except ServerUnreachable as exc:
-        return EXIT_FAILED, str(exc), None
+        return (EXIT_FAILED, str(exc), None), EXIT_FAILED
     except Unauthorized as exc:
-        return EXIT_FAILED, refused(exc.message), None
+        return (EXIT_FAILED, refused(exc.message), None), EXIT_FAILED
     except Forbidden as exc:
-        return EXIT_FAILED, f"{exc.message}: phpo needs a token with the user role. {TOKEN_HINT}", None
+        return (EXIT_FAILED, f"{exc.message}: phpo needs a token with the user role. {TOKEN_HINT}", None), EXIT_FAILED
     except ApiError as exc:
         name_options(exc.issues)
-        return EXIT_FAILED, f"task submission failed: {exc.describe()}", None
+        return (EXIT_FAILED, f"task submission failed: {exc.describe()}", None), EXIT_FAILED
 
 
 def _dump(options: argparse.Namespace, outcome: Outcome) -> None:
@@ -279,15 +292,16 @@ def _main(args: list[str]) -> int:
         check_options(options)
     except PhpoError as exc:
         outcome: Outcome = (EXIT_FAILED, str(exc), None)
+        status = EXIT_FAILED
     else:
-        outcome = _run(options)
+        outcome, status = _run(options)
     code, message, _ = outcome
     if code is None:
         print(message)
     else:
         _error(message)
     _dump(options, outcome)
-    return EXIT_OK if code is None else EXIT_FAILED
+    return status
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ literal one still remains (an older or foreign server), the pilot fills it here:
   training files, only when the job has training data (``--trainingDS``), as runHPO does. The
   service leaves this one to the pilot, which knows the staged names.
 
-A bare ``%RNDM`` without a number is left alone, as PanDA does.
+A bare ``%RNDM`` without a number is left alone, as PanDA does. The %RNDM and %SEGMENT_NAME
+rules are the service's own (hposteer.core.placeholders).
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ import shlex
 
 from hposteer.client.http import Job
 from hposteer.client.pilot.staging import training_of
+from hposteer.core.placeholders import SEGMENT_NAME, fill_rndm, has_service_placeholders
 
-_RNDM = re.compile(r"%RNDM[:=](\d+)")
 _PLAIN = re.compile(r"^[A-Za-z0-9._-]*$")
 _IN_DATA = re.compile(r"%IN_DATA(?=[\s\"']|$)")
 
 
 def unfilled(command: str) -> bool:
     """Whether the command holds a placeholder that the *server* should have filled (%IN_DATA is the pilot's)."""
-    return _RNDM.search(command) is not None or "%SEGMENT_NAME" in command
+    return has_service_placeholders(command)
 
 
 def fill_pilot_placeholders(command: str, job: Job) -> str:
@@ -48,7 +49,7 @@ def fill_leftovers(command: str, job: Job) -> str:
         return fill_pilot_placeholders(command, job)
     number = job.get("job_number")
     base = number if isinstance(number, int) else job["point_id"] - 1
-    filled = _RNDM.sub(lambda m: str(int(m.group(1)) + base), command)
+    filled = fill_rndm(command, base)
     name = job["segment"]["name"]
-    filled = filled.replace("%SEGMENT_NAME", name if _PLAIN.match(name) else shlex.quote(name))
+    filled = filled.replace(SEGMENT_NAME, name if _PLAIN.match(name) else shlex.quote(name))
     return fill_pilot_placeholders(filled, job)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hposteer.service.core.requirements import ARCH_ALIASES
+from hposteer.core.requirements import ARCH_ALIASES
 
 # GPU microarchitecture from the model name, for slots that do not declare it (checked in order).
 _UARCH_BY_MODEL = (

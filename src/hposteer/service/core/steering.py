@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hposteer.service.core.searchspace import Params, SearchSpace
+from hposteer.core.searchspace import Params, SearchSpace
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hposteer.service.core.searchspace import Params, SearchSpace
+from hposteer.core.searchspace import Params, SearchSpace
 from hposteer.service.core.steering import Observation, SteeringError
 
 PANDA_FAILURE_LOSS = 1e5

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
+from hposteer.core.searchspace import Params
 from hposteer.service.core.events import Event, JobEnded, JobStarted, RecommendationsAvailable, RoundEnded
-from hposteer.service.core.searchspace import Params
 from hposteer.service.core.states import PointState
 from hposteer.service.operations.context import Services
 from hposteer.service.store import rounds

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from hposteer.core.placeholders import fill_evaluation_exec
 from hposteer.service.core.job_settings import META_MAX_BYTES, JobSettings
-from hposteer.service.core.placeholders import fill_evaluation_exec
 from hposteer.service.core.states import AttemptState
 from hposteer.service.operations import artifacts, datasets
 from hposteer.service.operations.context import Services

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from hposteer.core.searchspace import Params, SearchSpace
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import OptimizerSpec, parse_optimizer_name
 from hposteer.service.core.scheduling import points_to_generate
-from hposteer.service.core.searchspace import Params, SearchSpace
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.states import SegmentState, TaskState
 from hposteer.service.core.steering import Observation
 from hposteer.service.core.steering_exec import CONTAINER_OPTIMIZER, SteeringCommand, parse_steering

@@ -13,6 +13,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from hposteer.core.submission_checks import (
+    PLAIN_NAME,
+    Issues,
+    SegmentPlan,
+    plan_segments,
+    requirements_of,
+    space_warnings,
+)
 from hposteer.service.core.job_settings import DEFAULT_CHECKPOINT_INTERVAL_MIN, CheckpointSettings, JobSettings
 from hposteer.service.core.optimizer_spec import (
     OptimizerSpec,
@@ -21,9 +29,6 @@ from hposteer.service.core.optimizer_spec import (
     parse_hpogrid_line,
     parse_optimizer_name,
 )
-from hposteer.service.core.requirements import RequirementsError, parse_architecture
-from hposteer.service.core.searchspace import SearchSpace, SearchSpaceError
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering_exec import CONTAINER_OPTIMIZER, SteeringCommand, SteeringExecError, parse_steering
 from hposteer.service.operations import datasets as dataset_ops
 from hposteer.service.operations.context import Services
@@ -35,7 +40,6 @@ from hposteer.service.store import tasks as task_store
 from hposteer.service.store.blobs import rows as blob_rows
 from hposteer.service.store.records import TaskRecord
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,254}$")
 
 
@@ -77,28 +81,7 @@ class TaskRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SegmentPlan:
-    idx: int
-    name: str
-    space: SearchSpace
-    raw: Any  # the space exactly as submitted (what a steering container will see in %IN)
-    files: list[str] | None
-    datasets: list[str] | None
-
-
-class _Issues:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    def field(self, name: str, message: str) -> None:
-        self.items.append({"field": name, "message": message})
-
-    def space(self, parameter: str | None, key: str | None, message: str) -> None:
-        self.items.append({"parameter": parameter, "key": key, "message": message})
-
-
-def choose_optimizer(request: TaskRequest, issues: _Issues) -> OptimizerSpec | SteeringCommand | None:
+def choose_optimizer(request: TaskRequest, issues: Issues) -> OptimizerSpec | SteeringCommand | None:
     """``--optimizer`` wins; else a bare hpogrid line (builtin, in-process); else a steering container
     (``--steeringContainer IMG`` + ``--steeringExec CMD``, or iDDS's docker form); else the default (TPE)."""
     try:
@@ -118,68 +101,7 @@ def choose_optimizer(request: TaskRequest, issues: _Issues) -> OptimizerSpec | S
         return None
 
 
-def _plan_segments(request: TaskRequest, issues: _Issues) -> list[SegmentPlan]:
-    raw_space = request.search_space
-    if raw_space is None:
-        issues.field("search_space", "a search space is required (phpo --searchSpaceFile FILE)")
-        return []
-    if request.segments is None:
-        if isinstance(raw_space, list):
-            issues.field(
-                "search_space",
-                "a list of search spaces is only meaningful with segments (--segmentSpecFile)",
-            )
-            return []
-        space = _parse_space(raw_space, issues, where=None)
-        return [SegmentPlan(0, "", space, raw_space, None, None)] if space is not None else []
-    return _plan_segmented(request.segments, raw_space, issues)
-
-
-def _plan_segmented(segments: list[dict[str, Any]], raw_space: Any, issues: _Issues) -> list[SegmentPlan]:
-    if not segments:
-        issues.field("segments", "the segment list is empty")
-        return []
-    spaces: dict[int, Any] = {}
-    if isinstance(raw_space, dict):
-        spaces = dict.fromkeys(range(len(segments)), raw_space)
-    elif isinstance(raw_space, list):
-        for i, entry in enumerate(raw_space):
-            if not isinstance(entry, dict) or "model_id" not in entry or "search_space" not in entry:
-                issues.field(f"search_space[{i}]", 'each entry must be {"model_id": N, "search_space": {...}}')
-                continue
-            spaces[entry["model_id"]] = entry["search_space"]
-    plans = []
-    seen: set[str] = set()
-    for i, seg in enumerate(segments):
-        name = seg.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            issues.field(f"segments[{i}].name", "must be 1-128 letters, digits, '.', '_' or '-'")
-            continue
-        if name in seen:
-            issues.field(f"segments[{i}].name", f"segment name {name!r} is used twice")
-            continue
-        seen.add(name)
-        if i not in spaces:
-            issues.field("search_space", f"no search space for segment {name!r} (model_id {i})")
-            continue
-        space = _parse_space(spaces[i], issues, where=name)
-        files, datasets = seg.get("files"), seg.get("datasets")
-        if space is not None:
-            plans.append(SegmentPlan(i, name, space, spaces[i], files, datasets))
-    return plans
-
-
-def _parse_space(raw: Any, issues: _Issues, where: str | None) -> SearchSpace | None:
-    try:
-        return parse_search_space(raw)
-    except SearchSpaceError as exc:
-        for issue in exc.issues:
-            message = issue.message if where is None else f"(segment {where!r}) {issue.message}"
-            issues.space(issue.parameter, issue.key, message)
-        return None
-
-
-def _validate_fields(request: TaskRequest, issues: _Issues) -> None:
+def _validate_fields(request: TaskRequest, issues: Issues) -> None:
     if not request.name.strip():
         issues.field("name", "the task needs a name (phpo --outDS)")
     if not request.evaluation_exec.strip():
@@ -190,7 +112,7 @@ def _validate_fields(request: TaskRequest, issues: _Issues) -> None:
             issues.field(name, f"{value!r} must be a plain file name in the working directory (no '/')")
     if request.site is not None:
         for site in request.site.split(","):
-            if not _NAME.match(site.strip()):
+            if not PLAIN_NAME.match(site.strip()):
                 issues.field("site", f"invalid site name {site!r}: letters, digits, '.', '_' and '-' only")
     if request.min_unevaluated_points is not None and request.min_unevaluated_points < 0:
         issues.field("min_unevaluated_points", "must be 0 or more")
@@ -211,7 +133,7 @@ def _relative_path(value: str) -> str | None:
     return None
 
 
-def _validate_job_files(request: TaskRequest, issues: _Issues) -> None:
+def _validate_job_files(request: TaskRequest, issues: Issues) -> None:
     for i, path in enumerate(request.checkpoint_to_save or []):
         problem = _relative_path(path)
         if problem:
@@ -246,15 +168,6 @@ def job_settings_of(request: TaskRequest) -> JobSettings:
     )
 
 
-def _requirements(request: TaskRequest, issues: _Issues) -> dict[str, Any] | None:
-    """``--architecture`` parsed for brokerage (core.requirements); None: any slot."""
-    try:
-        return parse_architecture(request.architecture)
-    except RequirementsError as exc:
-        issues.field("architecture", str(exc))
-        return None
-
-
 def _sites(site: str | None) -> str | None:
     if site is None or not site.strip():
         return None
@@ -262,11 +175,11 @@ def _sites(site: str | None) -> str | None:
 
 
 def submit_task(services: Services, principal: Principal, request: TaskRequest, *, dry_run: bool) -> TaskView:
-    issues = _Issues()
+    issues = Issues()
     _validate_fields(request, issues)
-    requirements = _requirements(request, issues)
+    requirements = requirements_of(request.architecture, issues)
     spec = choose_optimizer(request, issues)
-    plans = _plan_segments(request, issues)
+    plans = plan_segments(request.search_space, request.segments, issues)
     if isinstance(spec, OptimizerSpec):  # a steering container checks its points at every run
         for plan in plans:
             for issue in registry.validate(spec, plan.space):
@@ -319,14 +232,9 @@ def submit_task(services: Services, principal: Principal, request: TaskRequest, 
             if dry_run:
                 raise _DryRun(view)
     except _DryRun as dry:
-        return replace(dry.view, warnings=_warnings(plans))
+        return replace(dry.view, warnings=space_warnings(plans))
     services.steering.notify(segment_ids)
-    return replace(view, warnings=_warnings(plans))
-
-
-def _warnings(plans: list[SegmentPlan]) -> list[str]:
-    """The search spaces' warnings, each naming its segment in a segmented task."""
-    return [f"(segment {p.name!r}) {w}" if p.name else w for p in plans for w in p.space.warnings]
+    return replace(view, warnings=space_warnings(plans))
 
 
 class _DryRun(Exception):

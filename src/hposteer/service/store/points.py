@@ -31,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 
-from hposteer.service.core.searchspace import Params
+from hposteer.core.searchspace import Params
 from hposteer.service.core.states import PointState
 from hposteer.service.core.steering import Observation
 from hposteer.service.store.attempts import RECORD_COLUMNS

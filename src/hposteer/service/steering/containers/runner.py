@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hposteer.service.core.searchspace import Params, SearchSpace
+from hposteer.core.searchspace import Params, SearchSpace
 from hposteer.service.core.steering import Observation, SteeringError
 from hposteer.service.core.steering_exec import (
     INPUT_FILE,

@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hposteer.core.searchspace import SearchSpaceError
+from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import OptimizerSpecError, hpogrid_options, spec_from_hpogrid_options
-from hposteer.service.core.searchspace import SearchSpaceError
-from hposteer.service.core.space_json import parse_search_space
 from hposteer.service.core.steering import Observation
 from hposteer.service.steering.optimizers.warm import generate
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hposteer.service.core.searchspace import (
+from hposteer.core.searchspace import (
     Categorical,
     Continuous,
     Dimension,

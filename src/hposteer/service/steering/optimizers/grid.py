@@ -9,7 +9,7 @@ proposed.
 
 from __future__ import annotations
 
-from hposteer.service.core.searchspace import Dimension, Params, SearchSpace
+from hposteer.core.searchspace import Dimension, Params, SearchSpace
 from hposteer.service.steering.optimizers.base import Handle, Suggestion
 
 FINITE_METHODS = "categorical, fixed, uniformint and quniform"

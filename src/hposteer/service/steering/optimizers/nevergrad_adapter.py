@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hposteer.service.core.searchspace import (
+from hposteer.core.searchspace import (
     Categorical,
     Dimension,
     LogNormal,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hposteer.service.core.searchspace import (
+from hposteer.core.searchspace import (
     Categorical,
     Dimension,
     LogNormal,

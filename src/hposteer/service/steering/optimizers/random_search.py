@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from hposteer.service.core.searchspace import Dimension, Params, SearchSpace
+from hposteer.core.searchspace import Dimension, Params, SearchSpace
 from hposteer.service.steering.optimizers.base import Handle, Suggestion
 
 SHUFFLE_LIMIT = 100_000  # finite spaces up to this size are drawn as a shuffle of their indices

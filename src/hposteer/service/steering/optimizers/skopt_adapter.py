@@ -12,7 +12,7 @@ import logging
 import warnings
 from typing import Any
 
-from hposteer.service.core.searchspace import (
+from hposteer.core.searchspace import (
     Categorical,
     Dimension,
     LogNormal,

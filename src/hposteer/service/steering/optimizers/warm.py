@@ -31,8 +31,8 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from hposteer.core.searchspace import Params, SearchSpace, canonical
 from hposteer.service.core.optimizer_spec import OptimizerSpec
-from hposteer.service.core.searchspace import Params, SearchSpace, canonical
 from hposteer.service.core.steering import Observation
 from hposteer.service.steering.optimizers import registry
 from hposteer.service.steering.optimizers.base import AskTell, Handle

@@ -1,8 +1,8 @@
 """Search spaces in hpogrid's JSON format (docs/search-space.md).
 
 A space is ``{"<name>": {"method": "<method>", "dimension": {<keys>}}, ...}``.
-``hposteer.service.core.space_json`` parses and validates it into the typed dimensions of
-``hposteer.service.core.dimensions`` and ``hposteer.service.core.continuous`` (re-exported here); a
+``hposteer.core.space_json`` parses and validates it into the typed dimensions of
+``hposteer.core.dimensions`` and ``hposteer.core.continuous`` (re-exported here); a
 ``SearchSpace`` samples from them, checks membership, and counts and indexes finite spaces.
 It knows nothing about optimiser libraries: adapters map these dimensions onto their own
 parameter types (hposteer.service.steering) and say which ones they can honour.
@@ -28,8 +28,8 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from hposteer.service.core.continuous import Continuous, LogNormal, LogUniform, Normal, Uniform
-from hposteer.service.core.dimensions import Categorical, Dimension, Fixed, JsonValue, Params, UniformInt, canonical
+from hposteer.core.continuous import Continuous, LogNormal, LogUniform, Normal, Uniform
+from hposteer.core.dimensions import Categorical, Dimension, Fixed, JsonValue, Params, UniformInt, canonical
 
 __all__ = [
     "DIMENSION_KEYS",

@@ -1,8 +1,8 @@
 """The typed dimensions of a search space: one class per method family.
 
 The base class and the discrete dimensions are here, the real-valued ones in
-``hposteer.service.core.continuous``. Parsing lives in ``hposteer.service.core.space_json``; the conventions
-are written down in ``hposteer.service.core.searchspace``, which re-exports these names.
+``hposteer.core.continuous``. Parsing lives in ``hposteer.core.space_json``; the conventions
+are written down in ``hposteer.core.searchspace``, which re-exports these names.
 """
 
 from __future__ import annotations

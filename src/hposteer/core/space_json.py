@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hposteer.service.core.searchspace import (
+from hposteer.core.searchspace import (
     DIMENSION_KEYS,
     METHODS,
     Categorical,

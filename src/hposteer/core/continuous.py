@@ -1,6 +1,6 @@
 """The real-valued dimensions (uniform, loguniform, normal, lognormal) and their q-variants.
 
-See ``hposteer.service.core.searchspace`` for the conventions; that module re-exports these names.
+See ``hposteer.core.searchspace`` for the conventions; that module re-exports these names.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from hposteer.service.core.dimensions import Dimension, JsonValue, is_number
+from hposteer.core.dimensions import Dimension, JsonValue, is_number
 
 
 def _decimals(q: float) -> int:
