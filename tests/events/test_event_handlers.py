@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import ValidationError
 from sqlalchemy import select
 
 from hposteer.service import cli
+from hposteer.service.app import create_app
 from hposteer.service.config import Settings
 from hposteer.service.core.events import (
     EVENT_NAMES,
@@ -28,6 +28,7 @@ from hposteer.service.core.events import (
     Startup,
 )
 from hposteer.service.events import EventBus
+from hposteer.service.events.registry import check_handler_settings
 from hposteer.service.store.tables import attempts
 from tests.api.test_api import http, new_site, register, submission, wait_state
 from tests.conftest import live_service_on
@@ -215,12 +216,16 @@ def test_bus_isolates_failing_handlers_and_closes_in_reverse_order() -> None:
 def test_bad_handler_settings_stop_the_service_with_a_message(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    with pytest.raises(ValidationError, match=r"unknown event handler 'mlfow'; known handlers: jsonl, log, mlflow"):
-        Settings(event_handlers=["mlfow"])
-    with pytest.raises(ValidationError, match="needs the setting HPOSTEER_MLFLOW_TRACKING_URI"):
-        Settings(event_handlers=["mlflow"])
-    with pytest.raises(ValidationError, match="listed twice"):
-        Settings(event_handlers=["log", "log"])
+    for handlers, message in (
+        (["mlfow"], r"unknown event handler 'mlfow'; known handlers: jsonl, log, mlflow"),
+        (["mlflow"], "needs the setting HPOSTEER_MLFLOW_TRACKING_URI"),
+        (["log", "log"], "listed twice"),
+    ):
+        settings = Settings(event_handlers=handlers, data_dir=tmp_path)
+        with pytest.raises(ValueError, match=message):
+            check_handler_settings(settings.event_handlers, settings)
+        with pytest.raises(ValueError, match=message):
+            create_app(settings)
     monkeypatch.setenv("HPOSTEER_EVENT_HANDLERS", "log, jsonl")
     monkeypatch.setenv("HPOSTEER_EVENTS_JSONL_PATH", str(tmp_path / "e.jsonl"))
     assert Settings().event_handlers == ["log", "jsonl"]

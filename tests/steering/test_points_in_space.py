@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 from hposteer.core.searchspace import METHODS
 from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.core.searchspace import METHODS
-from hposteer.core.space_json import parse_search_space
 from hposteer.service.steering.optimizers import registry
 from hposteer.service.steering.optimizers.base import is_constant
 from hposteer.service.steering.optimizers.warm import WarmRunner

@@ -9,8 +9,6 @@ import pytest
 from hposteer.core.searchspace import METHODS
 from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import parse_optimizer_name
-from hposteer.core.searchspace import METHODS
-from hposteer.core.space_json import parse_search_space
 from hposteer.service.steering.optimizers import registry
 from tests.steering.helpers import ONE_OF_EACH
 

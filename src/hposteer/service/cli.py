@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hposteer.service.config import Settings
+from hposteer.service.events.registry import check_handler_settings
 
 EXIT_USAGE = 2
 
@@ -288,6 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             print(f"error: setting {field}: {err['msg']} (see docs/operator.md)", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # the handlers' own settings: checked here and again by create_app, before anything starts
+        check_handler_settings(settings.event_handlers, settings)
+    except ValueError as exc:
+        print(f"error: setting event_handlers: {exc} (see docs/events.md)", file=sys.stderr)
         return EXIT_USAGE
     handlers = {"serve": _serve, "token": _token, "db": _db, "mlflow": _mlflow}
     return handlers[args.command](args, settings)

@@ -116,14 +116,6 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _handlers_known(self) -> Settings:
-        if self.event_handlers:
-            from hposteer.service.events.registry import check_handler_settings
-
-            check_handler_settings(self.event_handlers, self)
-        return self
-
-    @model_validator(mode="after")
     def _heartbeat_fits_lease(self) -> Settings:
         if self.heartbeat_interval_s >= self.lease_ttl_s:
             raise ValueError(

@@ -1,9 +1,11 @@
 """Event handlers by name: one explicit table, resolved once from the settings at start-up.
 
 ``HPOSTEER_EVENT_HANDLERS='["log","mlflow"]'`` (or ``log,mlflow``) builds those handlers in that
-order; each declares the settings it cannot do without, checked when the settings are read
-(``Settings`` calls ``check_handler_settings``), so a typo or a missing tracking URI stops the
-service with one line naming the setting. A deployment's own handler is one more entry.
+order; each declares the settings it cannot do without, checked before anything starts (the
+server commands and ``create_app`` call ``check_handler_settings``), so a typo or a missing
+tracking URI stops the service with one line naming the setting. A deployment's own handler is
+one more entry. The settings module itself knows nothing of handlers: events depend on the
+settings, never the other way round.
 """
 
 from __future__ import annotations

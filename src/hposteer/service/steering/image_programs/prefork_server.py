@@ -31,7 +31,6 @@ from typing import Any
 
 from hposteer.core.space_json import parse_search_space
 from hposteer.service.core.optimizer_spec import spec_from_hpogrid_options
-from hposteer.core.space_json import parse_search_space
 from hposteer.service.steering.image_programs import hpogrid_generate
 from hposteer.service.steering.optimizers.warm import generate
 

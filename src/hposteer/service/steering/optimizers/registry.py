@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from hposteer.core.searchspace import Dimension, SearchSpace, SpaceIssue
 from hposteer.service.core.optimizer_spec import OptimizerSpec
-from hposteer.core.searchspace import Dimension, SearchSpace, SpaceIssue
 from hposteer.service.steering.optimizers import grid, nevergrad_adapter, optuna_tpe, random_search, skopt_adapter
 from hposteer.service.steering.optimizers.base import AskTell, SpaceCodec, is_constant, unsupported_grid_search
 
