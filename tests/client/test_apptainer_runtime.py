@@ -16,7 +16,7 @@ from hposteer.client.pilot import apptainer_runtime
 from hposteer.client.pilot.apptainer_runtime import GUARD, apptainer_argv, engine_environment, image_source
 from hposteer.client.pilot.container_args import ContainerLimits
 from hposteer.client.pilot.runtime import RuntimeOptions, RuntimeStartError, local_image, make_runtime
-from tests.client.test_docker_runtime import USER_TEXT
+from tests.support.container_payloads import USER_TEXT
 
 WORKDIR = Path("/data/pilot/task1/point1.attempt1")
 
