@@ -1,6 +1,6 @@
 """The chaos soak (docs/reliability.md#the-chaos-soak-make-soak): tasks of several users evaluated by pilot processes
 while pilots and the service are SIGKILLed on a seeded schedule; then a drain and the checks
-of tests/e2e/invariants.py plus the soak's own (time to pending after each pilot kill, the
+of tests/support/invariants.py plus the soak's own (time to pending after each pilot kill, the
 drain bound).
 """
 
@@ -23,8 +23,8 @@ import httpx
 
 from bench.soak import fake_eval
 from bench.soak.supervisor import PilotProcess, ServiceProcess, Timeline, Timings, free_port, submit_phpo
-from tests.e2e import invariants
-from tests.e2e.invariants import Outage, Verdict
+from tests.support import invariants
+from tests.support.invariants import Outage, Verdict
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

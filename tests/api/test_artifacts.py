@@ -13,8 +13,8 @@ import httpx
 
 from hposteer.service.core.job_settings import CHECKPOINT_MAX_BYTES
 from hposteer.service.store.tables import artifacts, blobs
-from tests.api.test_api import acquire, error, http, new_site, register, submission
 from tests.conftest import LiveService
+from tests.support.rest_api import acquire, error, http, new_site, register, submission
 
 
 def tgz(files: dict[str, bytes]) -> bytes:

@@ -4,32 +4,21 @@ attempt details, `task retry`, several points per job and the failures-as-losses
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
 
-from tests.api.test_api import error, http, new_site, register, submission, wait_state
 from tests.conftest import LiveService
-
-
-def _acquire(pilot: httpx.Client, pilot_id: int, key: str, timeout_s: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        r = pilot.post("/api/v1/pilot/acquire", json={"pilot_id": pilot_id, "slot": "0", "request_key": key})
-        assert r.status_code == 200, r.text
-        if r.json()["job"] is not None:
-            return dict(r.json()["job"])
-        time.sleep(0.05)
-    raise AssertionError("no job within the timeout")
-
-
-def _complete(pilot: httpx.Client, job: dict[str, Any], **report: Any) -> httpx.Response:
-    body = {"lease_token": job["lease_token"], "outcome": "success", "loss": 0.5, **report}
-    return pilot.post(f"/api/v1/pilot/attempts/{job['attempt_id']}/complete", json=body)
-
-
-def _fail(pilot: httpx.Client, job: dict[str, Any], **report: Any) -> httpx.Response:
-    return _complete(pilot, job, outcome="failure", loss=None, failure_class="payload_error", exit_code=1, **report)
+from tests.support.rest_api import (
+    acquire_with_key,
+    complete_attempt,
+    error,
+    fail_attempt,
+    http,
+    new_site,
+    register,
+    submission,
+    wait_state,
+)
 
 
 def test_a_retried_acquire_gets_the_same_job_and_a_new_key_another(live_service: LiveService) -> None:
@@ -37,9 +26,9 @@ def test_a_retried_acquire_gets_the_same_job_and_a_new_key_another(live_service:
         site = new_site()
         user.post("/api/v1/tasks", json=submission(site=site, max_points=2)).raise_for_status()
         pilot_id = register(pilot, site)
-        first = _acquire(pilot, pilot_id, "key-aaaaaaaa")
-        again = _acquire(pilot, pilot_id, "key-aaaaaaaa")
-        other = _acquire(pilot, pilot_id, "key-bbbbbbbb")
+        first = acquire_with_key(pilot, pilot_id, "key-aaaaaaaa")
+        again = acquire_with_key(pilot, pilot_id, "key-aaaaaaaa")
+        other = acquire_with_key(pilot, pilot_id, "key-bbbbbbbb")
     assert (again["attempt_id"], again["lease_token"], again["params"]) == (
         first["attempt_id"],
         first["lease_token"],
@@ -53,10 +42,10 @@ def test_a_retried_completion_gets_the_first_answer_and_a_stranger_409(live_serv
         site = new_site()
         task = user.post("/api/v1/tasks", json=submission(site=site, max_points=2)).json()
         pilot_id = register(pilot, site)
-        job = _acquire(pilot, pilot_id, "acq-00000001")
-        first = _complete(pilot, job, loss=0.25, request_key="done-0000001", acquire_next=True)
-        repeat = _complete(pilot, job, loss=0.25, request_key="done-0000001", acquire_next=True)
-        stranger = _complete(pilot, job, loss=9.0, request_key="done-0000002")
+        job = acquire_with_key(pilot, pilot_id, "acq-00000001")
+        first = complete_attempt(pilot, job, loss=0.25, request_key="done-0000001", acquire_next=True)
+        repeat = complete_attempt(pilot, job, loss=0.25, request_key="done-0000001", acquire_next=True)
+        stranger = complete_attempt(pilot, job, loss=9.0, request_key="done-0000002")
         points = user.get(f"/api/v1/tasks/{task['id']}/points").json()["points"]
     assert first.status_code == 200 and repeat.status_code == 200, (first.text, repeat.text)
     assert first.json()["next_job"] is not None
@@ -72,10 +61,10 @@ def test_a_result_after_the_lease_expired_is_refused_and_the_point_is_retried(li
         site = new_site()
         task = user.post("/api/v1/tasks", json=submission(site=site, max_points=1)).json()
         pilot_id = register(pilot, site)
-        job = _acquire(pilot, pilot_id, "late-0000001")
+        job = acquire_with_key(pilot, pilot_id, "late-0000001")
         ttl = live_service.settings.lease_ttl_s + live_service.settings.reaper_interval_s
         time.sleep(ttl + 0.5)
-        late = _complete(pilot, job, loss=0.1)
+        late = complete_attempt(pilot, job, loss=0.1)
         point = user.get(f"/api/v1/tasks/{task['id']}/points/{job['point_id']}").json()
     assert late.status_code == 409, late.text
     assert error(late)["code"] in ("lease_expired", "attempt_ended")
@@ -90,19 +79,19 @@ def test_a_point_shows_each_attempt_with_class_exit_code_timing_log_tail_and_met
         site = new_site()
         task = user.post("/api/v1/tasks", json=submission(site=site, max_points=1, max_attempts=2)).json()
         pilot_id = register(pilot, site)
-        job = _acquire(pilot, pilot_id, "show-0000001")
+        job = acquire_with_key(pilot, pilot_id, "show-0000001")
         tail = "x" * 70_000 + "\nTraceback: boom"
-        assert _fail(pilot, job, message="the evaluation exited with code 1", log_tail=tail).status_code == 200
-        job2 = _acquire(pilot, pilot_id, "show-0000002")
+        assert fail_attempt(pilot, job, message="the evaluation exited with code 1", log_tail=tail).status_code == 200
+        job2 = acquire_with_key(pilot, pilot_id, "show-0000002")
         meta = {"epochs": 3, "accuracy": [0.5, 0.7, 0.8]}
-        assert _complete(pilot, job2, loss=0.3, meta=meta, log_tail="fine\n").status_code == 200
+        assert complete_attempt(pilot, job2, loss=0.3, meta=meta, log_tail="fine\n").status_code == 200
         point = user.get(f"/api/v1/tasks/{task['id']}/points/{job['point_id']}").json()
         missing = user.get(f"/api/v1/tasks/{task['id']}/points/999")
         foreign = httpx.get(
             f"{live_service.url}/api/v1/tasks/{task['id']}/points/{job['point_id']}",
             headers={"Authorization": f"Bearer {live_service.other_user_token}"},
         )
-        too_big = _complete(pilot, job2, meta={"blob": "y" * (1 << 20)})
+        too_big = complete_attempt(pilot, job2, meta={"blob": "y" * (1 << 20)})
     failed, succeeded = point["attempts"]
     assert (failed["state"], failed["failure_class"], failed["exit_code"]) == ("failed", "payload_error", 1)
     assert failed["pilot"] == "t" and failed["site"] == site and failed["duration_s"] >= 0
@@ -121,11 +110,11 @@ def test_retry_requeues_failed_points_with_a_fresh_round_of_attempts(live_servic
         task = user.post("/api/v1/tasks", json=body).json()
         pilot_id = register(pilot, site)
         for key in ("retry-000001", "retry-000002"):
-            _fail(pilot, _acquire(pilot, pilot_id, key))
+            fail_attempt(pilot, acquire_with_key(pilot, pilot_id, key))
         failed = wait_state(user, task["id"], "failed")
         retried = user.post(f"/api/v1/tasks/{task['id']}/retry")
-        job = _acquire(pilot, pilot_id, "retry-000003")
-        assert _complete(pilot, job, loss=0.125).status_code == 200
+        job = acquire_with_key(pilot, pilot_id, "retry-000003")
+        assert complete_attempt(pilot, job, loss=0.125).status_code == 200
         done = wait_state(user, task["id"], "finished")
         point = user.get(f"/api/v1/tasks/{task['id']}/points/{job['point_id']}").json()
         nothing = user.post(f"/api/v1/tasks/{task['id']}/retry")
@@ -145,13 +134,13 @@ def test_a_job_takes_several_points_when_the_task_allows_it(live_service: LiveSe
         body = submission(site=site, max_points=4, n_points_per_iteration=4, n_parallel_evaluation=1)
         task = user.post("/api/v1/tasks", json={**body, "max_points_per_job": 2}).json()
         pilot_id = register(pilot, site)
-        job = _acquire(pilot, pilot_id, "multi-000001")
+        job = acquire_with_key(pilot, pilot_id, "multi-000001")
         steps = [(job["job_number"], job["job_step"])]
         for i in range(3):
-            answer = _complete(pilot, job, loss=float(i), acquire_next=True).json()
-            job = answer["next_job"] or _acquire(pilot, pilot_id, f"multi-00001{i}")
+            answer = complete_attempt(pilot, job, loss=float(i), acquire_next=True).json()
+            job = answer["next_job"] or acquire_with_key(pilot, pilot_id, f"multi-00001{i}")
             steps.append((job["job_number"], job["job_step"]))
-        _complete(pilot, job, loss=4.0)
+        complete_attempt(pilot, job, loss=4.0)
         shown = wait_state(user, task["id"], "finished")
     assert steps == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert job["max_points_per_job"] == 2
@@ -163,7 +152,7 @@ def test_job_settings_and_the_failure_policy_are_stored_and_handed_to_the_pilot(
         site = new_site()
         body = {**submission(site=site, max_points=1), "failures_as_losses": True, "evaluation_timeout_s": 90.0}
         task = user.post("/api/v1/tasks", json=body).json()
-        job = _acquire(pilot, register(pilot, site), "settings-001")
+        job = acquire_with_key(pilot, register(pilot, site), "settings-001")
         bad = user.post(
             "/api/v1/tasks",
             json={**submission(site=site), "checkpoint_to_save": ["../up", "/abs"], "checkpoint_to_load": "a/b"},

@@ -21,8 +21,8 @@ from hposteer.service.operations.pilot_jobs import Report
 from hposteer.service.operations.principal import Principal
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
-from tests.api.test_api import http, new_site, submission, wait_state
 from tests.conftest import LiveService
+from tests.support.rest_api import http, new_site, submission, wait_state
 
 PILOT = Principal(owner="ops", role="pilot", token_id=0)
 CPU = {"arch": "x86_64", "vendor": "intel", "flags": ["avx", "avx2", "fma", "sse4_2"]}

@@ -11,10 +11,18 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.api.test_api import http, new_site, register, submission, wait_state
-from tests.api.test_attempt_semantics import _acquire, _complete, _fail
 from tests.conftest import LiveService
-from tests.ui.ui_helpers import login
+from tests.support.rest_api import (
+    acquire_with_key,
+    complete_attempt,
+    fail_attempt,
+    http,
+    new_site,
+    register,
+    submission,
+    wait_state,
+)
+from tests.support.web_ui import login
 
 
 def _cli(service: LiveService, *args: str) -> subprocess.CompletedProcess[str]:
@@ -37,8 +45,8 @@ def _run_task(service: LiveService, outcomes: list[str]) -> dict[str, Any]:
         task = user.post("/api/v1/tasks", json=body).json()
         pilot_id = register(pilot, site)
         for i, outcome in enumerate(outcomes):
-            job = _acquire(pilot, pilot_id, f"fv-{task['id']}-{i:04d}")
-            answer = _fail(pilot, job) if outcome == "fail" else _complete(pilot, job, loss=0.25)
+            job = acquire_with_key(pilot, pilot_id, f"fv-{task['id']}-{i:04d}")
+            answer = fail_attempt(pilot, job) if outcome == "fail" else complete_attempt(pilot, job, loss=0.25)
             assert answer.status_code == 200, answer.text
         expected = "finished" if "done" in outcomes else "failed"
         return wait_state(user, task["id"], expected)

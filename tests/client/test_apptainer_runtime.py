@@ -17,7 +17,7 @@ from hposteer.client.pilot.runtimes.apptainer import GUARD, apptainer_argv, engi
 from hposteer.client.pilot.runtimes.base import RuntimeOptions, RuntimeStartError, local_image
 from hposteer.client.pilot.runtimes.container_args import ContainerLimits
 from hposteer.client.pilot.runtimes.registry import make_runtime
-from tests.client.test_docker_runtime import USER_TEXT
+from tests.support.container_payloads import USER_TEXT
 
 WORKDIR = Path("/data/pilot/task1/point1.attempt1")
 

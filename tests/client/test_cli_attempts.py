@@ -9,8 +9,8 @@ import pytest
 from hposteer.client.cli import main
 from hposteer.client.http import ApiClient
 from hposteer.client.pilot.slots import cpu_slots
-from tests.client.test_pilot_agent import new_site, points, run_pilot, submit, upload
 from tests.conftest import LiveService
+from tests.support.pilots import new_site, points, run_pilot, submit, upload
 
 FLAKY = """
 import json, os, sys

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from hposteer.client.pilot.evaluation import payload_environment
 from hposteer.client.pilot.runtimes.base import RuntimeOptions, RuntimeStartError
 from hposteer.client.pilot.runtimes.container_args import (
     GUARD,
-    MIB,
     NOBODY,
     WORKDIR,
     ContainerLimits,
@@ -38,13 +36,12 @@ from hposteer.client.pilot.runtimes.container_args import (
 )
 from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import Slot
-from tests.client.test_pilot_agent import hposteer_pilot, new_site, points, submit, upload, wait_until
-from tests.client.test_pilot_runtime import make_job
 from tests.conftest import LiveService, docker_with_image
+from tests.support.container_payloads import EVAL, PROBE, USER_TEXT, assert_contained, pilot_name, run_hostile
+from tests.support.pilots import hposteer_pilot, new_site, points, submit, upload, wait_until
+from tests.support.runtime import make_job
 
 IMAGE = "hposteer/base:bookworm"
-USER_TEXT = "--privileged -v /:/host; rm -rf / # $(reboot)"
-_names = count()
 
 
 def golden_args(**overrides: Any) -> dict[str, Any]:
@@ -131,20 +128,8 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def pilot_name() -> str:
-    return f"docker-test-{os.getpid()}-{next(_names)}"
-
-
 def containers(client: docker.DockerClient, name: str) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": f"hposteer.pilot={name}"}))
-
-
-EVAL = """
-import json
-p = json.load(open("input.json"))
-json.dump({"loss": (p["x"] - 0.5) ** 2, "message": open("/etc/os-release").readline().strip()},
-          open("output.json", "w"))
-"""
 
 
 def test_a_pilot_evaluates_points_in_containers(
@@ -165,28 +150,6 @@ def test_a_pilot_evaluates_points_in_containers(
     assert containers(engine, name) == [], "every container was removed"
 
 
-PROBE = """
-import json, os, socket
-out = {"uid": os.getuid()}
-status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-out["cap_eff"] = status["CapEff"].strip()
-out["no_new_privs"] = status["NoNewPrivs"].strip()
-for name, path in (("root", "/probe"), ("tmp", "/tmp/probe"), ("workdir", "probe")):
-    try:
-        open(path, "w").write("x")
-        out[name] = "written"
-    except OSError as exc:
-        out[name] = exc.__class__.__name__
-for name, address in (("service", ("127.0.0.1", int(os.environ["SERVICE_PORT"]))), ("outside", ("10.255.255.1", 80))):
-    try:
-        socket.create_connection(address, timeout=2).close()
-        out[name] = "connected"
-    except OSError as exc:
-        out[name] = exc.__class__.__name__
-json.dump(out, open("probe.json", "w"))
-"""
-
-
 def test_the_hardening_is_in_effect_inside(
     engine: docker.DockerClient, live_service: LiveService, tmp_path: Path
 ) -> None:
@@ -204,56 +167,6 @@ def test_the_hardening_is_in_effect_inside(
     assert probe["tmp"] == "written" and probe["workdir"] == "written"
     assert probe["service"] == "ConnectionRefusedError", "127.0.0.1 is the container's own loopback"
     assert probe["outside"] == "OSError", "ENETUNREACH: no network at all"
-
-
-# A hostile payload (docs/reliability.md#hostile-input, the hostile-container canary): each attempt to escape or
-# exhaust the host must fail inside the container, and the container must still end normally.
-HOSTILE = """
-import errno, json, os, stat, subprocess
-out = {}
-os.makedirs("/tmp/m", exist_ok=True)
-out["mount_is_setuid"] = bool(os.stat("/usr/bin/mount").st_mode & stat.S_ISUID)
-out["mount"] = subprocess.run(["mount", "-t", "tmpfs", "none", "/tmp/m"], capture_output=True).returncode
-out["unshare"] = subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True).returncode
-out["chroot"] = subprocess.run(["chroot", "/", "true"], capture_output=True).returncode
-children = []
-try:
-    for _ in range(2000):
-        children.append(subprocess.Popen(["sleep", "30"]))
-except OSError as exc:
-    out["fork_stopped_by"] = errno.errorcode.get(exc.errno, str(exc.errno))
-out["forked"] = len(children)
-for child in children:
-    child.kill()
-    child.wait()
-json.dump(out, open("hostile.json", "w"))
-"""
-HOG = """
-b = bytearray(0)
-while True:
-    b += bytes(64 * 1024 * 1024)
-"""
-
-
-def run_hostile(runtime_name: str, image: str, workdir: Path) -> tuple[dict[str, Any], int]:
-    """The canary's findings, and the exit code of a payload that allocates past the memory limit."""
-    limits = ContainerLimits(memory_bytes=256 * MIB, pids=48, tmp_bytes=16 * MIB)
-    runtime = make_runtime(runtime_name, RuntimeOptions(pilot_name=pilot_name(), limits=limits))
-    workdir.mkdir()
-    (workdir / "hostile.py").write_text(HOSTILE)
-    (workdir / "hog.py").write_text(HOG)
-    payload = runtime.start("python3 hostile.py", workdir, {}, workdir / "hostile.log", image=image)
-    assert payload.wait(60) == 0, (workdir / "hostile.log").read_text()
-    hog = runtime.start("python3 hog.py", workdir, {}, workdir / "hog.log", image=image)
-    return json.loads((workdir / "hostile.json").read_text()), hog.wait(60)
-
-
-def assert_contained(found: dict[str, Any], hog_exit: int) -> None:
-    assert found["mount_is_setuid"], "the canary needs a setuid binary to try"
-    assert found["mount"] != 0, "setuid mount gained nothing: no new privileges, no capabilities"
-    assert found["unshare"] != 0 and found["chroot"] != 0, "no namespaces, no chroot"
-    assert found["fork_stopped_by"] == "EAGAIN" and found["forked"] < 48, "the pids limit held"
-    assert hog_exit in (137, -9), f"the memory hog was killed at the limit (exit {hog_exit})"
 
 
 def test_a_hostile_payload_is_contained(engine: docker.DockerClient, tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from hposteer.client.http import ApiClient
 from hposteer.client.pilot.checkpoints import CheckpointSpec, CheckpointUploader
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.slots import cpu_slots
-from tests.client.test_pilot_agent import new_site, points, run_pilot, submit, wait_until
-from tests.client.test_pilot_agent import upload as upload_sandbox
 from tests.conftest import LiveService
+from tests.support.pilots import new_site, points, run_pilot, submit, wait_until
+from tests.support.pilots import upload as upload_sandbox
 
 RESUMING = """
 import json, os, sys

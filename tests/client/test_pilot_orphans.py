@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from hposteer.client.http import ApiClient
-from tests.client.test_pilot_agent import hposteer_pilot, new_site, submit, upload, wait_until
-from tests.client.test_pilot_runtime import start
 from tests.conftest import LiveService
+from tests.support.pilots import hposteer_pilot, new_site, submit, upload, wait_until
+from tests.support.runtime import start
 
 LONG = """
 import os, time

@@ -21,8 +21,8 @@ from hposteer.client.pilot import agent
 from hposteer.client.pilot.agent import Pilot, PilotConfig
 from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import cpu_slots
-from tests.client.test_pilot_agent import GOOD, new_site, points, submit, upload
 from tests.conftest import LiveService
+from tests.support.pilots import GOOD, new_site, points, submit, upload
 
 
 class Forwarder:

@@ -7,44 +7,18 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hposteer.client.http import ApiClient, Job
+from hposteer.client.http import ApiClient
 from hposteer.client.pilot.evaluation import payload_environment
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.placeholders import fill_leftovers
-from hposteer.client.pilot.runtimes.base import LOG_TAIL_BYTES, Payload, RuntimeStartError, log_tail
+from hposteer.client.pilot.runtimes.base import LOG_TAIL_BYTES, RuntimeStartError, log_tail
 from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import cpu_slots, parse_workers
 from hposteer.client.pilot.workdir import Workspace
-
-
-def make_job(**overrides: Any) -> Job:
-    job: dict[str, Any] = {
-        "attempt_id": 17,
-        "lease_token": "lease",
-        "lease_ttl_s": 120.0,
-        "heartbeat_interval_s": 30.0,
-        "task_id": 7,
-        "task_name": "user.test/",
-        "point_id": 3,
-        "attempt_number": 1,
-        "segment": {"index": 0, "name": ""},
-        "params": {"lr": 0.001, "units": 128},
-        "evaluation_exec": "true",
-        "evaluation_container": None,
-        "evaluation_input": "input.json",
-        "evaluation_output": "output.json",
-        "sandbox": None,
-    }
-    job.update(overrides)
-    return job  # type: ignore[return-value]
-
-
-def start(command: str, workdir: Path, env: dict[str, str] | None = None) -> Payload:
-    return make_runtime("local").start(command, workdir, env or dict(os.environ), workdir / "payload.log")
+from tests.support.runtime import make_job, start
 
 
 def _alive(pid: int) -> bool:

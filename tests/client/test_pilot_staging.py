@@ -20,8 +20,8 @@ from hposteer.client.files import sha256_of
 from hposteer.client.http import ApiClient, Job
 from hposteer.client.pilot.placeholders import fill_leftovers
 from hposteer.client.pilot.slots import cpu_slots
-from tests.client.test_pilot_agent import new_site, points, run_pilot, submit, upload
 from tests.conftest import LiveService
+from tests.support.pilots import new_site, points, run_pilot, submit, upload
 
 # Checks what the pilot staged (exit 1 if anything is off), then reports a loss.
 EVAL = """

@@ -23,9 +23,9 @@ from hposteer.client.pilot.runtimes.base import RuntimeOptions, RuntimeStartErro
 from hposteer.client.pilot.runtimes.container_args import GUARD, NOBODY, ContainerLimits, create_args
 from hposteer.client.pilot.runtimes.podman import podman_argv
 from hposteer.client.pilot.runtimes.registry import make_runtime
-from tests.client.test_docker_runtime import EVAL, PROBE, USER_TEXT, assert_contained, run_hostile
-from tests.client.test_pilot_agent import hposteer_pilot, new_site, points, submit, upload, wait_until
 from tests.conftest import LiveService, podman_with_image
+from tests.support.container_payloads import EVAL, PROBE, USER_TEXT, assert_contained, run_hostile
+from tests.support.pilots import hposteer_pilot, new_site, points, submit, upload, wait_until
 
 IMAGE = "hposteer/base:bookworm"
 IMAGE_ID = "a" * 64

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from hposteer.client.http import ApiClient
-from tests.client.test_pilot_agent import GOOD, new_site, points, submit, upload
 from tests.conftest import LiveService
+from tests.support.pilots import GOOD, new_site, points, submit, upload
 
 BATCH = Path(__file__).resolve().parents[2] / "deploy" / "batch"
 SBATCH_SCRIPT = BATCH / "slurm" / "hposteer-pilot.sbatch"

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI, docker_with_image, free_port
-from tests.e2e.test_end_to_end import submit, wait_json
+from tests.support.cli_processes import submit, wait_json
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "deploy" / "compose" / "docker-compose.yml"

@@ -96,7 +96,7 @@ def pages() -> list[Path]:
 def test_the_slug_rule_matches_githubs() -> None:
     assert slug("`docker` — hardened containers") == "docker--hardened-containers"
     assert slug("(b) Control plane, side by side") == "b-control-plane-side-by-side"
-    assert slug("The oracle: `tests/e2e/invariants.py`") == "the-oracle-testse2einvariantspy"
+    assert slug("The oracle: `tests/support/invariants.py`") == "the-oracle-testssupportinvariantspy"
     assert slug("`--loadJson`") == "--loadjson"
 
 

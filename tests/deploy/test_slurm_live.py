@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from hposteer.client.http import ApiClient
-from tests.client.test_pilot_agent import new_site, points, submit, upload
 from tests.conftest import LiveService
 from tests.deploy.slurm_cluster import SlurmCluster, program, slurm_cluster, tail
+from tests.support.pilots import new_site, points, submit, upload
 
 SLURM_DIR = Path(__file__).resolve().parents[2] / "deploy" / "batch" / "slurm"
 SBATCH_SCRIPT = SLURM_DIR / "hposteer-pilot.sbatch"

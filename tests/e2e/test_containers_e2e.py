@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from tests.conftest import containers_under, docker_with_image
-from tests.e2e.test_end_to_end import Service, command, token, wait_json
+from tests.support.cli_processes import Service, command, token, wait_json
 
 SPACE = {
     "hidden_units": {"method": "uniformint", "dimension": {"low": 16, "high": 64}},

@@ -1,11 +1,11 @@
-"""The oracle itself: each rule of tests/e2e/invariants.py catches the violation it is for."""
+"""The oracle itself: each rule of tests/support/invariants.py catches the violation it is for."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bench.soak.run import unhandled_exceptions
-from tests.e2e.invariants import Outage, Snapshot, check
+from tests.support.invariants import Outage, Snapshot, check
 
 
 def _snapshot(points: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> Snapshot:

@@ -5,7 +5,7 @@ migrations serialise on an advisory lock), `phpo`, and three `hposteer pilot`, e
 different replica. Once a third of the points are done, the replica of pilot 1 is SIGKILLed and
 stays down: pilot 1's running attempts lose their leases and the reapers of the other replicas
 give their points back; the other pilots finish the task. Then the invariants (docs/reliability.md) are
-checked on the database (tests/e2e/invariants.py), and the steering runs of each segment, made by
+checked on the database (tests/support/invariants.py), and the steering runs of each segment, made by
 any replica, never overlapped in time (the steering gate).
 """
 
@@ -20,9 +20,9 @@ import httpx
 
 from bench.soak.supervisor import PilotProcess, ServiceProcess, submit_phpo, task_json
 from tests.conftest import _postgres_database, free_port, require_postgres
-from tests.e2e import invariants
-from tests.e2e.invariants import read
-from tests.e2e.test_faults import SLACK_S, SLOW, SPACE, TIMINGS, loss_of
+from tests.support import invariants
+from tests.support.faults import SLACK_S, SLOW, SPACE, TIMINGS, loss_of
+from tests.support.invariants import read
 
 POINTS = 30
 

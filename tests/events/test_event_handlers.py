@@ -30,9 +30,9 @@ from hposteer.service.core.events import (
 from hposteer.service.events import EventBus
 from hposteer.service.events.registry import check_handler_settings
 from hposteer.service.store.tables import attempts
-from tests.api.test_api import http, new_site, register, submission, wait_state
 from tests.conftest import live_service_on
 from tests.events.plugins import Failing, Plugins, acquire_job, bus_of, complete, wait_for
+from tests.support.rest_api import http, new_site, register, submission, wait_state
 
 
 def test_a_task_tells_every_clara_event_once_its_transaction_committed(

@@ -26,9 +26,9 @@ from hposteer.service.config import Settings
 from hposteer.service.core.events import JobEnded
 from hposteer.service.events.mlflow_catchup import CatchUpResult
 from hposteer.service.events.mlflow_handler import MlflowHandler
-from tests.api.test_api import http, new_site, register, submission, wait_state
 from tests.conftest import LiveService, free_port, live_service_on
 from tests.events.plugins import Plugins, acquire_job, bus_of, complete, wait_for
+from tests.support.rest_api import http, new_site, register, submission, wait_state
 
 SERVER_START_S = 120  # a fresh SQLite store migrates first; the machine may be busy
 

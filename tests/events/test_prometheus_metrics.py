@@ -12,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.test_api import http, new_site, register, submission, wait_state
 from tests.conftest import live_service_on
 from tests.events.plugins import Plugins, acquire_job, bus_of, complete
+from tests.support.rest_api import http, new_site, register, submission, wait_state
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

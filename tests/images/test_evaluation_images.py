@@ -10,8 +10,8 @@ import pytest
 
 from hposteer.client.artifacts import list_artifacts
 from hposteer.client.http import ApiClient
-from tests.client.test_pilot_agent import hposteer_pilot, new_site, points
 from tests.conftest import LiveService, docker_with_image
+from tests.support.pilots import hposteer_pilot, new_site, points
 
 SPACE = {
     "hidden_units": {"method": "uniformint", "dimension": {"low": 16, "high": 64}},

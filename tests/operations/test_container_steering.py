@@ -24,8 +24,8 @@ from hposteer.service.steering.optimizers.warm import WarmRunner
 from hposteer.service.store import steering_runs as run_store
 from hposteer.service.store import tasks as task_store
 from tests.conftest import LiveService
-from tests.steering.container_helpers import IMAGE, engine, grid_command, script_command
-from tests.store.steered import one_slot_pilot
+from tests.support.steered_tasks import one_slot_pilot
+from tests.support.steering_containers import IMAGE, engine, grid_command, script_command
 
 __all__ = ["engine"]
 

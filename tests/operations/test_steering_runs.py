@@ -16,7 +16,7 @@ from hposteer.service.operations.submit import TaskRequest, submit_task
 from hposteer.service.operations.tasks import show_task
 from hposteer.service.steering.optimizers.warm import WarmRunner
 from hposteer.service.store import tasks as task_store
-from tests.store.steered import one_slot_pilot
+from tests.support.steered_tasks import one_slot_pilot
 
 ALICE = Principal("alice", "user", 1)
 PILOT = Principal("site", "pilot", 2)

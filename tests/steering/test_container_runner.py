@@ -19,7 +19,7 @@ from hposteer.service.core.steering import Observation, SteeringError
 from hposteer.service.core.steering_exec import parse_steering
 from hposteer.service.steering.containers.runner import ContainerLimits, ContainerRunner
 from tests.conftest import containers_under
-from tests.steering.container_helpers import IMAGE, engine, grid_command, script_command
+from tests.support.steering_containers import IMAGE, engine, grid_command, script_command
 
 __all__ = ["engine"]
 

@@ -9,7 +9,7 @@ from hposteer.service.store import attempts as attempt_store
 from hposteer.service.store.blobs.base import StoredBlob
 from hposteer.service.store.blobs.rows import record_blob
 from hposteer.service.store.claims import Claim
-from tests.store.test_store import _claim, _pilot, _points, _task
+from tests.support.store_rows import add_pilot, add_points, add_task, claim_next
 
 
 def _put(services: Services, claim: Claim, sha: str) -> tuple[int, str | None, bool]:
@@ -23,10 +23,10 @@ def _put(services: Services, claim: Claim, sha: str) -> tuple[int, str | None, b
 
 def test_latest_artifact_wins_and_a_shared_blob_stays_in_use(backend_services: Services) -> None:
     services = backend_services
-    task_id, segment_id = _task(services, n_parallel_evaluation=10)
-    _points(services, task_id, segment_id, 2)
-    pilot_id = _pilot(services)
-    first, second = _claim(services, pilot_id), _claim(services, pilot_id)
+    task_id, segment_id = add_task(services, n_parallel_evaluation=10)
+    add_points(services, task_id, segment_id, 2)
+    pilot_id = add_pilot(services)
+    first, second = claim_next(services, pilot_id), claim_next(services, pilot_id)
     assert first is not None and second is not None
     a, b = "a" * 64, "b" * 64
     artifact_id, replaced, created = _put(services, first, a)
@@ -44,10 +44,10 @@ def test_latest_artifact_wins_and_a_shared_blob_stays_in_use(backend_services: S
 
 def test_metadata_pages_skip_attempts_without_meta(backend_services: Services) -> None:
     services = backend_services
-    task_id, segment_id = _task(services, n_parallel_evaluation=10)
-    _points(services, task_id, segment_id, 3)
-    pilot_id = _pilot(services)
-    claims = [_claim(services, pilot_id) for _ in range(3)]
+    task_id, segment_id = add_task(services, n_parallel_evaluation=10)
+    add_points(services, task_id, segment_id, 3)
+    pilot_id = add_pilot(services)
+    claims = [claim_next(services, pilot_id) for _ in range(3)]
     with services.db.write() as conn:
         for claim, meta in zip(claims, ({"a": 1}, None, {"c": [3]}), strict=True):
             assert claim is not None

@@ -15,7 +15,7 @@ from hposteer.service.operations import pilot_jobs
 from hposteer.service.operations.context import Services
 from hposteer.service.store import claims
 from hposteer.service.store import tasks as task_store
-from tests.store.steered import PILOT, one_slot_pilot, steered_segment
+from tests.support.steered_tasks import PILOT, one_slot_pilot, steered_segment
 
 # SQLite has one writer at a time: no row locks to wait for, nothing to deadlock.
 pytestmark = pytest.mark.parametrize("backend_services", ["postgresql"], indirect=True)

@@ -24,7 +24,7 @@ from hposteer.service.operations.context import NoTrigger, Services, build_servi
 from hposteer.service.operations.errors import Conflict
 from hposteer.service.operations.reaper import reap_expired
 from hposteer.service.store.database import StoreBusy
-from tests.store.steered import PILOT, one_slot_pilot, steered_segment
+from tests.support.steered_tasks import PILOT, one_slot_pilot, steered_segment
 
 POINTS = 60
 MAX_ATTEMPTS = 3

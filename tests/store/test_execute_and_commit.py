@@ -14,7 +14,7 @@ from hposteer.service.operations import pilot_jobs
 from hposteer.service.operations.context import Services
 from hposteer.service.store import claims
 from hposteer.service.store.database import Database, FinalStatementMissed, StoreBusy, execute_and_commit
-from tests.store.steered import PILOT, one_slot_pilot, steered_segment
+from tests.support.steered_tasks import PILOT, one_slot_pilot, steered_segment
 
 # Row locks and the pipelined COMMIT are PostgreSQL's (SQLite has one writer at a time and no pipeline).
 pytestmark = pytest.mark.parametrize("backend_services", ["postgresql"], indirect=True)

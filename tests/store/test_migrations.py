@@ -147,15 +147,15 @@ def test_0006_fails_the_tasks_that_ended_finished_with_no_point_done(backend_ser
     """A database of revision 0005 holds tasks that ended ``finished``: one whose every point failed,
     one with a done point, one with no point. 0006 fails the first (all_points_failed) and the last
     (no_points_evaluated), keeps every row and the segments' end reason; the downgrade restores it."""
-    from tests.store.test_store import _points, _task
+    from tests.support.store_rows import add_points, add_task
 
     engine = backend_services.db.engine
     _downgrade(engine, "0005")
-    all_failed, seg_a = _task(backend_services)
-    one_done, seg_b = _task(backend_services)
-    no_point, _ = _task(backend_services)
-    _points(backend_services, all_failed, seg_a, 3)
-    _points(backend_services, one_done, seg_b, 2)
+    all_failed, seg_a = add_task(backend_services)
+    one_done, seg_b = add_task(backend_services)
+    no_point, _ = add_task(backend_services)
+    add_points(backend_services, all_failed, seg_a, 3)
+    add_points(backend_services, one_done, seg_b, 2)
     with engine.begin() as conn:
         conn.execute(text("UPDATE tasks SET state = 'finished', end_reason = 'max_points', finished_at = 5.0"))
         conn.execute(text("UPDATE points SET state = 'failed', loss = 100000.0, is_failure = :t"), {"t": True})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
 from sqlalchemy import Connection, func, select
@@ -17,84 +16,12 @@ from hposteer.service.core.states import AttemptState, PointState, SegmentState,
 from hposteer.service.operations.context import Services
 from hposteer.service.store import attempts as attempt_store
 from hposteer.service.store import claims
-from hposteer.service.store import pilots as pilot_store
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
 from hposteer.service.store import tokens as token_store
 from hposteer.service.store.database import StoreBusy, database_time
 from hposteer.service.store.tables import points
-
-
-def _task(services: Services, **overrides: Any) -> tuple[int, int]:
-    values: dict[str, Any] = {
-        "owner": "alice",
-        "name": "user.alice.t/",
-        "optimizer": "random",
-        "optimizer_mode": "min",
-        "seed": 1,
-        "max_points": 10,
-        "n_points_per_iteration": 4,
-        "min_unevaluated_points": 0,
-        "n_parallel_evaluation": 10,
-        "max_evaluation_jobs": 20,
-        "max_attempts": 3,
-        "failure_loss": 1e5,
-        "evaluation_exec": "true",
-        "evaluation_container": None,
-        "evaluation_input": "input.json",
-        "evaluation_output": "output.json",
-        "sites": None,
-        "architecture": "",
-        "priority": 0,
-        "sandbox_sha256": None,
-        "options": {},
-        "next_point_number": 1,
-    }
-    values.update(overrides)
-    with services.db.write() as conn:
-        task_id = task_store.insert_task(conn, values)
-        segment_id = task_store.insert_segment(
-            conn,
-            task_id=task_id,
-            idx=0,
-            name="",
-            search_space={"x": {"method": "uniform", "dimension": {"low": 0, "high": 1}}},
-            segmented=False,
-            files=None,
-            datasets=None,
-        )
-    return task_id, segment_id
-
-
-def _points(services: Services, task_id: int, segment_id: int, n: int, iteration: int = 1) -> list[int]:
-    with services.db.write() as conn:
-        return point_store.insert_points(
-            conn,
-            task_id=task_id,
-            segment_id=segment_id,
-            iteration=iteration,
-            params=[{"x": i / 10} for i in range(n)],
-        )
-
-
-def _pilot(services: Services, site: str = "SITE-A", owner: str = "ops") -> int:
-    with services.db.write() as conn:
-        return pilot_store.register_pilot(
-            conn, name="p", site=site, owner=owner, hostname="h", slots=[{"name": "0", "gpus": []}],
-            runtimes=["local"], version="t",
-        )  # fmt: skip
-
-
-def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> claims.Claim | None:
-    with services.db.write() as conn:
-        return claims.claim_next(
-            conn,
-            site=site,
-            pilot_id=pilot_id,
-            slot="0",
-            lease_ttl_s=ttl,
-            skip_locked=not services.db.is_sqlite,
-        )
+from tests.support.store_rows import add_pilot, add_points, add_task, claim_next
 
 
 def _end(
@@ -122,18 +49,18 @@ def _settle(
 
 
 def test_point_numbers_are_sequential_per_task_across_iterations(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services)
-    assert _points(backend_services, task_id, segment_id, 3) == [1, 2, 3]
-    assert _points(backend_services, task_id, segment_id, 2, iteration=2) == [4, 5]
-    other_task, other_segment = _task(backend_services)
-    assert _points(backend_services, other_task, other_segment, 1) == [1]
+    task_id, segment_id = add_task(backend_services)
+    assert add_points(backend_services, task_id, segment_id, 3) == [1, 2, 3]
+    assert add_points(backend_services, task_id, segment_id, 2, iteration=2) == [4, 5]
+    other_task, other_segment = add_task(backend_services)
+    assert add_points(backend_services, other_task, other_segment, 1) == [1]
 
 
 def test_claim_moves_the_attempt_counter_and_issues_a_lease(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services)
-    _points(backend_services, task_id, segment_id, 2)
-    pilot_id = _pilot(backend_services)
-    claim = _claim(backend_services, pilot_id)
+    task_id, segment_id = add_task(backend_services)
+    add_points(backend_services, task_id, segment_id, 2)
+    pilot_id = add_pilot(backend_services)
+    claim = claim_next(backend_services, pilot_id)
     assert claim is not None
     assert claim.point.number == 1
     assert claim.attempt_number == 1
@@ -143,46 +70,46 @@ def test_claim_moves_the_attempt_counter_and_issues_a_lease(backend_services: Se
     with backend_services.db.read() as conn:
         now = database_time(conn)
     assert 25 < claim.lease_expires_at - now <= 30.5
-    second = _claim(backend_services, pilot_id)
+    second = claim_next(backend_services, pilot_id)
     assert second is not None and second.point.number == 2 and second.job_number == 1
-    assert _claim(backend_services, pilot_id) is None
+    assert claim_next(backend_services, pilot_id) is None
 
 
 def test_claim_respects_parallelism_job_budget_and_site(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services, n_parallel_evaluation=1, max_evaluation_jobs=2, sites=",SITE-B,")
-    _points(backend_services, task_id, segment_id, 3)
-    here = _pilot(backend_services, site="SITE-A")
-    there = _pilot(backend_services, site="SITE-B")
-    assert _claim(backend_services, here, site="SITE-A") is None, "the task asked for SITE-B only"
-    first = _claim(backend_services, there, site="SITE-B")
+    task_id, segment_id = add_task(backend_services, n_parallel_evaluation=1, max_evaluation_jobs=2, sites=",SITE-B,")
+    add_points(backend_services, task_id, segment_id, 3)
+    here = add_pilot(backend_services, site="SITE-A")
+    there = add_pilot(backend_services, site="SITE-B")
+    assert claim_next(backend_services, here, site="SITE-A") is None, "the task asked for SITE-B only"
+    first = claim_next(backend_services, there, site="SITE-B")
     assert first is not None
-    assert _claim(backend_services, there, site="SITE-B") is None, "nParallelEvaluation=1 and one is running"
+    assert claim_next(backend_services, there, site="SITE-B") is None, "nParallelEvaluation=1 and one is running"
     _end(backend_services, first, 0.5)
-    second = _claim(backend_services, there, site="SITE-B")
+    second = claim_next(backend_services, there, site="SITE-B")
     assert second is not None
     settled = _end(backend_services, second, None)
     assert settled is not None and settled.state == PointState.PENDING
-    assert _claim(backend_services, there, site="SITE-B") is None, "maxEvaluationJobs=2 jobs were started"
+    assert claim_next(backend_services, there, site="SITE-B") is None, "maxEvaluationJobs=2 jobs were started"
 
 
 def test_fair_share_prefers_the_owner_with_fewer_running_attempts(backend_services: Services) -> None:
-    a_task, a_seg = _task(backend_services, owner="alice", priority=5)
-    b_task, b_seg = _task(backend_services, owner="bob")
-    _points(backend_services, a_task, a_seg, 4)
-    _points(backend_services, b_task, b_seg, 4)
-    pilot_id = _pilot(backend_services)
+    a_task, a_seg = add_task(backend_services, owner="alice", priority=5)
+    b_task, b_seg = add_task(backend_services, owner="bob")
+    add_points(backend_services, a_task, a_seg, 4)
+    add_points(backend_services, b_task, b_seg, 4)
+    pilot_id = add_pilot(backend_services)
     owners = []
     for _ in range(4):
-        claim = _claim(backend_services, pilot_id)
+        claim = claim_next(backend_services, pilot_id)
         assert claim is not None
         owners.append(claim.task.owner)
     assert owners == ["alice", "bob", "alice", "bob"], "priority breaks ties, fair share comes first"
 
 
 def test_writes_are_fenced_by_lease_token_and_expiry(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services)
-    _points(backend_services, task_id, segment_id, 1)
-    claim = _claim(backend_services, _pilot(backend_services), ttl=0.5)
+    task_id, segment_id = add_task(backend_services)
+    add_points(backend_services, task_id, segment_id, 1)
+    claim = claim_next(backend_services, add_pilot(backend_services), ttl=0.5)
     assert claim is not None
     with backend_services.db.write() as conn:
         assert attempt_store.extend_lease(conn, claim.attempt_id, "wrong-token", 0.5) is None
@@ -207,16 +134,16 @@ def test_writes_are_fenced_by_lease_token_and_expiry(backend_services: Services)
 
 
 def test_last_failed_attempt_fails_the_point_with_the_failure_loss(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services, max_attempts=2)
-    _points(backend_services, task_id, segment_id, 1)
-    pilot_id = _pilot(backend_services)
+    task_id, segment_id = add_task(backend_services, max_attempts=2)
+    add_points(backend_services, task_id, segment_id, 1)
+    pilot_id = add_pilot(backend_services)
     states = []
     for _ in range(2):
-        claim = _claim(backend_services, pilot_id)
+        claim = claim_next(backend_services, pilot_id)
         assert claim is not None
         states.append(_end(backend_services, claim, None, max_attempts=2))
     assert [s.state if s else None for s in states] == [PointState.PENDING, PointState.FAILED]
-    assert _claim(backend_services, pilot_id) is None
+    assert claim_next(backend_services, pilot_id) is None
     with backend_services.db.read() as conn:
         row = conn.execute(select(points.c.loss, points.c.is_failure, points.c.attempts)).one()
         history = point_store.history(conn, segment_id)
@@ -225,7 +152,7 @@ def test_last_failed_attempt_fails_the_point_with_the_failure_loss(backend_servi
 
 
 def test_state_changes_follow_the_transition_table(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services)
+    task_id, segment_id = add_task(backend_services)
     with backend_services.db.write() as conn:
         assert task_store.set_task_state(conn, task_id, TaskState.FINISHED, end_reason="max_points")
         assert not task_store.set_task_state(conn, task_id, TaskState.KILLED), "finished is terminal"
@@ -237,9 +164,9 @@ def test_state_changes_follow_the_transition_table(backend_services: Services) -
 
 
 def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Services) -> None:
-    task_id, segment_id = _task(backend_services, n_parallel_evaluation=100, max_evaluation_jobs=100, max_points=60)
-    _points(backend_services, task_id, segment_id, 60)
-    pilot_id = _pilot(backend_services)
+    task_id, segment_id = add_task(backend_services, n_parallel_evaluation=100, max_evaluation_jobs=100, max_points=60)
+    add_points(backend_services, task_id, segment_id, 60)
+    pilot_id = add_pilot(backend_services)
     claimed: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -247,7 +174,7 @@ def test_concurrent_claims_never_hand_out_a_point_twice(backend_services: Servic
     def worker() -> None:
         while True:
             try:
-                claim = _claim(backend_services, pilot_id)
+                claim = claim_next(backend_services, pilot_id)
             except StoreBusy:
                 continue
             except BaseException as exc:
@@ -284,8 +211,8 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(backend_services: Services)
 
 @pytest.mark.parametrize("n", [0, 1])
 def test_history_shows_pending_points_as_none(backend_services: Services, n: int) -> None:
-    task_id, segment_id = _task(backend_services)
-    _points(backend_services, task_id, segment_id, n + 1)
+    task_id, segment_id = add_task(backend_services)
+    add_points(backend_services, task_id, segment_id, n + 1)
     with backend_services.db.read() as conn:
         history = point_store.history(conn, segment_id)
     assert [h.loss for h in history] == [None] * (n + 1)
@@ -294,15 +221,15 @@ def test_history_shows_pending_points_as_none(backend_services: Services, n: int
 
 def test_segment_counters_match_the_points(backend_services: Services) -> None:
     """The counters the claim relies on agree with a count of the rows after every kind of move."""
-    task_id, segment_id = _task(backend_services, max_attempts=2)
-    _points(backend_services, task_id, segment_id, 6)
-    pilot_id = _pilot(backend_services)
+    task_id, segment_id = add_task(backend_services, max_attempts=2)
+    add_points(backend_services, task_id, segment_id, 6)
+    pilot_id = add_pilot(backend_services)
     outcomes = [0.5, None, None, 0.25]  # done, retry, (claim again) failed..., done
     for loss in outcomes:
-        claim = _claim(backend_services, pilot_id)
+        claim = claim_next(backend_services, pilot_id)
         assert claim is not None
         _end(backend_services, claim, loss, max_attempts=2)
-    assert _claim(backend_services, pilot_id) is not None  # one left running
+    assert claim_next(backend_services, pilot_id) is not None  # one left running
     with backend_services.db.write() as conn:
         point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
     with backend_services.db.read() as conn:
@@ -322,24 +249,24 @@ def test_segment_counters_match_the_points(backend_services: Services) -> None:
 def test_incremental_history_matches_a_full_read(backend_services: Services) -> None:
     from hposteer.service.operations.history import HistoryCache
 
-    task_id, segment_id = _task(backend_services, max_attempts=2)
+    task_id, segment_id = add_task(backend_services, max_attempts=2)
     cache = HistoryCache(margin_s=5)
-    pilot_id = _pilot(backend_services)
+    pilot_id = add_pilot(backend_services)
 
     def check() -> None:
         with backend_services.db.read() as conn:
             assert cache.history(conn, segment_id) == point_store.history(conn, segment_id)
 
     check()
-    _points(backend_services, task_id, segment_id, 3)
+    add_points(backend_services, task_id, segment_id, 3)
     check()
     for loss in (0.5, None):
-        claim = _claim(backend_services, pilot_id)
+        claim = claim_next(backend_services, pilot_id)
         assert claim is not None
         check()
         _end(backend_services, claim, loss, max_attempts=2)
         check()
-    _points(backend_services, task_id, segment_id, 2, iteration=2)
+    add_points(backend_services, task_id, segment_id, 2, iteration=2)
     with backend_services.db.write() as conn:
         point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
     check()

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveService
+from tests.support.web_ui import PilotThread, new_site, submit
 from tests.ui.conftest import OUTPUT
-from tests.ui.ui_helpers import PilotThread, new_site, submit
 
 SHOTS = OUTPUT / "ui-screenshots"
 

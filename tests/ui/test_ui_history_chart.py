@@ -16,8 +16,8 @@ from itertools import count
 from typing import Any
 
 from tests.conftest import LiveService
+from tests.support.web_ui import PilotThread, new_site, submit
 from tests.ui.conftest import OUTPUT
-from tests.ui.ui_helpers import PilotThread, new_site, submit
 
 SHOTS = OUTPUT / "ui-history"
 SPACE = {

@@ -16,7 +16,7 @@ from hposteer.client.http import ApiClient
 from hposteer.service.operations.auth import create_token
 from hposteer.service.store import tokens as token_store
 from tests.conftest import LiveService
-from tests.ui.ui_helpers import PilotThread, csrf_of, login, new_site, submit, wait_for
+from tests.support.web_ui import PilotThread, csrf_of, login, new_site, submit, wait_for
 
 
 @pytest.fixture(scope="module")

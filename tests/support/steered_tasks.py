@@ -1,4 +1,4 @@
-"""A task of one segment whose points are steered already, for the claim tests."""
+"""A task of one segment whose points are steered already, for the claim tests and the steering-run use-case tests."""
 
 from __future__ import annotations
 

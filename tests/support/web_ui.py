@@ -1,5 +1,6 @@
-"""What the web UI's tests share: logging in through the form, submitting a task, and a pilot in a
-thread that completes points over the real API (succeeding or failing, as told)."""
+"""What the web UI's tests (and the API's failure-visibility test) share: logging in through the form,
+submitting a task, and a pilot in a thread that completes points over the real API (succeeding or
+failing, as told)."""
 
 from __future__ import annotations
 
