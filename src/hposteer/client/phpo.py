@@ -18,7 +18,15 @@ from typing import Any
 
 from hposteer.client import __version__
 from hposteer.client.console import quiet_on_broken_pipe
-from hposteer.client.http import ApiClient, ApiError, Forbidden, RetryPolicy, ServerUnreachable, Unauthorized
+from hposteer.client.http import (
+    ApiClient,
+    ApiError,
+    Forbidden,
+    RetryPolicy,
+    ServerUnreachable,
+    TaskDetail,
+    Unauthorized,
+)
 from hposteer.client.phpo_inputs import (
     PhpoError,
     check_values,
@@ -181,7 +189,7 @@ def _submit(options: argparse.Namespace) -> Outcome:
 
 
 def _dry_run(options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox, token: str | None) -> Outcome:
-    answer: dict[str, Any] | None = None
+    answer: TaskDetail | None = None
     reason = MISSING_TOKEN_HINT
     if token is not None:
         try:

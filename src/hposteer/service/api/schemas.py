@@ -332,10 +332,17 @@ class CompleteIn(_In):
 
 
 class CompleteOut(ResponseBody):
+    # ``repeated`` is sent only when true (a first report's answer never carried it).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=False)
+
     accepted: bool
     point_state: str
-    next_job: JobOut | None = None
-    repeated: bool = Field(False, description="true when this answers a retry of a completion already recorded")
+    next_job: JobOut | None
+    repeated: bool = Field(
+        False,
+        exclude_if=lambda repeated: not repeated,
+        description="true when this answers a retry of a completion already recorded; absent otherwise",
+    )
 
 
 class HealthOut(ResponseBody):
