@@ -25,7 +25,7 @@ def blob(services: Services, data: bytes) -> StoredBlob:
 def test_datasets_freeze_when_a_task_uses_them(backend_services: Services) -> None:
     svc = backend_services
     view, changed = dataset_ops.add_uploaded_file(svc, ALICE, "up", "a.h5", blob(svc, b"a"))
-    assert changed and view["file_count"] == 1
+    assert changed and view.file_count == 1
     assert dataset_ops.add_uploaded_file(svc, ALICE, "up", "a.h5", blob(svc, b"a"))[1] is False
     with pytest.raises(Conflict, match="never replaced"):
         dataset_ops.add_uploaded_file(svc, ALICE, "up", "a.h5", blob(svc, b"other"))
