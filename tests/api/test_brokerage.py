@@ -17,6 +17,7 @@ from hposteer.client.task_view import format_task
 from hposteer.core.requirements import parse_architecture
 from hposteer.service.operations import pilot_jobs
 from hposteer.service.operations.context import Services
+from hposteer.service.operations.job_views import JobView
 from hposteer.service.operations.pilot_jobs import Report
 from hposteer.service.operations.principal import Principal
 from hposteer.service.store import points as point_store
@@ -71,19 +72,17 @@ def _pilot(
         services, PILOT, name="p", site=site, hostname="h", slots=slot_list, runtimes=["local"], version="t",
         capabilities={"cpu": cpu, "network": False},
     )  # fmt: skip
-    return int(answer["pilot_id"])
+    return int(answer.pilot_id)
 
 
-def _acquire(services: Services, pilot_id: int, slot: str = "0") -> dict[str, Any] | None:
+def _acquire(services: Services, pilot_id: int, slot: str = "0") -> JobView | None:
     return pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot=slot)
 
 
-def _finish(services: Services, job: dict[str, Any], *, acquire_next: bool = False) -> dict[str, Any] | None:
-    report = Report(lease_token=job["lease_token"], outcome="success", loss=1.0)
-    answer = pilot_jobs.complete(
-        services, PILOT, attempt_id=job["attempt_id"], report=report, acquire_next=acquire_next
-    )
-    return answer["next_job"]
+def _finish(services: Services, job: JobView, *, acquire_next: bool = False) -> JobView | None:
+    report = Report(lease_token=job.lease_token, outcome="success", loss=1.0)
+    answer = pilot_jobs.complete(services, PILOT, attempt_id=job.attempt_id, report=report, acquire_next=acquire_next)
+    return answer.next_job
 
 
 # -- brokerage in the claim ---------------------------------------------------------------------
@@ -96,22 +95,22 @@ def test_gpu_task_goes_to_a_gpu_slot_and_never_to_a_cpu_slot(backend_services: S
     gpu_pilot = _pilot(services, gpus=1)
     assert _acquire(services, cpu_pilot) is None
     job = _acquire(services, gpu_pilot)
-    assert job is not None and job["task_id"] == gpu_task
+    assert job is not None and job.task_id == gpu_task
     plain = _task(services, points=2, priority=-5)  # no requirements: any slot, the CPU one too
     cpu_job = _acquire(services, cpu_pilot)
-    assert cpu_job is not None and cpu_job["task_id"] == plain
+    assert cpu_job is not None and cpu_job.task_id == plain
     # The GPU slot keeps getting the GPU task's points (priority 0 beats -5); the CPU slot never does.
     for _ in range(2):
         job = _finish(services, job, acquire_next=True)
-        assert job is not None and job["task_id"] == gpu_task
+        assert job is not None and job.task_id == gpu_task
         cpu_job = _finish(services, cpu_job, acquire_next=True) if cpu_job else _acquire(services, cpu_pilot)
-        assert cpu_job is None or cpu_job["task_id"] == plain
+        assert cpu_job is None or cpu_job.task_id == plain
     # A CPU flag requirement: avx512 only on a CPU that has it.
     task = _task(services, architecture="#x86_64-*-avx512", points=2, sites=",AVX,")
     assert _acquire(services, _pilot(services, site="AVX")) is None
     assert _acquire(services, _pilot(services, site="AVX", gpus=1)) is None  # a GPU does not make up for the CPU
     job = _acquire(services, _pilot(services, site="AVX", cpu=CPU_AVX512))
-    assert job is not None and job["task_id"] == task
+    assert job is not None and job.task_id == task
 
 
 def test_site_lists_and_tasks_submitted_after_the_cache_filled(backend_services: Services) -> None:
@@ -119,10 +118,10 @@ def test_site_lists_and_tasks_submitted_after_the_cache_filled(backend_services:
     gpu_pilot = _pilot(services, site="NEW", gpus=1, slots=2)
     first = _task(services, architecture="&nvidia", points=1, sites=",NEW,")
     job = _acquire(services, gpu_pilot, "0")
-    assert job is not None and job["task_id"] == first
+    assert job is not None and job.task_id == first
     second = _task(services, architecture="&nvidia:vram>=40000", points=1, sites=",NEW,")
     job = _acquire(services, gpu_pilot, "1")  # seen at once, though the slot's cache was filled before
-    assert job is not None and job["task_id"] == second
+    assert job is not None and job.task_id == second
     assert _acquire(services, gpu_pilot, "1") is None
     # Comma lists of sites, matched literally:
     task = _task(services, sites=",SITE-B,SITE-1X,", points=3)
@@ -131,14 +130,14 @@ def test_site_lists_and_tasks_submitted_after_the_cache_filled(backend_services:
     assert _acquire(services, _pilot(services, site="site-b")) is None  # site names are case-sensitive everywhere
     for site in ("SITE-B", "SITE-1X"):
         job = _acquire(services, _pilot(services, site=site))
-        assert job is not None and job["task_id"] == task
+        assert job is not None and job.task_id == task
 
 
 # -- fair share ----------------------------------------------------------------------------------
 
 
-def _running_by_owner(services: Services, jobs: dict[str, dict[str, Any]], owners: dict[int, str]) -> Counter[str]:
-    return Counter(owners[j["task_id"]] for j in jobs.values())
+def _running_by_owner(services: Services, jobs: dict[str, JobView], owners: dict[int, str]) -> Counter[str]:
+    return Counter(owners[j.task_id] for j in jobs.values())
 
 
 def test_slots_are_shared_between_users_before_a_backlog_drains(backend_services: Services) -> None:
@@ -146,7 +145,7 @@ def test_slots_are_shared_between_users_before_a_backlog_drains(backend_services
     big = _task(services, owner="alice", points=1000)
     pilot = _pilot(services, slots=6)
     jobs = {str(s): _acquire(services, pilot, str(s)) for s in range(6)}
-    assert all(j is not None and j["task_id"] == big for j in jobs.values())
+    assert all(j is not None and j.task_id == big for j in jobs.values())
     small = _task(services, owner="bob", points=12)
     owners = {big: "alice", small: "bob"}
     started: list[str] = []
@@ -155,7 +154,7 @@ def test_slots_are_shared_between_users_before_a_backlog_drains(backend_services
         job = _finish(services, jobs[slot], acquire_next=True)  # type: ignore[arg-type]
         assert job is not None
         jobs[slot] = job
-        started.append(owners[job["task_id"]])
+        started.append(owners[job.task_id])
         if turn == 5:
             assert _running_by_owner(services, jobs, owners) == Counter(alice=3, bob=3)  # split evenly
     assert started[0] == "bob"  # bob's first point starts at the first free slot
@@ -170,14 +169,14 @@ def test_parallel_limits_hold_while_sharing_and_priority_orders_one_users_tasks(
     big = _task(services, owner="alice", points=100, n_parallel=4, sites=",PAR,")
     small = _task(services, owner="bob", points=100, n_parallel=1, sites=",PAR,")
     pilot = _pilot(services, site="PAR", slots=6)
-    tasks = [j["task_id"] if j else None for j in (_acquire(services, pilot, str(s)) for s in range(6))]
+    tasks = [j.task_id if j else None for j in (_acquire(services, pilot, str(s)) for s in range(6))]
     assert Counter(tasks) == Counter({big: 4, small: 1, None: 1})
     # Within one user, the higher priority task first; fair share between users still comes before priority.
     low = _task(services, owner="carol", points=3, priority=0, sites=",PRIO,")
     high = _task(services, owner="carol", points=3, priority=10, sites=",PRIO,")  # newer, but more urgent
     other = _task(services, owner="dave", points=3, priority=-10, sites=",PRIO,")
     pilot = _pilot(services, site="PRIO", slots=3)
-    started = [j["task_id"] for j in (_acquire(services, pilot, str(s)) for s in range(3)) if j]
+    started = [j.task_id for j in (_acquire(services, pilot, str(s)) for s in range(3)) if j]
     # Fair share first (dave has nothing running, whatever his priority), then carol's tasks by priority.
     assert started == [high, other, high]
     assert low not in started
@@ -194,7 +193,7 @@ def test_concurrent_slots_share_between_users(backend_services: Services) -> Non
     lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def slot_loop(slot: str, job: dict[str, Any] | None) -> None:
+    def slot_loop(slot: str, job: JobView | None) -> None:
         try:
             for _ in range(15):
                 assert job is not None
@@ -207,7 +206,7 @@ def test_concurrent_slots_share_between_users(backend_services: Services) -> Non
                     job = _acquire(services, pilot, slot)
                 assert job is not None
                 with lock:
-                    starts.append((time.monotonic(), job["task_id"]))
+                    starts.append((time.monotonic(), job.task_id))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

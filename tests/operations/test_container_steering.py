@@ -59,10 +59,10 @@ def evaluate_all(services: Services, site: str) -> list[Any]:
     pilot = one_slot_pilot(services, site, name=f"p-{site}")
     done = []
     while (job := pilot_jobs.acquire(services, PILOT, pilot_id=pilot, slot="0")) is not None:
-        params = job["params"]
+        params = job.params
         loss = float(["x", "y", "z"].index(params["a"]))
-        report = pilot_jobs.Report(lease_token=job["lease_token"], outcome="success", loss=loss)
-        pilot_jobs.complete(services, PILOT, attempt_id=job["attempt_id"], report=report)
+        report = pilot_jobs.Report(lease_token=job.lease_token, outcome="success", loss=loss)
+        pilot_jobs.complete(services, PILOT, attempt_id=job.attempt_id, report=report)
         done.append(params)
     return done
 

@@ -25,7 +25,7 @@ def blob(services: Services, data: bytes) -> StoredBlob:
 def test_datasets_freeze_when_a_task_uses_them(backend_services: Services) -> None:
     svc = backend_services
     view, changed = dataset_ops.add_uploaded_file(svc, ALICE, "up", "a.h5", blob(svc, b"a"))
-    assert changed and view["file_count"] == 1
+    assert changed and view.file_count == 1
     assert dataset_ops.add_uploaded_file(svc, ALICE, "up", "a.h5", blob(svc, b"a"))[1] is False
     with pytest.raises(Conflict, match="never replaced"):
         dataset_ops.add_uploaded_file(svc, ALICE, "up", "a.h5", blob(svc, b"other"))
@@ -45,11 +45,11 @@ def test_datasets_freeze_when_a_task_uses_them(backend_services: Services) -> No
         name="t", evaluation_exec="true", search_space=SPACE, optimizer="grid", training_ds="up", segments=segments
     )
     submit_task(svc, ALICE, request, dry_run=True)
-    assert not dataset_ops.show_dataset(svc, ALICE, "up")["in_use"], "a dry run freezes nothing"
+    assert not dataset_ops.show_dataset(svc, ALICE, "up").in_use, "a dry run freezes nothing"
     submit_task(svc, ALICE, request, dry_run=False)
-    listed = {d["name"]: d for d in dataset_ops.list_datasets(svc, ALICE)}
-    assert listed["up"]["in_use"] and listed["reg"]["in_use"] and listed["up"]["size"] == 1
+    listed = {d.name: d for d in dataset_ops.list_datasets(svc, ALICE)}
+    assert listed["up"].in_use and listed["reg"].in_use and listed["up"].size == 1
     with pytest.raises(Conflict, match="used by a task"):
         dataset_ops.add_uploaded_file(svc, ALICE, "up", "b.h5", blob(svc, b"b"))
-    sha = dataset_ops.show_dataset(svc, ALICE, "up")["files"][0]["sha256"]
+    sha = dataset_ops.show_dataset(svc, ALICE, "up").files[0].sha256
     assert dataset_ops.pilot_file_path(svc, sha).read_bytes() == b"a"

@@ -61,8 +61,8 @@ def test_an_exhausted_optimizer_ends_the_task_once_its_points_are_done(backend_s
         for _ in range(3):
             job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
             assert job is not None
-            report = pilot_jobs.Report(lease_token=job["lease_token"], outcome="success", loss=1.0)
-            pilot_jobs.complete(backend_services, PILOT, attempt_id=job["attempt_id"], report=report)
+            report = pilot_jobs.Report(lease_token=job.lease_token, outcome="success", loss=1.0)
+            pilot_jobs.complete(backend_services, PILOT, attempt_id=job.attempt_id, report=report)
         assert show_task(backend_services, ALICE, task_id).state == "running", "the optimiser may have more"
         second = steer_segment(backend_services, runner, segment_id)
         assert second.outcome == "exhausted"
@@ -131,8 +131,8 @@ def test_failed_points_reach_the_optimiser_as_failures_unless_the_task_asks_for_
             for _ in range(2):
                 job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
                 assert job is not None
-                report = pilot_jobs.Report(lease_token=job["lease_token"], outcome="failure", failure_class="timeout")
-                pilot_jobs.complete(backend_services, PILOT, attempt_id=job["attempt_id"], report=report)
+                report = pilot_jobs.Report(lease_token=job.lease_token, outcome="failure", failure_class="timeout")
+                pilot_jobs.complete(backend_services, PILOT, attempt_id=job.attempt_id, report=report)
             assert steer_segment(backend_services, runner, segment_id).produced == 1
         finally:
             runner.close()
@@ -168,8 +168,8 @@ def test_a_task_failed_by_its_steering_ends_its_running_attempts_with_events(bac
     pilot = one_slot_pilot(backend_services, "S")
     done = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
     assert done is not None
-    report = pilot_jobs.Report(lease_token=done["lease_token"], outcome="success", loss=0.5)
-    pilot_jobs.complete(backend_services, PILOT, attempt_id=done["attempt_id"], report=report)
+    report = pilot_jobs.Report(lease_token=done.lease_token, outcome="success", loss=0.5)
+    pilot_jobs.complete(backend_services, PILOT, attempt_id=done.attempt_id, report=report)
     job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
     assert job is not None
     kept.events.clear()
@@ -179,7 +179,7 @@ def test_a_task_failed_by_its_steering_ends_its_running_attempts_with_events(bac
 
     ended = [e for e in kept.events if isinstance(e, JobEnded)]
     assert [(e.attempt_id, e.outcome, e.failure_class, e.point_state) for e in ended] == [
-        (job["attempt_id"], "cancelled", "killed", "cancelled")
+        (job.attempt_id, "cancelled", "killed", "cancelled")
     ], "Clara's promise: an end_job for every start_job, also when the task fails"
     (round_ended,) = [e for e in kept.events if isinstance(e, RoundEnded)]
     tally = (round_ended.task_id, round_ended.iteration, round_ended.points, round_ended.done, round_ended.cancelled)

@@ -73,7 +73,7 @@ def test_a_completion_passed_over_held_segments_gets_its_next_job_after_its_comm
     job = pilot_jobs.acquire(services, PILOT, pilot_id=pilot_id, slot="0")
     assert job is not None
     with services.db.read() as conn:
-        assert task_store.segments_of(conn, job["task_id"])[0].id == first
+        assert task_store.segments_of(conn, job.task_id)[0].id == first
     holder = services.db.engine.connect()
     holder.begin()
     holder.execute(text("SELECT id FROM segments WHERE id = :s FOR UPDATE"), {"s": second})
@@ -81,13 +81,13 @@ def test_a_completion_passed_over_held_segments_gets_its_next_job_after_its_comm
     release.start()
     began = time.monotonic()
     answer = pilot_jobs.complete(
-        services, PILOT, attempt_id=job["attempt_id"],
-        report=pilot_jobs.Report(job["lease_token"], "success", loss=1.0, request_key="k-1"), acquire_next=True,
+        services, PILOT, attempt_id=job.attempt_id,
+        report=pilot_jobs.Report(job.lease_token, "success", loss=1.0, request_key="k-1"), acquire_next=True,
     )  # fmt: skip
     took = time.monotonic() - began
     release.join()
-    next_job = answer["next_job"]
+    next_job = answer.next_job
     assert next_job is not None, "the job comes from the segment that was held, once it is free"
     with services.db.read() as conn:
-        assert task_store.segments_of(conn, next_job["task_id"])[0].id == second
+        assert task_store.segments_of(conn, next_job.task_id)[0].id == second
     assert 0.4 <= took < 5.0, f"it waited for the holder ({took:.2f} s), after its own commit"

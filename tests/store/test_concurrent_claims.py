@@ -49,15 +49,15 @@ def _worker(settings_json: str, pilot_id: int, seed: int, seconds: float) -> Non
                     job = None
                     continue  # abandoned: the lease runs out and a reaper (any process) settles it
                 if roll < 0.5:
-                    report = pilot_jobs.Report(job["lease_token"], "failure", failure_class="payload_error")
+                    report = pilot_jobs.Report(job.lease_token, "failure", failure_class="payload_error")
                 else:
-                    report = pilot_jobs.Report(job["lease_token"], "success", loss=float(job["point_id"]))
+                    report = pilot_jobs.Report(job.lease_token, "success", loss=float(job.point_id))
                 done, job = job, None
                 with contextlib.suppress(Conflict):  # the lease expired first: refused, as it must be
                     answer = pilot_jobs.complete(
-                        services, PILOT, attempt_id=done["attempt_id"], report=report, acquire_next=rng.random() < 0.5
+                        services, PILOT, attempt_id=done.attempt_id, report=report, acquire_next=rng.random() < 0.5
                     )
-                    job = answer["next_job"]
+                    job = answer.next_job
             except StoreBusy:
                 time.sleep(0.01)
     finally:

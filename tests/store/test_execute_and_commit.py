@@ -109,13 +109,13 @@ def test_a_completion_whose_next_claim_meets_the_limit_at_the_last_moment_is_sto
     timer = threading.Timer(0.3, holder.commit)  # while the completion's claim waits for the row
     timer.start()
     answer = pilot_jobs.complete(
-        services, PILOT, attempt_id=job["attempt_id"],
-        report=pilot_jobs.Report(job["lease_token"], "success", loss=0.5, request_key="k"), acquire_next=True,
+        services, PILOT, attempt_id=job.attempt_id,
+        report=pilot_jobs.Report(job.lease_token, "success", loss=0.5, request_key="k"), acquire_next=True,
     )  # fmt: skip
     timer.join()
     holder.close()
     assert len(misses) == 1, "the fast path met the limit once"
-    assert answer["accepted"] and answer["point_state"] == "done" and answer["next_job"] is None
+    assert answer.accepted and answer.point_state == "done" and answer.next_job is None
     with services.db.read() as conn:
         states = dict(conn.execute(text("SELECT state, count(*) FROM attempts GROUP BY state")).all())
         segment = conn.execute(

@@ -42,4 +42,4 @@ def one_slot_pilot(services: Services, site: str, *, name: str = "p", slot: str 
         services, PILOT, name=name, site=site, hostname="h", slots=[{"name": slot, "gpus": []}],
         runtimes=["local"], version="t",
     )  # fmt: skip
-    return int(registered["pilot_id"])
+    return int(registered.pilot_id)

@@ -17,7 +17,7 @@ from typing import Any
 
 from hposteer.client import __version__
 from hposteer.client.console import quiet_on_broken_pipe
-from hposteer.client.http import ApiClient, ApiError, ServerUnreachable, Unauthorized
+from hposteer.client.http import ApiClient, ApiError, Point, ServerUnreachable, Unauthorized
 from hposteer.client.settings import MISSING_TOKEN_HINT, refused, resolve_server, resolve_token
 from hposteer.client.task_download import download_action
 from hposteer.client.task_view import format_point, format_task, format_task_table, wait_for_task
@@ -184,8 +184,8 @@ _TASK_ACTIONS: dict[str, Callable[[ApiClient, argparse.Namespace], tuple[Any, st
 }
 
 
-def _all_points(api: ApiClient, task_id: int) -> list[dict[str, Any]]:
-    points: list[dict[str, Any]] = []
+def _all_points(api: ApiClient, task_id: int) -> list[Point]:
+    points: list[Point] = []
     after = 0
     while True:
         page = api.list_points(task_id, after=after, limit=500)

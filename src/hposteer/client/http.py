@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import httpx
 
@@ -70,6 +70,14 @@ class ServerUnreachable(Exception):
         )
 
 
+# -- the wire model ----------------------------------------------------------------------------
+# One TypedDict per request or response body of docs/api.md: the client's side of the API's
+# OpenAPI document (tests/client/test_wire_contract.py checks every field, its JSON type and
+# whether it is required against the schema that create_app(...).openapi() publishes). Every
+# field of an answer is sent, so every key of a response type is required; request types mark
+# what the server lets a client leave out as NotRequired.
+
+
 class Progress(TypedDict):
     max_points: int
     generated: int
@@ -102,6 +110,102 @@ class TaskSummary(TypedDict):
     best: Best | None
 
 
+class Segment(TypedDict):
+    index: int
+    name: str
+    state: str
+    end_reason: str | None
+    iteration: int
+    progress: Progress
+    best: Best | None
+
+
+class TaskDetail(TaskSummary):
+    message: str | None
+    seed: int | None
+    settings: dict[str, Any]
+    options: dict[str, Any]
+    segments: list[Segment]
+    brokerage: str | None  # why no recently seen pilot can run the task (`task show`)
+    warnings: list[str]  # what a submission accepted but changed
+
+
+class TaskList(TypedDict):
+    tasks: list[TaskSummary]
+
+
+class Attempt(TypedDict):
+    number: int
+    state: str
+    pilot: str | None
+    site: str
+    slot: str
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    failure_class: str | None
+    message: str | None
+    duration_s: float | None
+    job_number: int | None
+
+
+class AttemptDetail(Attempt):
+    log_tail: str | None
+    meta: dict[str, Any] | None
+    heartbeat_at: float | None
+    lease_expires_at: float | None
+
+
+class Point(TypedDict):
+    id: int
+    segment: int
+    iteration: int
+    params: Any
+    state: str
+    loss: float | None
+    is_failure: bool
+    created_at: float
+    finished_at: float | None
+    attempts: list[Attempt]
+
+
+class PointDetail(TypedDict):
+    id: int
+    segment: int
+    iteration: int
+    params: Any
+    state: str
+    loss: float | None
+    is_failure: bool
+    created_at: float
+    finished_at: float | None
+    attempts: list[AttemptDetail]
+
+
+class PointList(TypedDict):
+    points: list[Point]
+    next_after: int | None
+
+
+class Retried(TypedDict):
+    requeued: int
+    task: TaskDetail
+
+
+class StoredSandbox(TypedDict):
+    sha256: str
+    size: int
+
+
+class Health(TypedDict):
+    status: str
+    database: str
+    version: str
+
+
+# -- pilot bodies
+
+
 class SandboxRef(TypedDict):
     sha256: str
     size: int
@@ -113,7 +217,52 @@ class SegmentRef(TypedDict):
     name: str
 
 
+class RestoreRef(TypedDict):
+    """The checkpoint a retried attempt restores (GET ``url`` with the lease token)."""
+
+    sha256: str
+    size: int
+    url: str
+
+
+class JobCheckpoint(TypedDict):
+    save: list[str]
+    load_as: str | None
+    interval_s: float
+    max_bytes: int
+    upload_url: str
+    restore: RestoreRef | None
+
+
+class JobMeta(TypedDict):
+    file: str
+    max_bytes: int
+
+
+class JobMetrics(TypedDict):
+    file: str
+    archive_name: str
+    max_bytes: int
+    upload_url: str
+
+
+class TrainingFile(TypedDict):
+    name: str
+    size: int | None
+    sha256: str | None
+    url: str | None  # the service's download path (uploaded files)
+    location: str | None  # registered: absolute path, file:// or http(s):// URL on the site
+
+
+class Training(TypedDict):
+    file: str  # --evaluationTrainingData
+    files: list[TrainingFile]
+
+
 class Job(TypedDict):
+    """What a pilot runs (docs/api.md, Job). The pilot reads the later entries with ``.get``:
+    a server older than its pilot may not send them."""
+
     attempt_id: int
     lease_token: str
     lease_ttl_s: float
@@ -122,6 +271,7 @@ class Job(TypedDict):
     task_name: str
     point_id: int
     attempt_number: int
+    job_number: int  # the task's job counter (%RNDM offset)
     segment: SegmentRef
     params: Any
     evaluation_exec: str
@@ -129,15 +279,13 @@ class Job(TypedDict):
     evaluation_input: str
     evaluation_output: str
     sandbox: SandboxRef | None
-    job_number: NotRequired[int]  # the task's job counter (%RNDM offset), when the server sends it
-    evaluation_timeout_s: NotRequired[float | None]  # stop the payload after this long (failure class timeout)
-    job_step: NotRequired[int]  # this point's place in its job (maxPointsPerEvaluationJob)
-    max_points_per_job: NotRequired[int]
-    # Checkpoints, metadata and metrics (docs/api.md, Job); parsed by client/pilot/checkpoints.py
-    # and metrics.py.
-    checkpoint: NotRequired[dict[str, Any] | None]
-    meta: NotRequired[dict[str, Any] | None]
-    metrics: NotRequired[dict[str, Any] | None]
+    evaluation_timeout_s: float | None  # stop the payload after this long (failure class timeout)
+    job_step: int  # this point's place in its job (maxPointsPerEvaluationJob)
+    max_points_per_job: int
+    checkpoint: JobCheckpoint | None  # parsed by client/pilot/checkpoints.py
+    meta: JobMeta | None  # and these two by client/pilot/metrics.py
+    metrics: JobMetrics | None
+    training: Training | None  # staged by client/pilot/staging.py
 
 
 class Registration(TypedDict):
@@ -156,11 +304,82 @@ class Completed(TypedDict):
     accepted: bool
     point_state: str
     next_job: Job | None
+    repeated: NotRequired[bool]  # sent (true) only when this answers a retry of a completion already recorded
 
 
 class Heartbeat(TypedDict):
-    action: str
+    action: Literal["continue", "kill"]
     lease_expires_in_s: float
+
+
+# -- pilot requests
+
+
+class GpuInfo(TypedDict):
+    """One GPU of a slot, as detected (nvidia-smi) or declared by the site admin."""
+
+    index: str
+    vendor: NotRequired[Literal["nvidia", "amd", "intel"] | None]
+    model: NotRequired[str | None]
+    memory_mb: NotRequired[int | None]
+    driver_version: NotRequired[str | None]
+    cuda_version: NotRequired[str | None]
+    uarch: NotRequired[str | None]
+
+
+class SlotDeclaration(TypedDict):
+    name: str
+    gpus: NotRequired[list[str]]
+    gpu_info: NotRequired[list[GpuInfo]]
+
+
+class CpuDeclaration(TypedDict):
+    arch: str
+    vendor: NotRequired[str | None]
+    flags: NotRequired[list[str]]
+
+
+class CapabilitiesDeclaration(TypedDict):
+    cpu: NotRequired[CpuDeclaration | None]
+    network: NotRequired[bool]  # payloads may use the network at this site
+
+
+class PilotRegistration(TypedDict):
+    """POST /pilot/register; ``slots`` and ``capabilities`` come from client/pilot/capabilities.py."""
+
+    name: str
+    site: str
+    hostname: NotRequired[str]
+    slots: list[SlotDeclaration]
+    runtimes: NotRequired[list[str]]
+    version: NotRequired[str]
+    capabilities: NotRequired[CapabilitiesDeclaration | None]
+
+
+class AcquireRequest(TypedDict):
+    pilot_id: int
+    slot: str
+    request_key: NotRequired[str | None]
+
+
+class HeartbeatRequest(TypedDict):
+    lease_token: str
+
+
+class CompletionReport(TypedDict):
+    """POST /pilot/attempts/{id}/complete: an attempt's end (client/pilot/evaluation.py's Report)."""
+
+    lease_token: str
+    outcome: Literal["success", "failure"]
+    loss: NotRequired[float | None]
+    failure_class: NotRequired[str | None]
+    exit_code: NotRequired[int | None]
+    message: NotRequired[str | None]
+    log_tail: NotRequired[str | None]
+    duration_s: NotRequired[float | None]
+    meta: NotRequired[dict[str, Any] | None]
+    request_key: NotRequired[str | None]
+    acquire_next: NotRequired[bool]
 
 
 @dataclass
@@ -266,8 +485,8 @@ class ApiClient:
 
     # -- user routes ------------------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self.request("GET", "/healthz", retry_unsafe=True).json())
+    def health(self) -> Health:
+        return cast(Health, self.request("GET", "/healthz", retry_unsafe=True).json())
 
     def has_sandbox(self, sha256: str) -> bool:
         try:
@@ -276,9 +495,9 @@ class ApiClient:
             return False
         return True
 
-    def upload_sandbox(self, data: bytes, sha256: str) -> dict[str, Any]:
+    def upload_sandbox(self, data: bytes, sha256: str) -> StoredSandbox:
         return cast(
-            dict[str, Any],
+            StoredSandbox,
             self._json(
                 "POST",
                 "/sandboxes",
@@ -288,64 +507,65 @@ class ApiClient:
             ),
         )
 
-    def submit_task(self, submission: dict[str, Any]) -> dict[str, Any]:
-        return cast(dict[str, Any], self._json("POST", "/tasks", json=submission))
+    def submit_task(self, submission: dict[str, Any]) -> TaskDetail:
+        return cast(TaskDetail, self._json("POST", "/tasks", json=submission))
 
     def list_tasks(self, state: str | None = None, limit: int = 100) -> list[TaskSummary]:
         params: dict[str, Any] = {"limit": limit}
         if state:
             params["state"] = state
-        return cast(list[TaskSummary], self._json("GET", "/tasks", params=params, retry_unsafe=True)["tasks"])
+        return cast(TaskList, self._json("GET", "/tasks", params=params, retry_unsafe=True))["tasks"]
 
-    def get_task(self, task_id: int) -> dict[str, Any]:
-        return cast(dict[str, Any], self._json("GET", f"/tasks/{task_id}", retry_unsafe=True))
+    def get_task(self, task_id: int) -> TaskDetail:
+        return cast(TaskDetail, self._json("GET", f"/tasks/{task_id}", retry_unsafe=True))
 
-    def list_points(self, task_id: int, state: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
+    def list_points(self, task_id: int, state: str | None = None, after: int = 0, limit: int = 100) -> PointList:
         params: dict[str, Any] = {"after": after, "limit": limit}
         if state:
             params["state"] = state
-        return cast(dict[str, Any], self._json("GET", f"/tasks/{task_id}/points", params=params, retry_unsafe=True))
+        return cast(PointList, self._json("GET", f"/tasks/{task_id}/points", params=params, retry_unsafe=True))
 
-    def get_point(self, task_id: int, point_id: int) -> dict[str, Any]:
-        return cast(dict[str, Any], self._json("GET", f"/tasks/{task_id}/points/{point_id}", retry_unsafe=True))
+    def get_point(self, task_id: int, point_id: int) -> PointDetail:
+        return cast(PointDetail, self._json("GET", f"/tasks/{task_id}/points/{point_id}", retry_unsafe=True))
 
-    def retry_task(self, task_id: int) -> dict[str, Any]:
-        return cast(dict[str, Any], self._json("POST", f"/tasks/{task_id}/retry"))
+    def retry_task(self, task_id: int) -> Retried:
+        return cast(Retried, self._json("POST", f"/tasks/{task_id}/retry"))
 
-    def kill_task(self, task_id: int) -> dict[str, Any]:
-        return cast(dict[str, Any], self._json("POST", f"/tasks/{task_id}/kill"))
+    def kill_task(self, task_id: int) -> TaskDetail:
+        return cast(TaskDetail, self._json("POST", f"/tasks/{task_id}/kill"))
 
     # -- pilot routes -----------------------------------------------------------------------
 
-    def register_pilot(self, registration: dict[str, Any]) -> Registration:
+    def register_pilot(self, registration: PilotRegistration) -> Registration:
         return cast(Registration, self._json("POST", "/pilot/register", json=registration))
 
     def acquire(self, pilot_id: int, slot: str, *, request_key: str | None = None) -> Acquired:
         """Claim the slot's next job. The idempotency key makes a retry after a lost answer safe:
         the server hands back the job the first call claimed instead of claiming another."""
-        body = {"pilot_id": pilot_id, "slot": slot, "request_key": request_key or new_request_key()}
+        body: AcquireRequest = {"pilot_id": pilot_id, "slot": slot, "request_key": request_key or new_request_key()}
         return cast(Acquired, self._json("POST", "/pilot/acquire", json=body, retry_unsafe=True))
 
     def heartbeat(self, attempt_id: int, lease_token: str) -> Heartbeat:
+        body: HeartbeatRequest = {"lease_token": lease_token}
         return cast(
             Heartbeat,
             self._json(
                 "POST",
                 f"/pilot/attempts/{attempt_id}/heartbeat",
-                json={"lease_token": lease_token},
+                json=body,
                 retry_unsafe=True,
             ),
         )
 
     def complete(
-        self, attempt_id: int, report: dict[str, Any], *, acquire_next: bool = False, request_key: str | None = None
+        self, attempt_id: int, report: CompletionReport, *, acquire_next: bool = False, request_key: str | None = None
     ) -> Completed:
         """Report an attempt's end; with ``acquire_next`` the answer carries the slot's next job (or null).
 
         Pass the same ``request_key`` when repeating a report whose answer was lost: the server
         then answers as it did the first time instead of refusing the repeat (R4).
         """
-        body = {**report, "request_key": request_key or new_request_key()}
+        body: CompletionReport = {**report, "request_key": request_key or new_request_key()}
         if acquire_next:
             body["acquire_next"] = True
         return cast(

@@ -19,7 +19,15 @@ from typing import Any
 
 from hposteer.client import __version__
 from hposteer.client.console import quiet_on_broken_pipe
-from hposteer.client.http import ApiClient, ApiError, Forbidden, RetryPolicy, ServerUnreachable, Unauthorized
+from hposteer.client.http import (
+    ApiClient,
+    ApiError,
+    Forbidden,
+    RetryPolicy,
+    ServerUnreachable,
+    TaskDetail,
+    Unauthorized,
+)
 from hposteer.client.phpo_check import InvalidTask, check_task_offline
 from hposteer.client.phpo_inputs import (
     PhpoError,
@@ -189,7 +197,7 @@ def _dry_run(
     options: argparse.Namespace, body: dict[str, Any], sandbox: Sandbox, token: str | None, offline_warnings: list[str]
 ) -> Outcome:
     """After the offline check passed: the server's dry run, when a server answers, checks the rest."""
-    answer: dict[str, Any] | None = None
+    answer: TaskDetail | None = None
     reason = MISSING_TOKEN_HINT
     if token is not None:
         try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
-from hposteer.client.http import ApiClient, TaskSummary
+from hposteer.client.http import ApiClient, Attempt, Point, PointDetail, TaskDetail, TaskSummary
 
 TERMINAL_STATES = ("finished", "failed", "killed")
 # Why a failed task failed, as `task wait` reports it (its exit code: hposteer.client.cli WAIT_EXIT_CODES).
@@ -38,7 +39,7 @@ def format_task_table(tasks: list[TaskSummary]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def format_task(task: dict[str, Any], points: list[dict[str, Any]] | None = None) -> str:
+def format_task(task: TaskDetail, points: Sequence[Point] | None = None) -> str:
     p = task["progress"]
     lines = [
         f"task {task['id']}  {task['name']}  (owner {task['owner']})",
@@ -76,7 +77,7 @@ def format_task(task: dict[str, Any], points: list[dict[str, Any]] | None = None
     return "\n".join(lines)
 
 
-def _attempt_line(a: dict[str, Any]) -> str:
+def _attempt_line(a: Attempt) -> str:
     detail = a["failure_class"] or ""
     if a.get("message"):
         detail += f": {a['message']}"
@@ -87,7 +88,7 @@ def _attempt_line(a: dict[str, Any]) -> str:
     ).rstrip()
 
 
-def format_point(point: dict[str, Any], tail_lines: int = 40) -> str:
+def format_point(point: PointDetail, tail_lines: int = 40) -> str:
     """One point and each attempt in full, with the end of its payload's output."""
     lines = [
         f"point {point['id']} (segment {point['segment']}, iteration {point['iteration']}): {point['state']}, "
@@ -106,7 +107,7 @@ def format_point(point: dict[str, Any], tail_lines: int = 40) -> str:
     return "\n".join(lines)
 
 
-def _bar(task: dict[str, Any], width: int = 30) -> str:
+def _bar(task: TaskSummary, width: int = 30) -> str:
     p = task["progress"]
     total = max(p["max_points"], 1)
     evaluated = p["done"] + p["failed"]
@@ -163,7 +164,7 @@ def wait_for_task(
         time.sleep(interval_s)
 
 
-def outcome_of(task: dict[str, Any]) -> str:
+def outcome_of(task: TaskSummary) -> str:
     """How an ended task ended, for `task wait` (see wait_for_task)."""
     if task["state"] != "failed":
         return str(task["state"])

@@ -13,9 +13,8 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -155,7 +154,7 @@ def _events_and_metrics(settings: Settings, services: Services) -> tuple[EventBu
 
 def _health(app: FastAPI, services: Services) -> None:
     @app.get("/healthz", response_model=HealthOut, tags=["health"])
-    def healthz() -> Any:
+    def healthz() -> HealthOut | Response:
         try:
             with services.db.read() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -164,8 +163,8 @@ def _health(app: FastAPI, services: Services) -> None:
         except Exception as exc:
             log.warning("health check: database unavailable: %s", exc)
             return _unhealthy(str(exc))
-        return {"status": "ok", "database": "ok", "version": __version__}
+        return HealthOut(status="ok", database="ok", version=__version__)
 
 
-def _unhealthy(reason: str) -> Any:
+def _unhealthy(reason: str) -> Response:
     return error_response(503, "unhealthy", f"the database does not answer: {reason}", headers={"Retry-After": "5"})

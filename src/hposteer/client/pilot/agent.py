@@ -20,7 +20,6 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hposteer.client import __version__
 from hposteer.client.http import (
@@ -30,12 +29,13 @@ from hposteer.client.http import (
     Forbidden,
     Job,
     NotFound,
+    PilotRegistration,
     ServerUnreachable,
     Unauthorized,
     new_request_key,
 )
 from hposteer.client.pilot.capabilities import HostCapabilities, detect_host
-from hposteer.client.pilot.evaluation import Evaluator, Report, short_params
+from hposteer.client.pilot.evaluation import Evaluator, Report, completion_report, short_params
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.runtimes.base import Runtime
 from hposteer.client.pilot.slots import Slot
@@ -109,15 +109,17 @@ class Pilot:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def registration(self) -> dict[str, Any]:
+    def registration(self) -> PilotRegistration:
         """What the pilot declares about itself (POST /pilot/register): slots with their GPUs, CPU, network."""
         if self.config.capabilities is None:
             self.config.capabilities = detect_host(self.config.slots)
+        declared = self.config.capabilities.registration(self.config.slots)
         return {
             "name": self.config.name,
             "site": self.config.site,
             "hostname": socket.gethostname(),
-            **self.config.capabilities.registration(self.config.slots),
+            "slots": declared["slots"],
+            "capabilities": declared["capabilities"],
             "runtimes": [self.config.runtime.name],
             "version": __version__,
         }
@@ -362,7 +364,8 @@ class Pilot:
         key = new_request_key()  # the same for every repeat of this report (R4)
         while True:
             try:
-                answer = self.api.complete(job["attempt_id"], dict(report), acquire_next=acquire_next, request_key=key)
+                body = completion_report(report)
+                answer = self.api.complete(job["attempt_id"], body, acquire_next=acquire_next, request_key=key)
                 self.log.debug(f"{label}: reported; point {answer['point_state']}")
                 return (answer.get("next_job"), True) if acquire_next else (None, False)
             except Conflict as exc:

@@ -15,8 +15,9 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
+from hposteer.client.http import CapabilitiesDeclaration, CpuDeclaration, GpuInfo, SlotDeclaration
 from hposteer.client.pilot.slots import Slot
 
 NVIDIA_SMI = (
@@ -28,6 +29,13 @@ MAX_FLAGS = 512
 
 _ARCH = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "i386": "i686"}
 _CPU_VENDOR = {"genuineintel": "intel", "authenticamd": "amd", "hygongenuine": "hygon", "0x41": "arm"}
+
+
+class Declaration(TypedDict):
+    """The ``slots`` and ``capabilities`` fields of a registration (client/http.py, PilotRegistration)."""
+
+    slots: list[SlotDeclaration]
+    capabilities: CapabilitiesDeclaration
 
 
 class CapabilityError(ValueError):
@@ -43,8 +51,8 @@ class Gpu:
     driver_version: str | None = None
     cuda_version: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+    def to_json(self) -> GpuInfo:
+        return cast(GpuInfo, {k: v for k, v in self.__dict__.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,8 @@ class Cpu:
     vendor: str | None = None
     flags: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"arch": self.arch, "flags": list(self.flags)}
+    def to_json(self) -> CpuDeclaration:
+        out: CpuDeclaration = {"arch": self.arch, "flags": list(self.flags)}
         if self.vendor:
             out["vendor"] = self.vendor
         return out
@@ -70,7 +78,7 @@ class HostCapabilities:
         """The GPUs of one slot, with what is known about each (the index alone when nothing is)."""
         return [self.gpus.get(index, Gpu(index=index)) for index in slot.gpus]
 
-    def registration(self, slots: Sequence[Slot]) -> dict[str, Any]:
+    def registration(self, slots: Sequence[Slot]) -> Declaration:
         """The ``slots`` and ``capabilities`` fields of POST /pilot/register."""
         return {
             "slots": [

@@ -20,11 +20,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hposteer.client.artifacts import download_checkpoint, upload
 from hposteer.client.files import sha256_of
-from hposteer.client.http import ApiClient, ApiError, Conflict, Job, ServerUnreachable
+from hposteer.client.http import ApiClient, ApiError, Conflict, Job, RestoreRef, ServerUnreachable
 from hposteer.client.pilot.archive_check import Limits
 from hposteer.client.pilot.extract import UnsafeArchive, safe_extract
 from hposteer.client.pilot.logs import Logger
@@ -46,7 +45,7 @@ class CheckpointSpec:
     interval_s: float
     max_bytes: int
     upload_url: str
-    restore: dict[str, Any] | None  # {"sha256", "size", "url"}
+    restore: RestoreRef | None
 
     @classmethod
     def from_job(cls, job: Job) -> CheckpointSpec | None:
@@ -85,7 +84,7 @@ def restore(api: ApiClient, job: Job, spec: CheckpointSpec, workdir: Path, log: 
         return None
 
 
-def _fetch(api: ApiClient, job: Job, ref: dict[str, Any], dest: Path) -> None:
+def _fetch(api: ApiClient, job: Job, ref: RestoreRef, dest: Path) -> None:
     problem = ""
     for attempt in range(1, DOWNLOAD_TRIES + 1):
         try:

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from hposteer.client.http import ApiClient, Job
+from hposteer.client.http import ApiClient, CompletionReport, Job
 from hposteer.client.pilot.checkpoints import CheckpointError, CheckpointSpec, CheckpointUploader, restore
 from hposteer.client.pilot.lease import LeaseKeeper
 from hposteer.client.pilot.logs import Logger
@@ -47,6 +47,23 @@ class Report(TypedDict):
     log_tail: str
     duration_s: float
     meta: NotRequired[dict[str, Any]]  # the --evaluationMeta object, when the payload wrote a valid one
+
+
+def completion_report(report: Report) -> CompletionReport:
+    """The report as the body of POST /pilot/attempts/{id}/complete."""
+    body: CompletionReport = {
+        "lease_token": report["lease_token"],
+        "outcome": cast(Literal["success", "failure"], report["outcome"]),
+        "loss": report["loss"],
+        "failure_class": report["failure_class"],
+        "exit_code": report["exit_code"],
+        "message": report["message"],
+        "log_tail": report["log_tail"],
+        "duration_s": report["duration_s"],
+    }
+    if "meta" in report:
+        body["meta"] = report["meta"]
+    return body
 
 
 @dataclasses.dataclass

@@ -27,15 +27,14 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict, cast
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from hposteer.client.files import CHUNK, sha256_of
-from hposteer.client.http import ApiClient, ApiError, Job, ServerUnreachable
+from hposteer.client.http import ApiClient, ApiError, Job, ServerUnreachable, Training, TrainingFile
 from hposteer.client.pilot.logs import Logger
 
 DOWNLOAD_TRIES = 3
@@ -46,23 +45,9 @@ class StagingError(RuntimeError):
     """A training file could not be staged (missing, damaged, not downloadable)."""
 
 
-class TrainingFile(TypedDict):
-    name: str
-    size: int | None
-    sha256: str | None
-    url: str | None  # the service's download path (uploaded files)
-    location: str | None  # registered: absolute path, file:// or http(s):// URL on the site
-
-
-class Training(TypedDict):
-    file: str  # --evaluationTrainingData
-    files: list[TrainingFile]
-
-
 def training_of(job: Job) -> Training | None:
     """The job's training entry, if it has one (older servers send none)."""
-    value = cast(Mapping[str, Any], job).get("training")
-    return cast(Training, value) if value else None
+    return job.get("training") or None
 
 
 def _plain(name: object, what: str) -> str:

@@ -3,7 +3,7 @@ restore; users list and download them and read attempts' metadata."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -14,6 +14,7 @@ from hposteer.service.api.deps import PilotDep, ServicesDep, UserDep
 from hposteer.service.api.uploads import receive_blob
 from hposteer.service.operations import artifacts as artifact_ops
 from hposteer.service.operations.context import Services
+from hposteer.service.operations.views import ArtifactListView, MetaListView, UploadView
 
 pilot_router = APIRouter(prefix="/api/v1/pilot", tags=["pilots"])
 user_router = APIRouter(prefix="/api/v1", tags=["tasks"])
@@ -22,16 +23,17 @@ LeaseToken = Annotated[str, Header(min_length=1, max_length=128, description="th
 Sha256 = Annotated[str, Header(pattern=r"^[0-9a-fA-F]{64}$", description="sha256 of the body, hex")]
 
 
-async def _receive(request: Request, svc: Services, target: artifact_ops.UploadTarget, sha256: str) -> Any:
+async def _receive(
+    request: Request, svc: Services, target: artifact_ops.UploadTarget, sha256: str
+) -> tuple[UploadView, bool]:
     """Stream the body into the blob store (capped while it streams), then record it (R5)."""
     blob = await receive_blob(request, svc, target.max_bytes, sha256)
-    answer, created = await run_in_threadpool(artifact_ops.record_upload, svc, target, blob)
-    return answer, created
+    return await run_in_threadpool(artifact_ops.record_upload, svc, target, blob)
 
 
 async def _upload(
     kind: str, attempt_id: int, request: Request, svc: Services, response: Response, token: str, sha256: str
-) -> Any:
+) -> UploadView:
     target = await run_in_threadpool(
         lambda: artifact_ops.upload_target(svc, attempt_id=attempt_id, lease_token=token, kind=kind)
     )
@@ -49,7 +51,7 @@ async def put_checkpoint(
     response: Response,
     x_lease_token: LeaseToken,
     x_content_sha256: Sha256,
-) -> Any:
+) -> UploadView:
     return await _upload("checkpoint", attempt_id, request, svc, response, x_lease_token, x_content_sha256)
 
 
@@ -62,7 +64,7 @@ async def put_metrics(
     response: Response,
     x_lease_token: LeaseToken,
     x_content_sha256: Sha256,
-) -> Any:
+) -> UploadView:
     return await _upload("metrics", attempt_id, request, svc, response, x_lease_token, x_content_sha256)
 
 
@@ -73,8 +75,8 @@ def get_checkpoint(attempt_id: int, svc: ServicesDep, principal: PilotDep, x_lea
 
 
 @user_router.get("/tasks/{task_id}/artifacts", response_model=ArtifactListOut)
-def get_artifacts(task_id: int, svc: ServicesDep, principal: UserDep, kind: str | None = None) -> Any:
-    return {"artifacts": artifact_ops.list_artifacts(svc, principal, task_id, kind)}
+def get_artifacts(task_id: int, svc: ServicesDep, principal: UserDep, kind: str | None = None) -> ArtifactListView:
+    return ArtifactListView(artifact_ops.list_artifacts(svc, principal, task_id, kind))
 
 
 @user_router.get("/tasks/{task_id}/artifacts/{artifact_id}")
@@ -90,7 +92,7 @@ def get_meta(
     principal: UserDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
-) -> Any:
+) -> MetaListView:
     return artifact_ops.task_metadata(svc, principal, task_id, after=after, limit=limit)
 
 

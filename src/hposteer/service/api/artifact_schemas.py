@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from hposteer.service.api.response_body import ResponseBody
 
 
-class RestoreRefOut(BaseModel):
+class RestoreRefOut(ResponseBody):
     sha256: str
     size: int
     url: str
 
 
-class JobCheckpointOut(BaseModel):
+class JobCheckpointOut(ResponseBody):
     save: list[str]
     load_as: str | None
     interval_s: float
@@ -22,19 +22,19 @@ class JobCheckpointOut(BaseModel):
     restore: RestoreRefOut | None
 
 
-class JobMetaOut(BaseModel):
+class JobMetaOut(ResponseBody):
     file: str
     max_bytes: int
 
 
-class JobMetricsOut(BaseModel):
+class JobMetricsOut(ResponseBody):
     file: str
     archive_name: str
     max_bytes: int
     upload_url: str
 
 
-class UploadOut(BaseModel):
+class UploadOut(ResponseBody):
     id: int
     kind: str
     point_id: int
@@ -43,7 +43,7 @@ class UploadOut(BaseModel):
     size: int
 
 
-class ArtifactOut(BaseModel):
+class ArtifactOut(ResponseBody):
     id: int
     kind: str
     point_id: int
@@ -55,21 +55,21 @@ class ArtifactOut(BaseModel):
     url: str
 
 
-class ArtifactListOut(BaseModel):
+class ArtifactListOut(ResponseBody):
     artifacts: list[ArtifactOut]
 
 
-class AttemptMetaOut(BaseModel):
+class AttemptMetaOut(ResponseBody):
     number: int
     state: str
     meta: Any
 
 
-class PointMetaOut(BaseModel):
+class PointMetaOut(ResponseBody):
     point_id: int
     attempts: list[AttemptMetaOut]
 
 
-class MetaListOut(BaseModel):
+class MetaListOut(ResponseBody):
     points: list[PointMetaOut]
     next_after: int | None

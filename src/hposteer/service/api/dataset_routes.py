@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse
@@ -14,23 +14,24 @@ from hposteer.service.api.uploads import receive_blob
 from hposteer.service.core.datasets import sha256_problem
 from hposteer.service.operations import datasets as dataset_ops
 from hposteer.service.operations.errors import Invalid
+from hposteer.service.operations.views import DatasetListView, DatasetView
 from hposteer.service.store.blobs.base import BlobTooLarge
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
 
 @router.get("/datasets", response_model=DatasetListOut)
-def get_datasets(svc: ServicesDep, principal: UserDep) -> Any:
-    return {"datasets": dataset_ops.list_datasets(svc, principal)}
+def get_datasets(svc: ServicesDep, principal: UserDep) -> DatasetListView:
+    return DatasetListView(dataset_ops.list_datasets(svc, principal))
 
 
 @router.get("/datasets/{name}", response_model=DatasetOut)
-def get_dataset(name: str, svc: ServicesDep, principal: UserDep) -> Any:
+def get_dataset(name: str, svc: ServicesDep, principal: UserDep) -> DatasetView:
     return dataset_ops.show_dataset(svc, principal, name)
 
 
 @router.post("/datasets", response_model=DatasetOut, status_code=201)
-def post_dataset(body: DatasetRegistrationIn, svc: ServicesDep, principal: UserDep, response: Response) -> Any:
+def post_dataset(body: DatasetRegistrationIn, svc: ServicesDep, principal: UserDep, response: Response) -> DatasetView:
     """Register files reachable on the sites (201 if anything was added, 200 if all was there)."""
     files = [f.model_dump() for f in body.files]
     view, changed = dataset_ops.register_files(svc, principal, body.name, files)
@@ -49,7 +50,7 @@ async def put_dataset_file(
     response: Response,
     x_content_sha256: Annotated[str | None, Header()] = None,
     content_length: Annotated[int | None, Header()] = None,
-) -> Any:
+) -> DatasetView:
     """Stream one file into the dataset (created if new); 200 when it held this very file already."""
     sha256 = (x_content_sha256 or "").lower()
     if problem := sha256_problem(sha256):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hposteer.service.api.response_body import ResponseBody
+
 
 class RegisteredFileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -21,14 +23,14 @@ class DatasetRegistrationIn(BaseModel):
     files: list[RegisteredFileIn] = Field(..., max_length=100_000)
 
 
-class DatasetFileOut(BaseModel):
+class DatasetFileOut(ResponseBody):
     name: str
     size: int | None
     sha256: str | None
     location: str | None
 
 
-class DatasetSummaryOut(BaseModel):
+class DatasetSummaryOut(ResponseBody):
     name: str
     kind: str = Field(description="uploaded | registered")
     created_at: float
@@ -41,11 +43,11 @@ class DatasetOut(DatasetSummaryOut):
     files: list[DatasetFileOut]
 
 
-class DatasetListOut(BaseModel):
+class DatasetListOut(ResponseBody):
     datasets: list[DatasetSummaryOut]
 
 
-class JobTrainingFileOut(BaseModel):
+class JobTrainingFileOut(ResponseBody):
     name: str
     size: int | None
     sha256: str | None
@@ -53,6 +55,6 @@ class JobTrainingFileOut(BaseModel):
     location: str | None = Field(description="path or URL of a registered file on the sites")
 
 
-class JobTrainingOut(BaseModel):
+class JobTrainingOut(ResponseBody):
     file: str = Field(description="--evaluationTrainingData: receives the JSON list of the names")
     files: list[JobTrainingFileOut]

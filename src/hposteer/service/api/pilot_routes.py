@@ -1,12 +1,16 @@
-"""Pilot routes: register, acquire, heartbeat, complete, sandbox download."""
+"""Pilot routes: register, acquire, heartbeat, complete, sandbox download.
+
+Each route returns its use case's typed view and FastAPI validates it against the declared
+response model once, while serialising it (so the OpenAPI document is what is sent). The hot
+routes are ``async`` and hand the use case to the thread pool themselves: a plain ``def`` route
+would have FastAPI validate its answer in a second thread-pool hop.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from hposteer.service import __version__
 from hposteer.service.api.deps import PilotDep, ServicesDep
@@ -21,19 +25,14 @@ from hposteer.service.api.schemas import (
     RegisterOut,
 )
 from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations.job_views import AcquireView, CompletionView, RegistrationView
 from hposteer.service.operations.sandboxes import sandbox_path
 
 router = APIRouter(prefix="/api/v1/pilot", tags=["pilots"])
 
 
-def _json(body: Any) -> Response:
-    """The hot routes build their answers themselves (the use cases return exactly the documented
-    shape), which spares FastAPI re-validating them against the response model on every call."""
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
-
-
 @router.post("/register", response_model=RegisterOut)
-def post_register(body: RegisterIn, svc: ServicesDep, principal: PilotDep) -> Any:
+def post_register(body: RegisterIn, svc: ServicesDep, principal: PilotDep) -> RegistrationView:
     return pilot_jobs.register_pilot(
         svc,
         principal,
@@ -48,19 +47,24 @@ def post_register(body: RegisterIn, svc: ServicesDep, principal: PilotDep) -> An
 
 
 @router.post("/acquire", response_model=AcquireOut)
-def post_acquire(body: AcquireIn, svc: ServicesDep, principal: PilotDep) -> Any:
-    job = pilot_jobs.acquire(svc, principal, pilot_id=body.pilot_id, slot=body.slot, request_key=body.request_key)
-    return _json({"job": job, "retry_after_s": svc.settings.idle_poll_s})
+async def post_acquire(body: AcquireIn, svc: ServicesDep, principal: PilotDep) -> AcquireView:
+    job = await run_in_threadpool(
+        lambda: pilot_jobs.acquire(svc, principal, pilot_id=body.pilot_id, slot=body.slot, request_key=body.request_key)
+    )
+    return AcquireView(job, svc.settings.idle_poll_s)
 
 
 @router.post("/attempts/{attempt_id}/heartbeat", response_model=HeartbeatOut)
-def post_heartbeat(attempt_id: int, body: HeartbeatIn, svc: ServicesDep, principal: PilotDep) -> Any:
-    answer = pilot_jobs.heartbeat(svc, attempt_id=attempt_id, lease_token=body.lease_token)
-    return _json({"action": answer.action, "lease_expires_in_s": answer.lease_expires_in_s})
+async def post_heartbeat(
+    attempt_id: int, body: HeartbeatIn, svc: ServicesDep, principal: PilotDep
+) -> pilot_jobs.HeartbeatAnswer:
+    return await run_in_threadpool(
+        lambda: pilot_jobs.heartbeat(svc, attempt_id=attempt_id, lease_token=body.lease_token)
+    )
 
 
 @router.post("/attempts/{attempt_id}/complete", response_model=CompleteOut)
-def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal: PilotDep) -> Any:
+async def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal: PilotDep) -> CompletionView:
     report = pilot_jobs.Report(
         lease_token=body.lease_token,
         outcome=body.outcome,
@@ -72,8 +76,10 @@ def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal
         meta=body.meta,
         request_key=body.request_key,
     )
-    return _json(
-        pilot_jobs.complete(svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next)
+    return await run_in_threadpool(
+        lambda: pilot_jobs.complete(
+            svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next
+        )
     )
 
 

@@ -8,13 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hposteer.service.api.artifact_schemas import JobCheckpointOut, JobMetaOut, JobMetricsOut
 from hposteer.service.api.dataset_schemas import JobTrainingOut
+from hposteer.service.api.response_body import ResponseBody
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Out(BaseModel):
+class _Out(ResponseBody):
     model_config = ConfigDict(from_attributes=True)
 
 
@@ -74,7 +75,7 @@ class TaskSubmission(_In):
     dry_run: bool = False
 
 
-class ProgressOut(_Out):
+class ProgressOut(ResponseBody):
     max_points: int
     generated: int
     pending: int
@@ -85,14 +86,14 @@ class ProgressOut(_Out):
     jobs: int
 
 
-class BestOut(_Out):
+class BestOut(ResponseBody):
     point_id: int
     segment: int
     params: Any
     loss: float
 
 
-class SegmentOut(_Out):
+class SegmentOut(ResponseBody):
     index: int
     name: str
     state: str
@@ -102,7 +103,7 @@ class SegmentOut(_Out):
     best: BestOut | None
 
 
-class TaskSummaryOut(_Out):
+class TaskSummaryOut(ResponseBody):
     id: int
     name: str
     owner: str
@@ -128,11 +129,11 @@ class TaskDetailOut(TaskSummaryOut):
     )
 
 
-class TaskListOut(BaseModel):
+class TaskListOut(ResponseBody):
     tasks: list[TaskSummaryOut]
 
 
-class AttemptOut(_Out):
+class AttemptOut(ResponseBody):
     number: int
     state: str
     pilot: str | None
@@ -154,7 +155,7 @@ class AttemptDetailOut(AttemptOut):
     lease_expires_at: float | None = None
 
 
-class PointDetailOut(_Out):
+class PointDetailOut(ResponseBody):
     id: int
     segment: int
     iteration: int
@@ -167,12 +168,12 @@ class PointDetailOut(_Out):
     attempts: list[AttemptDetailOut]
 
 
-class RetryOut(BaseModel):
+class RetryOut(ResponseBody):
     requeued: int = Field(description="failed points put back to pending, each with a fresh round of attempts")
     task: TaskDetailOut
 
 
-class PointOut(_Out):
+class PointOut(ResponseBody):
     id: int
     segment: int
     iteration: int
@@ -185,12 +186,12 @@ class PointOut(_Out):
     attempts: list[AttemptOut]
 
 
-class PointListOut(BaseModel):
+class PointListOut(ResponseBody):
     points: list[PointOut]
     next_after: int | None
 
 
-class SandboxOut(BaseModel):
+class SandboxOut(ResponseBody):
     sha256: str
     size: int
 
@@ -241,7 +242,7 @@ class RegisterIn(_In):
     capabilities: CapabilitiesIn | None = None
 
 
-class RegisterOut(BaseModel):
+class RegisterOut(ResponseBody):
     pilot_id: int
     lease_ttl_s: float
     heartbeat_interval_s: float
@@ -263,18 +264,18 @@ class AcquireIn(_In):
     request_key: str | None = _KEY
 
 
-class SandboxRefOut(BaseModel):
+class SandboxRefOut(ResponseBody):
     sha256: str
     size: int
     url: str
 
 
-class SegmentRefOut(BaseModel):
+class SegmentRefOut(ResponseBody):
     index: int
     name: str
 
 
-class JobOut(BaseModel):
+class JobOut(ResponseBody):
     attempt_id: int
     lease_token: str
     lease_ttl_s: float
@@ -302,7 +303,7 @@ class JobOut(BaseModel):
     training: JobTrainingOut | None = Field(None, description="training files to stage (docs/datasets.md)")
 
 
-class AcquireOut(BaseModel):
+class AcquireOut(ResponseBody):
     job: JobOut | None
     retry_after_s: float
 
@@ -311,7 +312,7 @@ class HeartbeatIn(_In):
     lease_token: str = Field(..., min_length=1, max_length=128)
 
 
-class HeartbeatOut(BaseModel):
+class HeartbeatOut(ResponseBody):
     action: Literal["continue", "kill"]
     lease_expires_in_s: float
 
@@ -330,14 +331,21 @@ class CompleteIn(_In):
     acquire_next: bool = Field(False, description="also claim this slot's next job and return it")
 
 
-class CompleteOut(BaseModel):
+class CompleteOut(ResponseBody):
+    # ``repeated`` is sent only when true (a first report's answer never carried it).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=False)
+
     accepted: bool
     point_state: str
-    next_job: JobOut | None = None
-    repeated: bool = Field(False, description="true when this answers a retry of a completion already recorded")
+    next_job: JobOut | None
+    repeated: bool = Field(
+        False,
+        exclude_if=lambda repeated: not repeated,
+        description="true when this answers a retry of a completion already recorded; absent otherwise",
+    )
 
 
-class HealthOut(BaseModel):
+class HealthOut(ResponseBody):
     status: str
     database: str
     version: str

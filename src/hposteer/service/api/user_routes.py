@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -23,12 +22,13 @@ from hposteer.service.operations import tasks as task_ops
 from hposteer.service.operations.errors import NotFound
 from hposteer.service.operations.sandboxes import has_sandbox, record_sandbox
 from hposteer.service.operations.submit import TaskRequest, submit_task
+from hposteer.service.operations.views import PointListView, PointView, RetryView, SandboxView, TaskListView, TaskView
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
 
 @router.post("/tasks", status_code=201, response_model=TaskDetailOut)
-def post_task(body: TaskSubmission, svc: ServicesDep, principal: UserDep, response: Response) -> Any:
+def post_task(body: TaskSubmission, svc: ServicesDep, principal: UserDep, response: Response) -> TaskView:
     fields = body.model_dump(exclude={"dry_run", "segments"})
     segments = [s.model_dump(exclude_none=True) for s in body.segments] if body.segments is not None else None
     view = submit_task(svc, principal, TaskRequest(**fields, segments=segments), dry_run=body.dry_run)
@@ -43,12 +43,12 @@ def get_tasks(
     principal: UserDep,
     state: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Any:
-    return {"tasks": task_ops.list_tasks(svc, principal, state=state, limit=limit)}
+) -> TaskListView:
+    return TaskListView(task_ops.list_tasks(svc, principal, state=state, limit=limit))
 
 
 @router.get("/tasks/{task_id}", response_model=TaskDetailOut)
-def get_task(task_id: int, svc: ServicesDep, principal: UserDep) -> Any:
+def get_task(task_id: int, svc: ServicesDep, principal: UserDep) -> TaskView:
     return task_ops.show_task(svc, principal, task_id)
 
 
@@ -60,24 +60,24 @@ def get_points(
     state: str | None = None,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Any:
+) -> PointListView:
     points, next_after = task_ops.list_points(svc, principal, task_id, state=state, after=after, limit=limit)
-    return {"points": [asdict(p) for p in points], "next_after": next_after}
+    return PointListView(points, next_after)
 
 
 @router.get("/tasks/{task_id}/points/{point_id}", response_model=PointDetailOut)
-def get_point(task_id: int, point_id: int, svc: ServicesDep, principal: UserDep) -> Any:
+def get_point(task_id: int, point_id: int, svc: ServicesDep, principal: UserDep) -> PointView:
     return task_ops.show_point(svc, principal, task_id, point_id)
 
 
 @router.post("/tasks/{task_id}/retry", response_model=RetryOut)
-def post_retry(task_id: int, svc: ServicesDep, principal: UserDep) -> Any:
+def post_retry(task_id: int, svc: ServicesDep, principal: UserDep) -> RetryView:
     task, requeued = task_ops.retry_task(svc, principal, task_id)
-    return {"requeued": requeued, "task": task}
+    return RetryView(requeued, task)
 
 
 @router.post("/tasks/{task_id}/kill", response_model=TaskDetailOut)
-def post_kill(task_id: int, svc: ServicesDep, principal: UserDep) -> Any:
+def post_kill(task_id: int, svc: ServicesDep, principal: UserDep) -> TaskView:
     return task_ops.kill_task(svc, principal, task_id)
 
 
@@ -88,13 +88,13 @@ async def post_sandbox(
     principal: UserDep,
     response: Response,
     x_content_sha256: Annotated[str | None, Header()] = None,
-) -> Any:
+) -> SandboxView:
     """Stream the body to the blob store (size-capped while it streams), then record it."""
     blob = await receive_blob(request, svc, svc.settings.sandbox_max_bytes, x_content_sha256)
     created = await run_in_threadpool(record_sandbox, svc, principal, blob)
     if not created:
         response.status_code = 200
-    return {"sha256": blob.sha256, "size": blob.size}
+    return SandboxView(blob.sha256, blob.size)
 
 
 @router.head("/sandboxes/{sha256}")

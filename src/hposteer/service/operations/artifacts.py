@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection
 
@@ -19,8 +18,16 @@ from hposteer.service.core.job_settings import CHECKPOINT_MAX_BYTES, META_MAX_BY
 from hposteer.service.core.job_settings import metrics_archive_name as _metrics_name
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid, NotFound
+from hposteer.service.operations.job_views import (
+    JobArtifactsView,
+    JobCheckpointView,
+    JobMetaView,
+    JobMetricsView,
+    RestoreRefView,
+)
 from hposteer.service.operations.leases import lease_refusal
 from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.views import ArtifactView, AttemptMetaView, MetaListView, PointMetaView, UploadView
 from hposteer.service.store import artifacts as artifact_store
 from hposteer.service.store import tasks as task_store
 from hposteer.service.store.artifacts import ArtifactRecord, LiveAttempt
@@ -41,7 +48,7 @@ def _pilot_url(attempt_id: int, kind: str) -> str:
     return f"/api/v1/pilot/attempts/{attempt_id}/{kind}"
 
 
-def job_fields(conn: Connection, services: Services, claim: Claim, settings: JobSettings) -> dict[str, Any]:
+def job_fields(conn: Connection, services: Services, claim: Claim, settings: JobSettings) -> JobArtifactsView:
     """The job's ``checkpoint``, ``meta`` and ``metrics`` entries (docs/api.md, Job).
 
     On the claim's hot path: nothing is read unless the task saves checkpoints and this is a
@@ -53,26 +60,25 @@ def job_fields(conn: Connection, services: Services, claim: Claim, settings: Job
         if claim.attempt_number > 1:
             found = artifact_store.latest_blob(conn, claim.point.id, "checkpoint")
             if found is not None:
-                url = _pilot_url(claim.attempt_id, "checkpoint")
-                restore = {"sha256": found[0], "size": found[1], "url": url}
-        checkpoint = {
-            "save": list(settings.checkpoint.save),
-            "load_as": settings.checkpoint.load_as,
-            "interval_s": settings.checkpoint.interval_s,
-            "max_bytes": CHECKPOINT_MAX_BYTES,
-            "upload_url": _pilot_url(claim.attempt_id, "checkpoint"),
-            "restore": restore,
-        }
-    meta = {"file": settings.meta_file, "max_bytes": META_MAX_BYTES} if settings.meta_file else None
+                restore = RestoreRefView(found[0], found[1], _pilot_url(claim.attempt_id, "checkpoint"))
+        checkpoint = JobCheckpointView(
+            save=list(settings.checkpoint.save),
+            load_as=settings.checkpoint.load_as,
+            interval_s=settings.checkpoint.interval_s,
+            max_bytes=CHECKPOINT_MAX_BYTES,
+            upload_url=_pilot_url(claim.attempt_id, "checkpoint"),
+            restore=restore,
+        )
+    meta = JobMetaView(settings.meta_file, META_MAX_BYTES) if settings.meta_file else None
     metrics = None
     if settings.metrics_file:
-        metrics = {
-            "file": settings.metrics_file,
-            "archive_name": _metrics_name(claim.task.id, claim.point.number, claim.segment.name),
-            "max_bytes": METRICS_MAX_BYTES,
-            "upload_url": _pilot_url(claim.attempt_id, "metrics"),
-        }
-    return {"checkpoint": checkpoint, "meta": meta, "metrics": metrics}
+        metrics = JobMetricsView(
+            file=settings.metrics_file,
+            archive_name=_metrics_name(claim.task.id, claim.point.number, claim.segment.name),
+            max_bytes=METRICS_MAX_BYTES,
+            upload_url=_pilot_url(claim.attempt_id, "metrics"),
+        )
+    return JobArtifactsView(checkpoint, meta, metrics)
 
 
 # -- pilot uploads and the restore download ----------------------------------------------------
@@ -116,7 +122,7 @@ def upload_target(services: Services, *, attempt_id: int, lease_token: str, kind
     return UploadTarget(attempt, lease_token, kind, name, MAX_BYTES[kind])
 
 
-def record_upload(services: Services, target: UploadTarget, blob: StoredBlob) -> tuple[dict[str, Any], bool]:
+def record_upload(services: Services, target: UploadTarget, blob: StoredBlob) -> tuple[UploadView, bool]:
     """Record a stored blob as the point's artifact (fenced again); returns (artifact, created)."""
     attempt = target.attempt
     replaced: str | None = None
@@ -143,14 +149,7 @@ def record_upload(services: Services, target: UploadTarget, blob: StoredBlob) ->
         raise lease_refusal(services, attempt.attempt_id, target.lease_token, what="upload")
     if replaced is not None:
         _unlink(services, replaced)
-    answer = {
-        "id": artifact_id,
-        "kind": target.kind,
-        "point_id": attempt.point_number,
-        "name": target.name,
-        "sha256": blob.sha256,
-        "size": blob.size,
-    }
+    answer = UploadView(artifact_id, target.kind, attempt.point_number, target.name, blob.sha256, blob.size)
     return answer, created
 
 
@@ -185,21 +184,21 @@ def _task_or_404(conn: Connection, principal: Principal, task_id: int) -> None:
         raise NotFound(f"task {task_id} does not exist (or belongs to another user)", code="task_not_found")
 
 
-def _view(record: ArtifactRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "kind": record.kind,
-        "point_id": record.point_number,
-        "attempt": record.attempt_number,
-        "name": record.name,
-        "sha256": record.sha256,
-        "size": record.size,
-        "created_at": record.created_at,
-        "url": f"/api/v1/tasks/{record.task_id}/artifacts/{record.id}",
-    }
+def _view(record: ArtifactRecord) -> ArtifactView:
+    return ArtifactView(
+        id=record.id,
+        kind=record.kind,
+        point_id=record.point_number,
+        attempt=record.attempt_number,
+        name=record.name,
+        sha256=record.sha256,
+        size=record.size,
+        created_at=record.created_at,
+        url=f"/api/v1/tasks/{record.task_id}/artifacts/{record.id}",
+    )
 
 
-def list_artifacts(services: Services, principal: Principal, task_id: int, kind: str | None) -> list[dict[str, Any]]:
+def list_artifacts(services: Services, principal: Principal, task_id: int, kind: str | None) -> list[ArtifactView]:
     if kind is not None and kind not in KINDS:
         raise Invalid(f"unknown artifact kind {kind!r}; choose one of: {', '.join(KINDS)}")
     with services.db.read() as conn:
@@ -217,11 +216,12 @@ def artifact_content(services: Services, principal: Principal, task_id: int, art
     return path, record.name
 
 
-def task_metadata(services: Services, principal: Principal, task_id: int, *, after: int, limit: int) -> dict[str, Any]:
+def task_metadata(services: Services, principal: Principal, task_id: int, *, after: int, limit: int) -> MetaListView:
     with services.db.read() as conn:
         _task_or_404(conn, principal, task_id)
         by_point, next_after = artifact_store.metadata_of_task(conn, task_id, after=after, limit=limit)
-    return {
-        "points": [{"point_id": number, "attempts": attempts} for number, attempts in by_point.items()],
-        "next_after": next_after,
-    }
+    points = [
+        PointMetaView(number, [AttemptMetaView(a["number"], a["state"], a["meta"]) for a in attempts])
+        for number, attempts in by_point.items()
+    ]
+    return MetaListView(points, next_after)

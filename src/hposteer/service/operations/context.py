@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import Connection
 
@@ -12,6 +12,7 @@ from hposteer.service.config import Settings
 from hposteer.service.core.events import EventSink, Meters, NoEvents, NoMeters
 from hposteer.service.operations.auth import TokenCache
 from hposteer.service.operations.brokerage import Brokerage
+from hposteer.service.operations.job_views import JobTrainingView
 from hposteer.service.store.blobs.base import BlobStore
 from hposteer.service.store.blobs.registry import BLOB_STORES
 from hposteer.service.store.blobs.rows import blob_size
@@ -61,7 +62,7 @@ class Services:
     # And a stored sandbox's size (content-addressed: it never changes).
     sandbox_sizes: dict[str, int] = field(default_factory=dict)
     # A job's training files per (task id, segment id): a task's datasets are frozen (operations.datasets).
-    training_files: dict[tuple[int, int], dict[str, Any] | None] = field(default_factory=dict)
+    training_files: dict[tuple[int, int], JobTrainingView | None] = field(default_factory=dict)
 
     def sandbox_size(self, conn: Connection, sha256: str) -> int:
         size = self.sandbox_sizes.get(sha256)

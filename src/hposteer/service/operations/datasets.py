@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ from hposteer.service.core.datasets import (
 from hposteer.service.core.job_settings import JobSettings
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Conflict, Invalid, NotFound
+from hposteer.service.operations.job_views import JobTrainingFileView, JobTrainingView
 from hposteer.service.operations.principal import Principal
+from hposteer.service.operations.views import DatasetSummaryView, DatasetView
 from hposteer.service.store import datasets as store
 from hposteer.service.store.blobs import rows as blob_rows
 from hposteer.service.store.blobs.base import StoredBlob
@@ -66,7 +67,7 @@ def check_upload(dataset_name: str, file_name: str) -> None:
 
 def precheck_upload(
     services: Services, principal: Principal, dataset_name: str, file_name: str, sha256: str
-) -> dict[str, Any] | None:
+) -> DatasetView | None:
     """Before the body streams in: the dataset if it already holds this very file (nothing to do),
     None if the upload may go ahead; a conflict (other content, frozen, registered) is raised now."""
     check_upload(dataset_name, file_name)
@@ -85,7 +86,7 @@ def precheck_upload(
 
 def add_uploaded_file(
     services: Services, principal: Principal, dataset_name: str, file_name: str, blob: StoredBlob
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[DatasetView, bool]:
     """Record an uploaded file (its blob is on disk already); (the dataset, whether anything changed)."""
     check_upload(dataset_name, file_name)
     new = DatasetFile(name=file_name, size=blob.size, sha256=blob.sha256, location=None)
@@ -100,7 +101,7 @@ def add_uploaded_file(
 
 def register_files(
     services: Services, principal: Principal, dataset_name: str, files: Sequence[dict[str, Any]]
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[DatasetView, bool]:
     """Record files reachable on the sites at a path or URL; (the dataset, whether anything changed)."""
     wanted = _registered_files(dataset_name, files)
     with services.db.write() as conn:
@@ -110,13 +111,23 @@ def register_files(
     return view, created or added
 
 
-def list_datasets(services: Services, principal: Principal) -> list[dict[str, Any]]:
+def list_datasets(services: Services, principal: Principal) -> list[DatasetSummaryView]:
     with services.db.read() as conn:
         summaries = store.list_datasets(conn, principal.owner)
-    return [{**_head(s.dataset), "file_count": s.files, "size": s.size} for s in summaries]
+    return [
+        DatasetSummaryView(
+            name=s.dataset.name,
+            kind=s.dataset.kind,
+            created_at=s.dataset.created_at,
+            in_use=s.dataset.frozen_at is not None,
+            file_count=s.files,
+            size=s.size,
+        )
+        for s in summaries
+    ]
 
 
-def show_dataset(services: Services, principal: Principal, name: str) -> dict[str, Any]:
+def show_dataset(services: Services, principal: Principal, name: str) -> DatasetView:
     with services.db.read() as conn:
         dataset = store.get_dataset(conn, principal.owner, name)
         if dataset is None:
@@ -217,23 +228,17 @@ def _describe(file: DatasetFile) -> str:
     return ", ".join(parts) or "no checksum"
 
 
-def _head(dataset: DatasetRecord) -> dict[str, Any]:
-    return {
-        "name": dataset.name,
-        "kind": dataset.kind,
-        "created_at": dataset.created_at,
-        "in_use": dataset.frozen_at is not None,
-    }
-
-
-def _view(conn: Connection, dataset: DatasetRecord) -> dict[str, Any]:
+def _view(conn: Connection, dataset: DatasetRecord) -> DatasetView:
     files = store.files_of(conn, [dataset.id]).get(dataset.id, [])
-    return {
-        **_head(dataset),
-        "file_count": len(files),
-        "size": sum(f.size or 0 for f in files),
-        "files": [asdict(f) for f in files],
-    }
+    return DatasetView(
+        name=dataset.name,
+        kind=dataset.kind,
+        created_at=dataset.created_at,
+        in_use=dataset.frozen_at is not None,
+        file_count=len(files),
+        size=sum(f.size or 0 for f in files),
+        files=list(files),
+    )
 
 
 def _not_found(name: str) -> NotFound:
@@ -370,7 +375,7 @@ def freeze_used(
 # -- the claim (hot path) ------------------------------------------------------------------------
 
 
-def job_fields(conn: Connection, services: Services, claim: Claim, settings: JobSettings) -> dict[str, Any]:
+def job_training(conn: Connection, services: Services, claim: Claim, settings: JobSettings) -> JobTrainingView | None:
     """The job's ``training`` entry (docs/api.md, Job): the files to stage, or None.
 
     Remembered per (task, segment): the datasets a task uses are frozen (see the module doc).
@@ -378,14 +383,14 @@ def job_fields(conn: Connection, services: Services, claim: Claim, settings: Job
     key = (claim.task.id, claim.segment.id)
     cache = services.training_files
     if key in cache:
-        return {"training": cache[key]}
+        return cache[key]
     training = _training(conn, claim, settings)
     if len(cache) < _CACHE_MAX:
         cache[key] = training
-    return {"training": training}
+    return training
 
 
-def _training(conn: Connection, claim: Claim, settings: JobSettings) -> dict[str, Any] | None:
+def _training(conn: Connection, claim: Claim, settings: JobSettings) -> JobTrainingView | None:
     if not settings.training_dataset and not claim.segment.segmented:
         return None  # only segments (--segmentSpecFile) name files or datasets of their own
     seg_files, seg_datasets = store.segment_data(conn, claim.segment.id)
@@ -411,15 +416,15 @@ def _training(conn: Connection, claim: Claim, settings: JobSettings) -> dict[str
         for file_name in only if only is not None else list(by_name):
             if file_name in by_name:
                 files.setdefault(file_name, by_name[file_name])
-    return {"file": settings.training_data_file, "files": [_job_file(f) for f in files.values()]}
+    return JobTrainingView(settings.training_data_file, [_job_file(f) for f in files.values()])
 
 
-def _job_file(file: DatasetFile) -> dict[str, Any]:
+def _job_file(file: DatasetFile) -> JobTrainingFileView:
     uploaded = file.location is None and file.sha256 is not None
-    return {
-        "name": file.name,
-        "size": file.size,
-        "sha256": file.sha256,
-        "url": file_url(file.sha256) if uploaded and file.sha256 else None,
-        "location": file.location,
-    }
+    return JobTrainingFileView(
+        name=file.name,
+        size=file.size,
+        sha256=file.sha256,
+        url=file_url(file.sha256) if uploaded and file.sha256 else None,
+        location=file.location,
+    )

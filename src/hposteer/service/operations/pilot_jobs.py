@@ -23,6 +23,13 @@ from hposteer.service.core.states import AttemptState
 from hposteer.service.operations import artifacts, datasets
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid, NotFound
+from hposteer.service.operations.job_views import (
+    CompletionView,
+    JobView,
+    RegistrationView,
+    SandboxRefView,
+    SegmentRefView,
+)
 from hposteer.service.operations.leases import lease_refusal
 from hposteer.service.operations.lifecycle import begin_ending, finish_ending, may_need_steering
 from hposteer.service.operations.outbox import Outbox
@@ -59,7 +66,7 @@ def register_pilot(
     runtimes: list[str],
     version: str,
     capabilities: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RegistrationView:
     if not _SITE.match(site):
         raise Invalid(f"invalid site name {site!r}: use letters, digits, '.', '_' and '-'")
     if not slots:
@@ -77,17 +84,12 @@ def register_pilot(
             capabilities=capabilities,
         )
     settings = services.settings
-    return {
-        "pilot_id": pilot_id,
-        "lease_ttl_s": settings.lease_ttl_s,
-        "heartbeat_interval_s": settings.heartbeat_interval_s,
-        "idle_poll_s": settings.idle_poll_s,
-    }
+    return RegistrationView(pilot_id, settings.lease_ttl_s, settings.heartbeat_interval_s, settings.idle_poll_s)
 
 
 def acquire(
     services: Services, principal: Principal, *, pilot_id: int, slot: str, request_key: str | None = None
-) -> dict[str, Any] | None:
+) -> JobView | None:
     """Claim the next job for this pilot slot, or None when there is no work for it.
 
     A retried call with the same ``request_key`` gets the job the first call claimed (R4):
@@ -101,7 +103,7 @@ def acquire(
 
 def _acquire(
     services: Services, principal: Principal, pilot_id: int, slot: str, request_key: str | None, *, final: bool
-) -> dict[str, Any] | None:
+) -> JobView | None:
     began = time.perf_counter()
     outbox = Outbox(services)
     with services.db.write() as conn:
@@ -120,7 +122,7 @@ def _acquire(
     return job
 
 
-def _job_again(conn: Connection, services: Services, attempt_id: int) -> dict[str, Any] | None:
+def _job_again(conn: Connection, services: Services, attempt_id: int) -> JobView | None:
     claim = claims.claim_of(conn, attempt_id)
     return None if claim is None else _render(conn, services, claim)
 
@@ -146,7 +148,7 @@ def _claim_job(
     carry: claims.CarriedMove | None = None,
     outbox: Outbox | None = None,
     final: bool = False,
-) -> dict[str, Any] | None:
+) -> JobView | None:
     """Claim a job for the slot; ``after`` (a just-finished attempt) lets its job take its next point
     when the task allows several points per job (maxPointsPerEvaluationJob), ``carry`` is its
     counter move (written by the claim, or left for the caller); ``outbox`` records it as a
@@ -187,53 +189,46 @@ def _continuation(conn: Connection, services: Services, after: AttemptRecord) ->
     return claims.JobContinuation(after.segment_id, after.job_number, after.job_step + 1)
 
 
-def _render(conn: Connection, services: Services, claim: Claim) -> dict[str, Any]:
+def _render(conn: Connection, services: Services, claim: Claim) -> JobView:
     """The job handed to the pilot for a claim."""
     settings = services.settings
-    sandbox = None
-    if claim.task.sandbox_sha256 is not None:
-        size = services.sandbox_size(conn, claim.task.sandbox_sha256)
-        sandbox = {
-            "sha256": claim.task.sandbox_sha256,
-            "size": size or 0,
-            "url": f"/api/v1/pilot/sandboxes/{claim.task.sandbox_sha256}",
-        }
-    job = _job(claim, sandbox, settings.lease_ttl_s, settings.heartbeat_interval_s)
-    job_settings = JobSettings.from_json(claim.task.job_settings)
-    job["evaluation_timeout_s"] = job_settings.evaluation_timeout_s
-    job["job_step"] = claim.job_step
-    job["max_points_per_job"] = claim.task.max_points_per_job or 1
-    job.update(artifacts.job_fields(conn, services, claim, job_settings))
-    job.update(datasets.job_fields(conn, services, claim, job_settings))
-    return job
-
-
-def _job(claim: Claim, sandbox: dict[str, Any] | None, ttl: float, heartbeat: float) -> dict[str, Any]:
     task, segment = claim.task, claim.segment
-    params = [segment.idx, claim.point.params] if segment.segmented else claim.point.params
-    return {
-        "attempt_id": claim.attempt_id,
-        "lease_token": claim.lease_token,
-        "lease_ttl_s": ttl,
-        "heartbeat_interval_s": heartbeat,
-        "task_id": task.id,
-        "task_name": task.name,
-        "point_id": claim.point.number,
-        "attempt_number": claim.attempt_number,
-        "job_number": claim.job_number,
-        "segment": {"index": segment.idx, "name": segment.name},
-        "params": params,
-        "evaluation_exec": fill_evaluation_exec(
+    sandbox = None
+    if task.sandbox_sha256 is not None:
+        size = services.sandbox_size(conn, task.sandbox_sha256)
+        sandbox = SandboxRefView(task.sandbox_sha256, size or 0, f"/api/v1/pilot/sandboxes/{task.sandbox_sha256}")
+    job_settings = JobSettings.from_json(task.job_settings)
+    extras = artifacts.job_fields(conn, services, claim, job_settings)
+    return JobView(
+        attempt_id=claim.attempt_id,
+        lease_token=claim.lease_token,
+        lease_ttl_s=settings.lease_ttl_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        task_id=task.id,
+        task_name=task.name,
+        point_id=claim.point.number,
+        attempt_number=claim.attempt_number,
+        job_number=claim.job_number,
+        segment=SegmentRefView(segment.idx, segment.name),
+        params=[segment.idx, claim.point.params] if segment.segmented else claim.point.params,
+        evaluation_exec=fill_evaluation_exec(
             task.evaluation_exec, job_number=claim.job_number, segment_name=segment.name
         ),
-        "evaluation_container": task.evaluation_container,
-        "evaluation_input": task.evaluation_input,
-        "evaluation_output": task.evaluation_output,
-        "sandbox": sandbox,
-    }
+        evaluation_container=task.evaluation_container,
+        evaluation_input=task.evaluation_input,
+        evaluation_output=task.evaluation_output,
+        sandbox=sandbox,
+        evaluation_timeout_s=job_settings.evaluation_timeout_s,
+        job_step=claim.job_step,
+        max_points_per_job=task.max_points_per_job or 1,
+        checkpoint=extras.checkpoint,
+        meta=extras.meta,
+        metrics=extras.metrics,
+        training=datasets.job_training(conn, services, claim, job_settings),
+    )
 
 
-def _completed_again(conn: Connection, services: Services, attempt_id: int, report: Report) -> dict[str, Any] | None:
+def _completed_again(conn: Connection, services: Services, attempt_id: int, report: Report) -> CompletionView | None:
     """The answer to a completion retried with the key that already completed the attempt (R4)."""
     assert report.request_key is not None
     earlier = attempt_store.completed_with_key(conn, attempt_id, report.lease_token, report.request_key)
@@ -245,7 +240,7 @@ def _completed_again(conn: Connection, services: Services, attempt_id: int, repo
         claimed = attempt_store.claimed_with_key(conn, earlier.pilot_id, report.request_key)
         if claimed is not None:
             next_job = _job_again(conn, services, claimed)
-    return {"accepted": True, "point_state": point_state, "next_job": next_job, "repeated": True}
+    return CompletionView(accepted=True, point_state=point_state, next_job=next_job, repeated=True)
 
 
 @dataclass(frozen=True)
@@ -306,7 +301,7 @@ def _check(report: Report) -> None:
 
 def complete(
     services: Services, principal: Principal, *, attempt_id: int, report: Report, acquire_next: bool = False
-) -> dict[str, Any]:
+) -> CompletionView:
     """Record an attempt's end; with ``acquire_next``, claim the slot's next job in the same transaction.
 
     Handing the next job back with the completion saves the pilot a round trip per point.
@@ -321,7 +316,7 @@ def complete(
 
 def _complete(
     services: Services, principal: Principal, attempt_id: int, report: Report, acquire_next: bool, *, final: bool
-) -> dict[str, Any]:
+) -> CompletionView:
     success = report.outcome == "success"
     tail = report.log_tail[-LOG_TAIL_MAX:] if report.log_tail else report.log_tail
     next_job = None
@@ -377,8 +372,4 @@ def _complete(
             )
     if may_need_steering(ending, settled):
         services.steering.notify([attempt.segment_id])
-    return {
-        "accepted": True,
-        "point_state": settled.state.value if settled else "cancelled",
-        "next_job": next_job,
-    }
+    return CompletionView(accepted=True, point_state=settled.state.value if settled else "cancelled", next_job=next_job)

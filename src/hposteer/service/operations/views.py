@@ -1,4 +1,9 @@
-"""Read models of tasks and points, built from store records (the API serialises these)."""
+"""Read models of tasks, points, datasets and artifacts, built from store records (the API serialises these).
+
+Each view has exactly the fields of its response body in ``api/schemas.py`` (``TaskView`` and
+``TaskDetailOut``, ...); tests/api/test_views_match_schemas.py holds them together. FastAPI validates
+a route's view against its response model while serialising it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from hposteer.service.core.datasets import DatasetFile
 from hposteer.service.core.states import PointState
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
@@ -108,6 +114,98 @@ class PointView:
     created_at: float
     finished_at: float | None
     attempts: list[AttemptView]
+
+
+@dataclass(frozen=True)
+class TaskListView:
+    tasks: list[TaskView]
+
+
+@dataclass(frozen=True)
+class PointListView:
+    points: list[PointView]
+    next_after: int | None
+
+
+@dataclass(frozen=True)
+class RetryView:
+    requeued: int
+    task: TaskView
+
+
+@dataclass(frozen=True)
+class SandboxView:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DatasetSummaryView:
+    name: str
+    kind: str  # uploaded | registered
+    created_at: float
+    in_use: bool
+    file_count: int
+    size: int
+
+
+@dataclass(frozen=True)
+class DatasetView(DatasetSummaryView):
+    files: list[DatasetFile]
+
+
+@dataclass(frozen=True)
+class DatasetListView:
+    datasets: list[DatasetSummaryView]
+
+
+@dataclass(frozen=True)
+class UploadView:
+    """A checkpoint or metrics tarball just stored for a running attempt."""
+
+    id: int
+    kind: str
+    point_id: int
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ArtifactView:
+    id: int
+    kind: str
+    point_id: int
+    attempt: int | None
+    name: str
+    sha256: str
+    size: int
+    created_at: float
+    url: str
+
+
+@dataclass(frozen=True)
+class ArtifactListView:
+    artifacts: list[ArtifactView]
+
+
+@dataclass(frozen=True)
+class AttemptMetaView:
+    number: int
+    state: str
+    meta: Any
+
+
+@dataclass(frozen=True)
+class PointMetaView:
+    point_id: int
+    attempts: list[AttemptMetaView]
+
+
+@dataclass(frozen=True)
+class MetaListView:
+    points: list[PointMetaView]
+    next_after: int | None
 
 
 def _progress(by_state: dict[str, int], jobs: int, max_points: int) -> ProgressView:
