@@ -15,7 +15,7 @@ import httpx
 
 from hposteer.client.task_view import format_task
 from hposteer.service.core.requirements import parse_architecture
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.pilot_jobs import Report
 from hposteer.service.operations.principal import Principal
@@ -80,7 +80,7 @@ def _acquire(services: Services, pilot_id: int, slot: str = "0") -> dict[str, An
 
 def _finish(services: Services, job: dict[str, Any], *, acquire_next: bool = False) -> dict[str, Any] | None:
     report = Report(lease_token=job["lease_token"], outcome="success", loss=1.0)
-    answer = pilot_jobs.complete(
+    answer = completion.complete(
         services, PILOT, attempt_id=job["attempt_id"], report=report, acquire_next=acquire_next
     )
     return answer["next_job"]

@@ -21,6 +21,7 @@ from hposteer.service.store import pilots as pilot_store
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
 from hposteer.service.store import tokens as token_store
+from hposteer.service.store.claim_write import ClaimWrite, WriteAfterClaim
 from hposteer.service.store.database import StoreBusy, database_time
 from hposteer.service.store.tables import points
 
@@ -87,14 +88,8 @@ def _pilot(services: Services, site: str = "SITE-A", owner: str = "ops") -> int:
 
 def _claim(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> claims.Claim | None:
     with services.db.write() as conn:
-        return claims.claim_next(
-            conn,
-            site=site,
-            pilot_id=pilot_id,
-            slot="0",
-            lease_ttl_s=ttl,
-            skip_locked=not services.db.is_sqlite,
-        )
+        request = claims.ClaimRequest(site=site, pilot_id=pilot_id, slot="0", lease_ttl_s=ttl)
+        return claims.claim_next(ClaimWrite(conn), request)
 
 
 def _end(
@@ -345,3 +340,28 @@ def test_incremental_history_matches_a_full_read(backend_services: Services) -> 
     check()
     with backend_services.db.read() as conn:
         assert [o.point_id for o in cache.history(conn, segment_id)] == [1]
+
+
+def test_a_claim_is_its_transactions_last_write(backend_services: Services) -> None:
+    """After ``claim_next`` returned a claim the connection refuses writes (store.claim_write), on
+    every backend: reads go on; a write raises WriteAfterClaim and, not pipelined, the transaction
+    (the claim with it) is rolled back."""
+    task_id, segment_id = _task(backend_services)
+    _points(backend_services, task_id, segment_id, 2)
+    pilot_id = _pilot(backend_services)
+    request = claims.ClaimRequest(site="SITE-A", pilot_id=pilot_id, slot="0", lease_ttl_s=30.0)
+    with pytest.raises(WriteAfterClaim), backend_services.db.write() as conn:  # noqa: PT012
+        tx = ClaimWrite(conn)
+        claim = claims.claim_next(tx, request)
+        assert claim is not None and tx.writes_over
+        assert point_store.point_state(conn, claim.point.id) == PointState.RUNNING.value  # a read
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
+    with backend_services.db.read() as conn:
+        states = conn.execute(select(points.c.state).where(points.c.segment_id == segment_id)).scalars().all()
+    assert states == [PointState.PENDING.value] * 2, "the refused write and the claim before it were rolled back"
+    with backend_services.db.write() as conn:  # a claim that found nothing leaves the transaction open
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
+        tx = ClaimWrite(conn)
+        assert claims.claim_next(tx, request) is None
+        assert not tx.writes_over
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)

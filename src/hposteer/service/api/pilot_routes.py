@@ -20,7 +20,7 @@ from hposteer.service.api.schemas import (
     RegisterIn,
     RegisterOut,
 )
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
 from hposteer.service.operations.sandboxes import sandbox_path
 
 router = APIRouter(prefix="/api/v1/pilot", tags=["pilots"])
@@ -61,7 +61,7 @@ def post_heartbeat(attempt_id: int, body: HeartbeatIn, svc: ServicesDep, princip
 
 @router.post("/attempts/{attempt_id}/complete", response_model=CompleteOut)
 def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal: PilotDep) -> Any:
-    report = pilot_jobs.Report(
+    report = completion.Report(
         lease_token=body.lease_token,
         outcome=body.outcome,
         loss=body.loss,
@@ -73,7 +73,7 @@ def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal
         request_key=body.request_key,
     )
     return _json(
-        pilot_jobs.complete(svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next)
+        completion.complete(svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next)
     )
 
 
