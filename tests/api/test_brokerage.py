@@ -16,8 +16,8 @@ import httpx
 from hposteer.client.task_view import format_task
 from hposteer.service.core.requirements import parse_architecture
 from hposteer.service.operations import completion, pilot_jobs
+from hposteer.service.operations.completion import Report
 from hposteer.service.operations.context import Services
-from hposteer.service.operations.pilot_jobs import Report
 from hposteer.service.operations.principal import Principal
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
