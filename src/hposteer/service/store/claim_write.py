@@ -112,6 +112,8 @@ def _execute_and_commit(
     import psycopg
 
     compiled = [_compiled(conn, s) for s in (statement, guard)]
+    # SQLAlchemy's own expansion of bound parameters (the brokerage's expanding IN) for the raw
+    # cursor: a private function, pinned by uv.lock and exercised by tests/store/test_claim_write.py.
     expanded = [c._process_parameters_for_postcompile(c.construct_params(params)) for c in compiled]
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
