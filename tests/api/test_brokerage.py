@@ -15,10 +15,10 @@ import httpx
 
 from hposteer.client.task_view import format_task
 from hposteer.core.requirements import parse_architecture
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
+from hposteer.service.operations.completion import Report
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.job_views import JobView
-from hposteer.service.operations.pilot_jobs import Report
 from hposteer.service.operations.principal import Principal
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
@@ -81,7 +81,7 @@ def _acquire(services: Services, pilot_id: int, slot: str = "0") -> JobView | No
 
 def _finish(services: Services, job: JobView, *, acquire_next: bool = False) -> JobView | None:
     report = Report(lease_token=job.lease_token, outcome="success", loss=1.0)
-    answer = pilot_jobs.complete(services, PILOT, attempt_id=job.attempt_id, report=report, acquire_next=acquire_next)
+    answer = completion.complete(services, PILOT, attempt_id=job.attempt_id, report=report, acquire_next=acquire_next)
     return answer.next_job
 
 

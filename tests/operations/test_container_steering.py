@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from hposteer.service.config import Settings
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid
 from hposteer.service.operations.principal import Principal
@@ -61,8 +61,8 @@ def evaluate_all(services: Services, site: str) -> list[Any]:
     while (job := pilot_jobs.acquire(services, PILOT, pilot_id=pilot, slot="0")) is not None:
         params = job.params
         loss = float(["x", "y", "z"].index(params["a"]))
-        report = pilot_jobs.Report(lease_token=job.lease_token, outcome="success", loss=loss)
-        pilot_jobs.complete(services, PILOT, attempt_id=job.attempt_id, report=report)
+        report = completion.Report(lease_token=job.lease_token, outcome="success", loss=loss)
+        completion.complete(services, PILOT, attempt_id=job.attempt_id, report=report)
         done.append(params)
     return done
 

@@ -8,7 +8,7 @@ from hposteer.core.searchspace import Params, SearchSpace
 from hposteer.service.core.events import Event, JobEnded, RoundEnded
 from hposteer.service.core.optimizer_spec import OptimizerSpec
 from hposteer.service.core.steering import Observation
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.principal import Principal
 from hposteer.service.operations.steer import SteerResult, _steer_held, segments_needing_steering, steer_segment
@@ -61,8 +61,8 @@ def test_an_exhausted_optimizer_ends_the_task_once_its_points_are_done(backend_s
         for _ in range(3):
             job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
             assert job is not None
-            report = pilot_jobs.Report(lease_token=job.lease_token, outcome="success", loss=1.0)
-            pilot_jobs.complete(backend_services, PILOT, attempt_id=job.attempt_id, report=report)
+            report = completion.Report(lease_token=job.lease_token, outcome="success", loss=1.0)
+            completion.complete(backend_services, PILOT, attempt_id=job.attempt_id, report=report)
         assert show_task(backend_services, ALICE, task_id).state == "running", "the optimiser may have more"
         second = steer_segment(backend_services, runner, segment_id)
         assert second.outcome == "exhausted"
@@ -131,8 +131,8 @@ def test_failed_points_reach_the_optimiser_as_failures_unless_the_task_asks_for_
             for _ in range(2):
                 job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
                 assert job is not None
-                report = pilot_jobs.Report(lease_token=job.lease_token, outcome="failure", failure_class="timeout")
-                pilot_jobs.complete(backend_services, PILOT, attempt_id=job.attempt_id, report=report)
+                report = completion.Report(lease_token=job.lease_token, outcome="failure", failure_class="timeout")
+                completion.complete(backend_services, PILOT, attempt_id=job.attempt_id, report=report)
             assert steer_segment(backend_services, runner, segment_id).produced == 1
         finally:
             runner.close()
@@ -168,8 +168,8 @@ def test_a_task_failed_by_its_steering_ends_its_running_attempts_with_events(bac
     pilot = one_slot_pilot(backend_services, "S")
     done = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
     assert done is not None
-    report = pilot_jobs.Report(lease_token=done.lease_token, outcome="success", loss=0.5)
-    pilot_jobs.complete(backend_services, PILOT, attempt_id=done.attempt_id, report=report)
+    report = completion.Report(lease_token=done.lease_token, outcome="success", loss=0.5)
+    completion.complete(backend_services, PILOT, attempt_id=done.attempt_id, report=report)
     job = pilot_jobs.acquire(backend_services, PILOT, pilot_id=pilot, slot="0")
     assert job is not None
     kept.events.clear()

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
 from hposteer.service.operations.context import Services
 from hposteer.service.store import claims
 from hposteer.service.store import tasks as task_store
+from hposteer.service.store.claim_write import ClaimWrite
 from tests.support.steered_tasks import PILOT, one_slot_pilot, steered_segment
 
 # SQLite has one writer at a time: no row locks to wait for, nothing to deadlock.
@@ -38,10 +39,10 @@ def test_completions_claiming_each_others_segments_do_not_deadlock(backend_servi
                 conn.execute(text("UPDATE segments SET evaluated = evaluated WHERE id = :s"), {"s": own})
                 barrier.wait(5)
                 began = time.monotonic()
-                claim = claims.claim_next(
-                    conn, site=wanted_site, pilot_id=pilot_id, slot="0", lease_ttl_s=60, skip_locked=True,
-                    held_segment_id=own,
-                )  # fmt: skip
+                request = claims.ClaimRequest(
+                    site=wanted_site, pilot_id=pilot_id, slot="0", lease_ttl_s=60, held_segment_id=own
+                )
+                claim = claims.claim_next(ClaimWrite(conn), request)
                 outcomes[name] = (claim, time.monotonic() - began)
                 barrier.wait(5)  # both hold their rows until both claims returned
         except Exception as exc:
@@ -80,9 +81,9 @@ def test_a_completion_passed_over_held_segments_gets_its_next_job_after_its_comm
     release = threading.Timer(0.5, lambda: (holder.commit(), holder.close()))
     release.start()
     began = time.monotonic()
-    answer = pilot_jobs.complete(
+    answer = completion.complete(
         services, PILOT, attempt_id=job.attempt_id,
-        report=pilot_jobs.Report(job.lease_token, "success", loss=1.0, request_key="k-1"), acquire_next=True,
+        report=completion.Report(job.lease_token, "success", loss=1.0, request_key="k-1"), acquire_next=True,
     )  # fmt: skip
     took = time.monotonic() - began
     release.join()

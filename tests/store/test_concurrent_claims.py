@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from hposteer.service.config import Settings
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
 from hposteer.service.operations.context import NoTrigger, Services, build_services
 from hposteer.service.operations.errors import Conflict
 from hposteer.service.operations.reaper import reap_expired
@@ -49,12 +49,12 @@ def _worker(settings_json: str, pilot_id: int, seed: int, seconds: float) -> Non
                     job = None
                     continue  # abandoned: the lease runs out and a reaper (any process) settles it
                 if roll < 0.5:
-                    report = pilot_jobs.Report(job.lease_token, "failure", failure_class="payload_error")
+                    report = completion.Report(job.lease_token, "failure", failure_class="payload_error")
                 else:
-                    report = pilot_jobs.Report(job.lease_token, "success", loss=float(job.point_id))
+                    report = completion.Report(job.lease_token, "success", loss=float(job.point_id))
                 done, job = job, None
                 with contextlib.suppress(Conflict):  # the lease expired first: refused, as it must be
-                    answer = pilot_jobs.complete(
+                    answer = completion.complete(
                         services, PILOT, attempt_id=done.attempt_id, report=report, acquire_next=rng.random() < 0.5
                     )
                     job = answer.next_job

@@ -19,6 +19,7 @@ from hposteer.service.store import claims
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
 from hposteer.service.store import tokens as token_store
+from hposteer.service.store.claim_write import ClaimWrite, WriteAfterClaim
 from hposteer.service.store.database import StoreBusy, database_time
 from hposteer.service.store.tables import points
 from tests.support.store_rows import add_pilot, add_points, add_task, claim_next
@@ -272,3 +273,28 @@ def test_incremental_history_matches_a_full_read(backend_services: Services) -> 
     check()
     with backend_services.db.read() as conn:
         assert [o.point_id for o in cache.history(conn, segment_id)] == [1]
+
+
+def test_a_claim_is_its_transactions_last_write(backend_services: Services) -> None:
+    """After ``claim_next`` returned a claim the connection refuses writes (store.claim_write), on
+    every backend: reads go on; a write raises WriteAfterClaim and, not pipelined, the transaction
+    (the claim with it) is rolled back."""
+    task_id, segment_id = add_task(backend_services)
+    add_points(backend_services, task_id, segment_id, 2)
+    pilot_id = add_pilot(backend_services)
+    request = claims.ClaimRequest(site="SITE-A", pilot_id=pilot_id, slot="0", lease_ttl_s=30.0)
+    with pytest.raises(WriteAfterClaim), backend_services.db.write() as conn:  # noqa: PT012
+        tx = ClaimWrite(conn)
+        claim = claims.claim_next(tx, request)
+        assert claim is not None and tx.writes_over
+        assert point_store.point_state(conn, claim.point.id) == PointState.RUNNING.value  # a read
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
+    with backend_services.db.read() as conn:
+        states = conn.execute(select(points.c.state).where(points.c.segment_id == segment_id)).scalars().all()
+    assert states == [PointState.PENDING.value] * 2, "the refused write and the claim before it were rolled back"
+    with backend_services.db.write() as conn:  # a claim that found nothing leaves the transaction open
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)
+        tx = ClaimWrite(conn)
+        assert claims.claim_next(tx, request) is None
+        assert not tx.writes_over
+        point_store.cancel_unfinished_points(conn, segment_id=segment_id, include_running=False)

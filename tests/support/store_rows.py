@@ -10,6 +10,7 @@ from hposteer.service.store import claims
 from hposteer.service.store import pilots as pilot_store
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
+from hposteer.service.store.claim_write import ClaimWrite
 
 
 def add_task(services: Services, **overrides: Any) -> tuple[int, int]:
@@ -74,11 +75,5 @@ def add_pilot(services: Services, site: str = "SITE-A", owner: str = "ops") -> i
 
 def claim_next(services: Services, pilot_id: int, site: str = "SITE-A", ttl: float = 30.0) -> claims.Claim | None:
     with services.db.write() as conn:
-        return claims.claim_next(
-            conn,
-            site=site,
-            pilot_id=pilot_id,
-            slot="0",
-            lease_ttl_s=ttl,
-            skip_locked=not services.db.is_sqlite,
-        )
+        request = claims.ClaimRequest(site=site, pilot_id=pilot_id, slot="0", lease_ttl_s=ttl)
+        return claims.claim_next(ClaimWrite(conn), request)

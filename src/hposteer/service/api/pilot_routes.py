@@ -24,7 +24,7 @@ from hposteer.service.api.schemas import (
     RegisterIn,
     RegisterOut,
 )
-from hposteer.service.operations import pilot_jobs
+from hposteer.service.operations import completion, pilot_jobs
 from hposteer.service.operations.job_views import AcquireView, CompletionView, RegistrationView
 from hposteer.service.operations.sandboxes import sandbox_path
 
@@ -65,7 +65,7 @@ async def post_heartbeat(
 
 @router.post("/attempts/{attempt_id}/complete", response_model=CompleteOut)
 async def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, principal: PilotDep) -> CompletionView:
-    report = pilot_jobs.Report(
+    report = completion.Report(
         lease_token=body.lease_token,
         outcome=body.outcome,
         loss=body.loss,
@@ -77,7 +77,7 @@ async def post_complete(attempt_id: int, body: CompleteIn, svc: ServicesDep, pri
         request_key=body.request_key,
     )
     return await run_in_threadpool(
-        lambda: pilot_jobs.complete(
+        lambda: completion.complete(
             svc, principal, attempt_id=attempt_id, report=report, acquire_next=body.acquire_next
         )
     )

@@ -1,6 +1,6 @@
 """Brokerage: which running tasks a pilot slot may serve, and why nobody serves a task.
 
-The claim (store.points.claim_next) admits tasks without requirements as before and, among
+The claim (store.claims.claim_next) admits tasks without requirements as before and, among
 tasks with requirements, only the ids this module says the slot satisfies. Requirements are
 evaluated here in Python, never per row in SQL: per (pilot, slot), the set of satisfied task
 ids is cached and recomputed when the set of running tasks with requirements changes.

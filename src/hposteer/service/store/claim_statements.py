@@ -141,7 +141,7 @@ def claim_statements(skip_locked: bool, continuing: bool = False, brokered: bool
     }
     if skip_locked:
         statements["take"] = _take_at_once(statements, continuing)
-        # fails (division by zero) unless "take" opened the attempt: execute_and_commit's guard
+        # fails (division by zero) unless "take" opened the attempt: the guard of store.claim_write
         statements["took"] = (
             select(literal(1, Integer) / func.count())
             .select_from(attempts)

@@ -15,13 +15,14 @@ completion moves its counters, and a transaction holds the row from its UPDATE t
 * On PostgreSQL the counter UPDATE, the point's claim and the attempt's INSERT are one statement
   (``_take_at_once``), the transaction's last before the commit: the row is held for the rest of
   that statement and the commit. (As separate statements it was held for 3 round trips plus a
-  completion's 8 before them: 154 evaluations/s at 64 slots instead of 230, bench (e).)
-* When the claim is the transaction's last write (``final``: the acquire and complete use cases),
-  that statement and the COMMIT go in one round trip (store.database ``execute_and_commit``):
-  the row is released without waiting for the service's thread to read the answer and send the
-  COMMIT, which on a loaded machine was most of the hold (about 240 -> 265 evaluations/s with 1
-  replica, 207 -> 247 with 3, and a third of the lock waits). A claim that meets a limit at that
-  moment rolls its whole transaction back, and the use case runs again without ``final``.
+  completion's 8 before them; figures in docs/benchmarks.md (e).)
+* A claim is its transaction's last write: it runs in a ``ClaimWrite`` (store.claim_write) and
+  issues its last statement through ``ClaimWrite.last_write``, after which the connection refuses
+  writes. On PostgreSQL that statement and the COMMIT go in one round trip (``pipelined``, the
+  use cases' first try; ``Database.write_ending_with_claim``): the row is released without waiting
+  for the service's thread to read the answer and send the COMMIT, which on a loaded machine was
+  most of the hold (docs/benchmarks.md (e)). A claim that meets a limit at that moment rolls its
+  whole transaction back, and the use case runs again not pipelined.
 * A completion that hands back the slot's next job does not move its segment's counters itself:
   it *carries* the move (``CarriedMove``) into the claim, which adds it to the same UPDATE when the
   next job comes from the same segment (the usual case), so the row is written once.
@@ -38,14 +39,14 @@ each other's segments. A plain acquire holds no segment and may wait.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from hposteer.service.store.claim_statements import Statement, claim_statements
-from hposteer.service.store.database import execute_and_commit
+from hposteer.service.store.claim_write import ClaimWrite
 from hposteer.service.store.points import CounterMove, move_counters
 from hposteer.service.store.records import ClaimedTask, PointRecord, SegmentRecord, from_row
 from hposteer.service.store.tables import attempts, points, segments, tasks
@@ -119,56 +120,62 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def claim_next(
-    conn: Connection,
-    *,
-    site: str,
-    pilot_id: int,
-    slot: str,
-    lease_ttl_s: float,
-    skip_locked: bool,
-    request_key: str | None = None,
-    continuation: JobContinuation | None = None,
-    allowed_task_ids: Sequence[int] = (),
-    held_segment_id: int | None = None,
-    carry: CarriedMove | None = None,
-    task_of: Callable[[Connection, int], ClaimedTask] = claimed_task,
-    final: bool = False,
-) -> Claim | None:
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What one claim asks for: a job for a pilot's slot, and what its transaction did before.
+
+    ``request_key``: the idempotency key of the call, kept on the attempt (R4). ``continuation``:
+    only that segment is eligible and the attempt joins the same job. ``allowed_task_ids``
+    (brokerage): a task with requirements is eligible only if it is among them.
+    ``held_segment_id``: a segment whose row the transaction locked already; the claim waits for no
+    other segment's row. ``carry``: a completion's counter move, written by the claim (merged into
+    its segment UPDATE when the segment is the same); the caller writes it if still unwritten
+    (``carry.write``). ``task_of`` reads what the job needs of its task (a cache may stand in).
+    """
+
+    site: str
+    pilot_id: int
+    slot: str
+    lease_ttl_s: float
+    request_key: str | None = None
+    continuation: JobContinuation | None = None
+    allowed_task_ids: Sequence[int] = ()
+    held_segment_id: int | None = None
+    carry: CarriedMove | None = None
+    task_of: Callable[[Connection, int], ClaimedTask] = claimed_task
+
+
+def claim_next(tx: ClaimWrite, request: ClaimRequest) -> Claim | None:
     """Claim one pending point for a pilot slot, or return None when nothing is eligible.
 
-    Runs inside a write transaction. The point's attempt counter moves in the same UPDATE
-    that claims it. Eligible: the task runs, the site matches, the segment has a free
-    evaluation slot (nParallelEvaluation) and job budget (maxEvaluationJobs) left. Order:
-    the owner with the fewest running attempts first (fair share), then task priority, then age.
-    With ``continuation`` only that segment is eligible and the attempt joins the same job.
-    ``request_key`` is the idempotency key of the call, kept on the attempt (R4).
-    Brokerage: a task with requirements is eligible only if it is among ``allowed_task_ids``.
-    ``held_segment_id``: a segment whose row this transaction locked already; the claim waits for
-    no other segment's row. ``carry``: a completion's counter move, written by the claim (merged
-    into its segment UPDATE when the segment is the same); the caller writes it if still unwritten
-    (``carry.write``). ``task_of`` reads what the job needs of its task (a cache may stand in).
-    ``skip_locked`` (PostgreSQL): points are picked ``SKIP LOCKED`` and the writes are one statement.
-    ``final`` (PostgreSQL): the claim is the transaction's last write, and its statement goes with
-    the COMMIT (store.database ``execute_and_commit``): once a claim is returned the transaction
-    is committed; a claim that finds a limit reached raises ``FinalStatementMissed`` with
-    everything rolled back (the caller runs again with ``final=False``). A carried move for another
-    segment is written before, so the claim is the last write whatever happens.
+    The point's attempt counter moves in the same UPDATE that claims it. Eligible: the task runs,
+    the site matches, the segment has a free evaluation slot (nParallelEvaluation) and job budget
+    (maxEvaluationJobs) left. Order: the owner with the fewest running attempts first (fair share),
+    then task priority, then age. ``tx.skip_locked`` (PostgreSQL): points are picked
+    ``SKIP LOCKED`` and the writes are one statement.
+
+    A returned claim was the transaction's last write (``ClaimWrite.last_write``): with
+    ``tx.pipelined`` the transaction is committed by then; a pipelined claim that finds a limit
+    reached raises ``FinalStatementMissed`` with everything rolled back. A carried move for
+    another segment is written before, so the claim is the last write whatever happens.
     """
-    sql = claim_statements(skip_locked, continuation is not None, bool(allowed_task_ids))
-    candidate_params = _candidate_params(site, carry, allowed_task_ids, continuation)
+    conn = tx.conn
+    site, carry, continuation = request.site, request.carry, request.continuation
+    skip_locked = tx.skip_locked
+    sql = claim_statements(skip_locked, continuation is not None, bool(request.allowed_task_ids))
+    candidate_params = _candidate_params(site, carry, request.allowed_task_ids, continuation)
     candidates = [(int(r.id), int(r.task_id)) for r in conn.execute(sql["candidate"], candidate_params)]
     job = {
-        "p_pilot_id": pilot_id,
-        "p_slot": slot,
+        "p_pilot_id": request.pilot_id,
+        "p_slot": request.slot,
         "p_site": site,
         "p_lease_token": secrets.token_urlsafe(24),
-        "p_ttl": lease_ttl_s,
+        "p_ttl": request.lease_ttl_s,
         "p_job_step": 1 if continuation is None else continuation.next_step,
-        "p_request_key": request_key,
+        "p_request_key": request.request_key,
         "p_job_number": None if continuation is None else continuation.job_number,
     }
-    held = held_segment_id
+    held = request.held_segment_id
     for segment_id, task_id in candidates:
         merge = carry is not None and carry.segment is None and carry.move.segment_id == segment_id
         if carry is not None and not merge:
@@ -182,7 +189,7 @@ def claim_next(
         point_id = conn.execute(sql["pick"], {"p_segment_id": segment_id}).scalar()
         if point_id is None:
             continue  # every pending point of the segment is being claimed right now
-        task = task_of(conn, task_id)
+        task = request.task_of(conn, task_id)
         params = {
             **job,
             **(carry.move.params() if merge and carry is not None else _NO_MOVE),
@@ -191,10 +198,7 @@ def claim_next(
             "p_owner": task.owner,
             "p_n_segments": task.n_segments,
         }
-        if skip_locked:
-            claim = _take_at_once_row(conn, sql, params, task, final)
-        else:
-            claim = _take_in_steps(conn, sql, params, task)
+        claim = _take_at_once_row(tx, sql, params, task) if skip_locked else _take_in_steps(tx, sql, params, task)
         if claim is None:
             continue  # the segment reached a limit since it was chosen: nothing was changed
         if merge and carry is not None:
@@ -219,25 +223,21 @@ def _candidate_params(
 
 
 def _take_at_once_row(
-    conn: Connection, sql: dict[str, Statement], params: dict[str, Any], task: ClaimedTask, final: bool
+    tx: ClaimWrite, sql: dict[str, Statement], params: dict[str, Any], task: ClaimedTask
 ) -> Claim | None:
-    values: Mapping[Any, Any]
-    if final:
-        values = execute_and_commit(conn, sql["take"], sql["took"], params)
-    else:
-        row = conn.execute(sql["take"], params).first()
-        if row is None:
-            return None
-        values = row._mapping
+    values = tx.last_write(sql["take"], params, guard=sql["took"])
+    if values is None:
+        return None
     segment = SegmentRecord(**{f.name: values[f"s_{f.name}"] for f in fields(SegmentRecord)})
     point = PointRecord(**{f.name: values[f"pt_{f.name}"] for f in fields(PointRecord)})
     return _claim(params, task, segment, point, int(values["a_id"]), float(values["a_lease_expires_at"]))
 
 
 def _take_in_steps(
-    conn: Connection, sql: dict[str, Statement], params: dict[str, Any], task: ClaimedTask
+    tx: ClaimWrite, sql: dict[str, Statement], params: dict[str, Any], task: ClaimedTask
 ) -> Claim | None:
     """The same writes as ``_take_at_once`` as three statements (SQLite: one writer at a time)."""
+    conn = tx.conn
     segment_row = conn.execute(sql["segment"], params).first()
     if segment_row is None:
         return None
@@ -247,10 +247,12 @@ def _take_in_steps(
         raise RuntimeError(f"point {params['p_point_id']} left 'pending' while this claim held its lock")
     point = from_row(PointRecord, point_row)
     number = job_number(segment, task.n_segments) if params["p_job_number"] is None else params["p_job_number"]
-    attempt = conn.execute(
+    attempt = tx.last_write(
         sql["attempt"], {**params, "p_task_id": point.task_id, "p_number": point.attempts, "p_job_number": number}
-    ).one()
-    return _claim(params, task, segment, point, int(attempt.id), float(attempt.lease_expires_at))
+    )
+    if attempt is None:
+        raise RuntimeError(f"the attempt of point {point.id} was not opened")
+    return _claim(params, task, segment, point, int(attempt["id"]), float(attempt["lease_expires_at"]))
 
 
 def _claim(

@@ -10,8 +10,13 @@ with 503 and ``Retry-After``.
 
 A pooled PostgreSQL connection is checked with a ping before use only when it has been idle for
 ``PING_AFTER_IDLE_S`` (a restarted or failed-over server, a connection cut by a firewall): a busy
-service reuses its connections within milliseconds, and a ping before each transaction was one
-round trip in ten on the pilots' hot path.
+service reuses its connections within milliseconds, and a ping before each transaction was a
+round trip of the pilots' hot path (docs/benchmarks.md (e)).
+
+Three kinds of transaction: ``read``, ``write`` (committed when its block ends), and
+``write_ending_with_claim`` (acquire; complete, then claim), which on PostgreSQL ends with its
+claim's statement sent with the COMMIT (store.claim_write) and is run once more, the ordinary way,
+when that statement finds a limit reached at the last moment. No store function commits.
 """
 
 from __future__ import annotations
@@ -19,31 +24,28 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement, ColumnElement
+from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Float
 
+from hposteer.service.store.claim_write import ClaimWrite, FinalStatementMissed, refuse_writes_after_the_claim
+
 PING_AFTER_IDLE_S = 1.0
+T = TypeVar("T")
 
 
 class StoreBusy(RuntimeError):
     """The database could not take the request in time (lock or pool timeout); retry later."""
-
-
-class FinalStatementMissed(RuntimeError):
-    """``execute_and_commit``'s guard found that the final statement did nothing: the whole
-    transaction was rolled back, and the use case may run again the ordinary way."""
 
 
 class db_now(FunctionElement[float]):
@@ -89,8 +91,8 @@ class Database:
         self.busy_timeout_s = busy_timeout_s
         # 2 x pool_size kept connections and no overflow: the same most connections as pool_size plus
         # as many in overflow, but an overflow connection is closed at every check-in while the
-        # pool is full, so under load PostgreSQL forked a new backend per request (179 sessions in
-        # 15 s for one replica; 230 -> 247 evaluations/s without, docs/benchmarks.md (e)).
+        # pool is full, so under load PostgreSQL forked a new backend per request (figures:
+        # docs/benchmarks.md (e)).
         pool = {"pool_size": 2 * pool_size, "max_overflow": 0, "pool_timeout": busy_timeout_s}
         if self.is_sqlite:
             path = url.split("///", 1)[1] if "///" in url else ""
@@ -107,6 +109,7 @@ class Database:
             )
             self.engine = create_engine(url, echo=echo, connect_args={"options": options}, **pool)
             _ping_when_idle(self.engine, PING_AFTER_IDLE_S)
+        refuse_writes_after_the_claim(self.engine)
         self._writer = self.engine.execution_options(hposteer_write=True)
         # SQLite has one writer at a time. Threads of this process queue on a mutex, which
         # wakes the next one at once, instead of in SQLite's busy handler, which sleeps in
@@ -126,6 +129,25 @@ class Database:
             if lock is not None:
                 lock.release()
 
+    def write_ending_with_claim(self, use_case: Callable[[ClaimWrite], T]) -> T:
+        """Run ``use_case`` in one write transaction whose last write is its claim (store.claim_write).
+
+        PostgreSQL: the claim's statement goes with the COMMIT, so the transaction ends inside
+        ``ClaimWrite.last_write``, before this block does. Should that statement find a limit
+        reached (:class:`FinalStatementMissed`: everything was rolled back), ``use_case`` runs once
+        more in a new transaction with the statement and the COMMIT apart; that one cannot miss
+        (it tries the next candidate instead). SQLite: one ordinary write transaction.
+        """
+        pipelined = not self.is_sqlite
+        try:
+            with self.write() as conn:
+                return use_case(ClaimWrite(conn, pipelined=pipelined))
+        except FinalStatementMissed:
+            if not pipelined:
+                raise
+        with self.write() as conn:
+            return use_case(ClaimWrite(conn, pipelined=False))
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction (a consistent snapshot; rolled back at the end)."""
@@ -134,57 +156,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-_COMPILED: dict[int, tuple[ClauseElement, SQLCompiler]] = {}
-
-
-def execute_and_commit(
-    conn: Connection, statement: ClauseElement, guard: ClauseElement, params: dict[str, Any]
-) -> dict[str, Any]:
-    """PostgreSQL: run ``statement``, then ``guard``, then COMMIT, in one round trip (psycopg's
-    pipeline mode); returns the statement's first row.
-
-    Why: row locks the statement takes are released by the COMMIT without waiting for this
-    process to read the answer and send the COMMIT, which on a loaded machine was most of the time a
-    hot row stayed locked (docs/benchmarks.md (e)). The caller's transaction is over when this
-    returns; whatever it runs on ``conn`` afterwards is a new transaction, committed at the end of
-    the ``Database.write`` block, so the statement must be the transaction's last write.
-
-    ``guard`` must fail (a division by zero) when the statement did not do its work: the COMMIT then
-    rolls the whole transaction back, and :class:`FinalStatementMissed` is raised. ``statement``
-    and ``guard`` must be built once (their compiled form is kept per object).
-    """
-    import psycopg
-
-    compiled = [_compiled(conn, s) for s in (statement, guard)]
-    expanded = [c._process_parameters_for_postcompile(c.construct_params(params)) for c in compiled]
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    try:
-        with raw.pipeline():
-            main, check = raw.cursor(), raw.cursor()
-            main.execute(expanded[0].statement, expanded[0].parameters)
-            check.execute(expanded[1].statement, expanded[1].parameters)
-            raw.commit()
-        row = main.fetchone()
-    except psycopg.errors.DivisionByZero as exc:
-        raise FinalStatementMissed("the final statement changed nothing; the transaction was rolled back") from exc
-    except psycopg.Error as exc:  # as SQLAlchemy would have raised it (a lock timeout -> StoreBusy)
-        raise DBAPIError.instance(expanded[0].statement, params, exc, psycopg.Error, dialect=conn.dialect) from exc
-    if row is None or main.description is None:
-        raise FinalStatementMissed("the final statement returned no row")
-    return {column.name: value for column, value in zip(main.description, row, strict=True)}
-
-
-def _compiled(conn: Connection, statement: ClauseElement) -> SQLCompiler:
-    entry = _COMPILED.get(id(statement))
-    if entry is not None and entry[0] is statement:
-        return entry[1]
-    compiled = statement.compile(dialect=conn.dialect)
-    assert isinstance(compiled, SQLCompiler)
-    _COMPILED[id(statement)] = (statement, compiled)
-    return compiled
 
 
 def _ping_when_idle(engine: Engine, idle_s: float) -> None:
