@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks and print (and save) their results.
 
-python -m bench [--only latency|throughput|isolation|containers|replicas|ui] [--quick]
+python -m bench [--only latency|throughput|isolation|containers|replicas|ui|fidelity] [--quick]
 
 With --only, the other sections of the results file are kept (merged), and the section's own date
 and command are recorded under "runs".
@@ -15,14 +15,18 @@ import time
 from pathlib import Path
 
 from bench import containers, isolation, latency, replicas, throughput, ui
+from bench.fidelity import compare as fidelity
 from bench.harness import machine, postgres_unavailable, running_service
 
 RESULTS = Path(__file__).parent / "results"
+SECTIONS = ("latency", "throughput", "isolation", "containers", "replicas", "ui", "fidelity")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["latency", "throughput", "isolation", "containers", "replicas", "ui"])
+    parser.add_argument(
+        "--only", choices=["latency", "throughput", "isolation", "containers", "replicas", "ui", "fidelity"]
+    )
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for the docs)")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -74,6 +78,8 @@ def main() -> None:
         report["replicas"] = _replicas(only=args.only == "replicas", quick=args.quick)
     if args.only in (None, "ui"):  # (f); its PostgreSQL part skips itself when no server answers
         report["ui"] = ui.run(quick=args.quick)
+    if args.only in (None, "fidelity"):  # (g): the pure scheduler core in a simulator, no service yet
+        report["fidelity"] = fidelity.run(quick=args.quick)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
     if args.only is not None:
