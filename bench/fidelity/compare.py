@@ -7,8 +7,11 @@ Per dataset, every side of bench/fidelity/sides.py runs on ``seeds`` seeds in th
 * **epochs to target**, per side: the median over seeds of the epochs spent when its best loss first
   reached the target (``inf`` when it did not within ``CAP_TRAININGS`` trainings' worth), and its ratio
   to the no-stopping side's (the issue's target: at most 35 %);
-* **quality at equal epochs**: each side's best loss at the budget; hposteer's best scheduler and
-  Optuna's best pruner (lowest median) are compared with a two-sided Mann-Whitney U test over seeds.
+* **quality at equal epochs**: each side's best loss once ``trainings`` full trainings' worth of
+  epochs were spent, for each of ``CHECKPOINTS`` (the budget among them: on a grid of a few hundred
+  configurations every stopping side finds the grid's best well before it, so the earlier
+  checkpoints are where sides differ); at each, hposteer's best scheduler and Optuna's best pruner
+  (lowest median over seeds, then lowest mean) are compared with a two-sided Mann-Whitney U test.
 
 "Best loss" counts every report (a stopped point's intermediate value is a model one could keep);
 the same figures counting only points trained to the last epoch are under ``full_trainings``.
@@ -33,6 +36,7 @@ from bench.fidelity.simulate import SLOTS, Run, simulate
 from bench.fidelity.tabulate import DATASETS, TABLES, Table, load
 
 BUDGET_TRAININGS = 60
+CHECKPOINTS = (5, 10, 20, 60)  # trainings' worth of epochs at which quality is compared
 CAP_TRAININGS = 180  # how far a side may run past the budget to reach the target
 TARGET_RATIO = 0.35
 SEEDS = 10
@@ -80,7 +84,16 @@ def compare_dataset(
             if key == "no-stopping":
                 target = _median([r.best_at(budget) for r in runs[key]])
                 target_full = _median([r.best_at(budget, full=True) for r in runs[key]])
-    rows = {key: _side_row(runs[key], budget, target, target_full) | {"seconds": seconds[key]} for key in sides}
+    checkpoints = sorted({*(k for k in CHECKPOINTS if k < budget_trainings), budget_trainings})
+    rows = {
+        key: _side_row(runs[key], budget, target, target_full)
+        | {
+            f"loss_at_{k}_trainings_median": round(_median([r.best_at(k * table.epochs) for r in runs[key]]), 5)
+            for k in checkpoints
+        }
+        | {"seconds": seconds[key]}
+        for key in sides
+    }
     for full in (False, True):
         metric = "epochs_to_target_full" if full else "epochs_to_target"
         base = rows["no-stopping"][metric + "_median"]
@@ -100,8 +113,9 @@ def compare_dataset(
         "target_loss_full_trainings": round(target_full, 5),
         "target_ratio": TARGET_RATIO,
         "sides": rows,
-        "quality_test": _quality_test(runs, budget, full=False),
-        "quality_test_full_trainings": _quality_test(runs, budget, full=True),
+        "checkpoints_trainings": list(checkpoints),
+        "quality_test": {str(k): _quality_test(runs, k * table.epochs, full=False) for k in checkpoints},
+        "quality_test_full_trainings": {str(k): _quality_test(runs, k * table.epochs, full=True) for k in checkpoints},
     }
 
 
@@ -142,11 +156,17 @@ def _quality_test(runs: dict[str, list[Run]], budget: int, *, full: bool) -> dic
     theirs = [k for k in OPTUNA_SIDES if k in runs]
     if not ours or not theirs:
         return None
-    best_ours = min(ours, key=lambda k: _median(at_budget(k)))
-    best_theirs = min(theirs, key=lambda k: _median(at_budget(k)))
+
+    def rank(key: str) -> tuple[float, float]:
+        return _median(at_budget(key)), statistics.fmean(at_budget(key))
+
+    best_ours, best_theirs = min(ours, key=rank), min(theirs, key=rank)
     x, y = at_budget(best_ours), at_budget(best_theirs)
     if any(math.isinf(v) for v in x + y):
         return {"hposteer": best_ours, "optuna": best_theirs, "skipped": "a run had no value at the budget"}
+    if len(set(x + y)) == 1:  # every run found the same value: no difference to test (scipy would divide by 0)
+        return {"hposteer": best_ours, "optuna": best_theirs, "hposteer_median": x[0], "optuna_median": y[0],
+                "U": len(x) * len(y) / 2, "p": 1.0, "note": "every value ties"}  # fmt: skip
     result = mannwhitneyu(x, y, alternative="two-sided")
     return {
         "hposteer": best_ours,
@@ -188,12 +208,12 @@ def format_result(result: dict[str, Any]) -> str:
             f"({row['epochs_to_target_ratio']!s:>5} of no-stopping, {row['not_reached']} not reached)  "
             f"loss at budget {row['loss_at_budget_median']:<8} points {row['points_at_budget_median']}"
         )
-    test = result["quality_test"]
-    if test and "U" in test:
-        lines.append(
-            f"  at equal epochs: {test['hposteer']} {test['hposteer_median']} vs {test['optuna']} "
-            f"{test['optuna_median']}: Mann-Whitney U {test['U']}, p {test['p']}"
-        )
+    for trainings, test in result["quality_test"].items():
+        if test and "U" in test:
+            lines.append(
+                f"  at {trainings:>2} trainings' epochs: {test['hposteer']} {test['hposteer_median']} vs "
+                f"{test['optuna']} {test['optuna_median']}: Mann-Whitney U {test['U']}, p {test['p']}"
+            )
     return "\n".join(lines)
 
 

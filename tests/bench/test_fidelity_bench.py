@@ -129,10 +129,14 @@ def test_the_report_agrees_with_itself() -> None:
             assert reached <= result["cap_epochs"]
             assert row["epochs_to_target_ratio"] == round(reached / base["epochs_to_target_median"], 3)
             assert (row["loss_at_budget_median"] <= result["target_loss"]) == (reached <= result["budget_epochs"])
-    test = result["quality_test"]
-    assert test["hposteer"].startswith("hposteer-") and test["optuna"].startswith("optuna-")
-    assert test["hposteer_median"] == min(sides[k]["loss_at_budget_median"] for k in sides if k.startswith("hposteer"))
-    assert 0.0 <= test["p"] <= 1.0 and 0.0 <= test["U"] <= 1.0  # one seed against one
+    assert result["checkpoints_trainings"] == [5, 6] and list(result["quality_test"]) == ["5", "6"]
+    for trainings, test in result["quality_test"].items():
+        at = f"loss_at_{trainings}_trainings_median"
+        assert test["hposteer"].startswith("hposteer-") and test["optuna"].startswith("optuna-")
+        assert test["hposteer_median"] == min(sides[k][at] for k in sides if k.startswith("hposteer"))
+        assert test["optuna_median"] == sides[test["optuna"]][at]
+        assert 0.0 <= test["p"] <= 1.0 and 0.0 <= test["U"] <= 1.0  # one seed against one
+    assert sides["no-stopping"]["loss_at_6_trainings_median"] == base["loss_at_budget_median"]
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
