@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import Trial, TrialState
 
 from bench.fidelity.tabulate import Table
@@ -50,7 +50,9 @@ class Job:
 
 
 class Side(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """What the side is called in the results."""
 
     def next_job(self) -> Job | None:
         """The job for a free slot (a paused point promoted since comes first), or ``None`` to leave it idle."""
@@ -74,7 +76,9 @@ class TpeAsker:
             pruner=pruner or optuna.pruners.NopPruner(),
             study_name=f"fidelity-{table.dataset}-{seed}",  # HyperbandPruner deals brackets by a hash of it
         )
-        self.distributions = {name: CategoricalDistribution(values) for name, values in table.params.items()}
+        self.distributions: dict[str, BaseDistribution] = {
+            name: CategoricalDistribution(values) for name, values in table.params.items()
+        }
         self.trials: dict[int, Trial] = {}
 
     def ask(self) -> Job:
@@ -292,6 +296,7 @@ SIDES = ("no-stopping", *HPOSTEER_SIDES, *OPTUNA_SIDES)
 def make_side(key: str, table: Table, seed: int) -> Any:
     """A fresh side by its key in :data:`SIDES` (typed ``Any`` so each class need not name the protocol)."""
     eta, epochs = REDUCTION_FACTOR, table.epochs
+    pruner: optuna.pruners.BasePruner
     match key:
         case "no-stopping":
             return NoStopping(table, seed)
