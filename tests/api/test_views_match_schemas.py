@@ -45,6 +45,8 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (views.TaskListView, api.TaskListOut),
     (views.PointListView, api.PointListOut),
     (views.RetryView, api.RetryOut),
+    (views.ReportView, api.ReportOut),
+    (views.ReportListView, api.ReportListOut),
     (views.SandboxView, api.SandboxOut),
     (views.DatasetSummaryView, ds.DatasetSummaryOut),
     (views.DatasetView, ds.DatasetOut),
