@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from hposteer.service.core.job_settings import DEFAULT_REPORT_FILE, JobSettings
 from hposteer.service.operations.pilot_jobs import MAX_REPORTS_PER_ATTEMPT
 from tests.conftest import LiveService
 from tests.support.rest_api import acquire, error, http, new_site, register, submission
@@ -134,3 +135,26 @@ def test_reports_are_the_owners_only(live_service: LiveService) -> None:
         assert theirs.status_code == 404, theirs.text
         missing = user.get(f"/api/v1/tasks/{task_id}/points/99/reports")
         assert missing.status_code == 404 and error(missing)["code"] == "point_not_found"
+
+
+def test_the_report_file_is_checked_at_submit_and_sent_with_the_job(live_service: LiveService) -> None:
+    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+        _, default = _job(user, pilot)
+        assert default["report_file"] == "hposteer_report.jsonl"
+        _, named = _job(user, pilot, report_file="curve.jsonl")
+        assert named["report_file"] == "curve.jsonl"
+        for bad, says in (
+            ("../up.jsonl", "no '/', '\\' or '..'"),
+            ("sub/dir.jsonl", "plain file name"),
+            ("", "1 to 200 characters"),
+            ("x" * 201, "1 to 200 characters"),
+        ):
+            r = user.post("/api/v1/tasks", json=submission(report_file=bad))
+            assert r.status_code == 422, r.text
+            issues = error(r).get("issues") or []
+            assert any(i["field"] == "report_file" and says in i["message"] for i in issues), r.text
+
+
+def test_tasks_stored_without_a_report_file_get_the_default() -> None:
+    settings = JobSettings.from_json({"evaluation_timeout_s": 60.0, "training_data_file": "input_ds.json"})
+    assert settings.report_file == DEFAULT_REPORT_FILE == "hposteer_report.jsonl"

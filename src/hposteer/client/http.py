@@ -306,6 +306,7 @@ class Job(TypedDict):
     meta: JobMeta | None  # and these two by client/pilot/metrics.py
     metrics: JobMetrics | None
     training: Training | None  # staged by client/pilot/staging.py
+    report_file: str  # the payload's intermediate reports, tailed by the pilot (docs/multi-fidelity.md)
 
 
 class Registration(TypedDict):

@@ -70,6 +70,11 @@ class TaskSubmission(_In):
     evaluation_metrics: str | None = None
     evaluation_training_data: str = "input_ds.json"
     training_ds: str | None = Field(None, description="--trainingDS: a dataset of yours (hposteer dataset ...)")
+    report_file: str = Field(
+        "hposteer_report.jsonl",
+        description="--reportFile: the file in the working directory the payload appends its intermediate "
+        "reports to (docs/multi-fidelity.md); a plain file name",
+    )
     sandbox_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     options: dict[str, Any] = Field(default_factory=dict, description="every phpo option as given")
     dry_run: bool = False
@@ -319,6 +324,9 @@ class JobOut(ResponseBody):
     meta: JobMetaOut | None = None
     metrics: JobMetricsOut | None = None
     training: JobTrainingOut | None = Field(None, description="training files to stage (docs/datasets.md)")
+    report_file: str = Field(
+        description="the file in the working directory to read intermediate reports from (docs/multi-fidelity.md)"
+    )
 
 
 class AcquireOut(ResponseBody):

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from hposteer.service.core.datasets import DatasetFile
+from hposteer.service.core.job_settings import DEFAULT_REPORT_FILE
 from hposteer.service.core.states import PointState
 from hposteer.service.store import attempt_reports as report_store
 from hposteer.service.store import points as point_store
@@ -277,6 +278,8 @@ def _job_settings(values: dict[str, Any]) -> dict[str, Any]:
     shown = {k: v for k, v in values.items() if v is not None}
     if "training_dataset" not in shown:
         shown.pop("training_data_file", None)
+    if shown.get("report_file") == DEFAULT_REPORT_FILE:
+        shown.pop("report_file")
     return shown
 
 
