@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
+from hposteer.client.cli import main
 from hposteer.service.core.job_settings import DEFAULT_REPORT_FILE, JobSettings
 from hposteer.service.operations.pilot_jobs import MAX_REPORTS_PER_ATTEMPT
 from tests.conftest import LiveService
@@ -62,7 +64,7 @@ def test_a_bad_report_is_refused_with_its_path_and_nothing_is_stored(live_servic
     with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
         task_id, job = _job(user, pilot)
         cases = [
-            (_steps(0, 1) + [{"step": 5, "metrics": {"loss": "low"}}], "reports[2]", "must be a number"),
+            ([*_steps(0, 1), {"step": 5, "metrics": {"loss": "low"}}], "reports[2]", "must be a number"),
             ([{"step": 3, "metrics": {"loss": 1}}, {"step": 3, "metrics": {"loss": 2}}], "reports[1]", "must increase"),
             ([{"step": -1, "metrics": {"loss": 1}}], "reports[0]", "must not be negative"),
             ([{"step": 1, "metrics": {}}], "reports[0]", "reports no metric"),
@@ -158,3 +160,22 @@ def test_the_report_file_is_checked_at_submit_and_sent_with_the_job(live_service
 def test_tasks_stored_without_a_report_file_get_the_default() -> None:
     settings = JobSettings.from_json({"evaluation_timeout_s": 60.0, "training_data_file": "input_ds.json"})
     assert settings.report_file == DEFAULT_REPORT_FILE == "hposteer_report.jsonl"
+
+
+def test_task_show_point_shows_each_attempts_curve(
+    live_service: LiveService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = ["--server", live_service.url, "--token", live_service.user_token]
+    with http(live_service, live_service.user_token) as user, http(live_service, live_service.pilot_token) as pilot:
+        task_id, job = _job(user, pilot)
+        assert main(["task", "show", str(task_id), "--point", "1", *conn]) == 0
+        assert "reports" not in capsys.readouterr().out
+        assert (
+            _beat(pilot, job, _steps(0, 11), refused=["report file line 13: the line is not JSON"]).status_code == 200
+        )
+        assert main(["task", "show", str(task_id), "--point", "1", *conn]) == 0
+    shown = capsys.readouterr().out
+    assert "    reports 12 (steps 0..11)" in shown, shown
+    assert "      step     11  acc=0.11 loss=0.0833333" in shown, shown
+    assert "step      6" not in shown and "step      7  acc=0.07" in shown, "the last 5 rows only"
+    assert "      ! report file line 13: the line is not JSON" in shown
