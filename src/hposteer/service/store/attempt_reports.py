@@ -50,8 +50,9 @@ def last_step(conn: Connection, attempt_id: int) -> int | None:
 
 
 def _insert_ignoring_duplicates(conn: Connection) -> Insert:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(attempt_reports).on_conflict_do_nothing(index_elements=["attempt_id", "step"])
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(attempt_reports).on_conflict_do_nothing(index_elements=["attempt_id", "step"])
+    return sqlite.insert(attempt_reports).on_conflict_do_nothing(index_elements=["attempt_id", "step"])
 
 
 def store_reports(
