@@ -45,6 +45,8 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (views.TaskListView, api.TaskListOut),
     (views.PointListView, api.PointListOut),
     (views.RetryView, api.RetryOut),
+    (views.ReportView, api.ReportOut),
+    (views.ReportListView, api.ReportListOut),
     (views.SandboxView, api.SandboxOut),
     (views.DatasetSummaryView, ds.DatasetSummaryOut),
     (views.DatasetView, ds.DatasetOut),
@@ -89,4 +91,5 @@ def test_every_view_is_paired_with_a_response_model() -> None:
 
 def test_the_job_is_sent_in_the_order_pilots_always_got_it() -> None:
     assert list(api.JobOut.model_fields) == [f.name for f in dataclasses.fields(job_views.JobView)]
-    assert list(api.JobOut.model_fields)[-4:] == ["checkpoint", "meta", "metrics", "training"]
+    # New fields go after the ones pilots always got (report_file: docs/multi-fidelity.md).
+    assert list(api.JobOut.model_fields)[-5:] == ["checkpoint", "meta", "metrics", "training", "report_file"]

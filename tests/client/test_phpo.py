@@ -69,6 +69,7 @@ HPOSTEER_OPTIONS: list[Row] = [
     ("--maxAttempts", "maxAttempts", "int", 3, "HPOSTEER"),
     ("--evaluationTimeout", "evaluationTimeout", "float", None, "HPOSTEER"),
     ("--failuresAsLosses", "failuresAsLosses", "flag", False, "HPOSTEER"),
+    ("--reportFile", "reportFile", "str", "hposteer_report.jsonl", "HPOSTEER"),
     ("--server", "server", "str", None, "HPOSTEER"),
     ("--tokenFile", "tokenFile", "str", None, "HPOSTEER"),
     ("--token-file", "tokenFile", "str", None, "HPOSTEER"),

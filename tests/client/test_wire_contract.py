@@ -34,6 +34,7 @@ ROUTES: list[tuple[type, str, str, str]] = [
     (wire.TaskDetail, "get", "/api/v1/tasks/{task_id}", "response"),
     (wire.PointList, "get", "/api/v1/tasks/{task_id}/points", "response"),
     (wire.PointDetail, "get", "/api/v1/tasks/{task_id}/points/{point_id}", "response"),
+    (wire.ReportList, "get", "/api/v1/tasks/{task_id}/points/{point_id}/reports", "response"),
     (wire.Retried, "post", "/api/v1/tasks/{task_id}/retry", "response"),
     (wire.TaskDetail, "post", "/api/v1/tasks/{task_id}/kill", "response"),
     (wire.PilotRegistration, "post", "/api/v1/pilot/register", "request"),

@@ -161,6 +161,37 @@ def test_each_evaluated_point_becomes_one_mlflow_run(tmp_path: Path, plugins: Pl
     assert mlflow.list_artifacts(plain.info.run_id) == []
 
 
+def test_a_points_intermediate_reports_become_metric_histories(tmp_path: Path, mlflow_server: str) -> None:
+    """Each attempt's reports are logged with their steps: the last reporting attempt as ``report.<name>``,
+    an earlier one as ``attempt<N>.report.<name>``."""
+    settings = {"event_handlers": ["mlflow"], "mlflow_tracking_uri": mlflow_server}
+    with live_service_on(tmp_path / "data", **settings) as live:
+        site = new_site()
+        with http(live, live.user_token) as user, http(live, live.pilot_token) as pilot:
+            body = submission(name="user.alice.curves", site=site, max_points=1, n_points_per_iteration=1)
+            task_id = int(user.post("/api/v1/tasks", json=body).json()["id"])
+            pilot_id = register(pilot, site)
+            for steps in (range(2), range(3)):
+                job = acquire_job(pilot, pilot_id)
+                reports = [{"step": s, "metrics": {"loss": 1.0 / (s + 1)}} for s in steps]
+                beat = pilot.post(
+                    f"/api/v1/pilot/attempts/{job['attempt_id']}/heartbeat",
+                    json={"lease_token": job["lease_token"], "reports": reports},
+                )
+                assert beat.status_code == 200 and beat.json()["reports_stored"] == len(reports), beat.text
+                complete(pilot, job, None if job["attempt_number"] == 1 else 0.25)
+            wait_state(user, task_id, "finished")
+        assert bus_of(live).drain(90)
+    mlflow = MlflowClient(tracking_uri=mlflow_server)
+    experiment = mlflow.get_experiment_by_name(f"hposteer/{task_id}-user.alice.curves")
+    assert experiment is not None
+    (run,) = mlflow.search_runs([experiment.experiment_id])
+    history = sorted((m.step, m.value) for m in mlflow.get_metric_history(run.info.run_id, "report.loss"))
+    assert history == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+    earlier = sorted((m.step, m.value) for m in mlflow.get_metric_history(run.info.run_id, "attempt1.report.loss"))
+    assert earlier == [(0, 1.0), (1, 0.5)]
+
+
 def run_names(url: str, experiment: str) -> list[str]:
     """The ``hposteer.point`` tags of the experiment's runs, sorted (a point recorded twice shows twice)."""
     mlflow = MlflowClient(tracking_uri=url)

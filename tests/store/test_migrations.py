@@ -182,3 +182,38 @@ def test_0006_fails_the_tasks_that_ended_finished_with_no_point_done(backend_ser
     assert all(row == ("finished", "max_points", None, 5.0) for row in tasks_now().values()), tasks_now()
     upgrade(engine)
     assert tasks_now() == after
+
+
+def test_0007_adds_the_reports_to_a_database_with_running_attempts(backend_services: Services) -> None:
+    """A database of revision 0006 with a running attempt: after 0007 the attempt has no report and
+    no refused line, takes reports (idempotently), and the downgrade drops them again."""
+    from sqlalchemy import inspect
+
+    from hposteer.core.intermediate_reports import IntermediateReport
+    from hposteer.service.store import attempt_reports
+    from tests.support.store_rows import add_pilot, add_points, add_task, claim_next
+
+    engine = backend_services.db.engine
+    _downgrade(engine, "0006")
+    assert "attempt_reports" not in inspect(engine).get_table_names()
+    task_id, segment_id = add_task(backend_services)
+    add_points(backend_services, task_id, segment_id, 1)
+    claim = claim_next(backend_services, add_pilot(backend_services))
+    assert claim is not None
+    upgrade(engine)
+    assert _differences(backend_services) == []
+    with backend_services.db.write() as conn:
+        assert attempt_reports.last_step(conn, claim.attempt_id) is None
+        reports = [IntermediateReport(s, {"loss": 1.0 / (s + 1)}) for s in range(3)]
+        stored = attempt_reports.store_reports(conn, claim.attempt_id, reports, max_per_attempt=10)
+        assert (stored.reports_stored, stored.last_step) == (3, 2)
+        again = attempt_reports.store_reports(conn, claim.attempt_id, reports, max_per_attempt=10)
+        assert (again.reports_stored, again.last_step) == (0, 2)
+        attempt_reports.add_refusals(conn, claim.attempt_id, [f"line {i}" for i in range(25)])
+        held = conn.execute(text("SELECT report_refusals FROM attempts")).scalar_one()
+    assert held is not None
+    _downgrade(engine, "0006")
+    assert "attempt_reports" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    with backend_services.db.read() as conn:
+        assert attempt_reports.summaries(conn, [claim.attempt_id]) == {}

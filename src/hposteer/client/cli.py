@@ -17,7 +17,7 @@ from typing import Any
 
 from hposteer.client import __version__
 from hposteer.client.console import quiet_on_broken_pipe
-from hposteer.client.http import ApiClient, ApiError, Point, ServerUnreachable, Unauthorized
+from hposteer.client.http import ApiClient, ApiError, Point, Report, ServerUnreachable, Unauthorized
 from hposteer.client.settings import MISSING_TOKEN_HINT, refused, resolve_server, resolve_token
 from hposteer.client.task_download import download_action
 from hposteer.client.task_view import format_point, format_task, format_task_table, wait_for_task
@@ -155,10 +155,24 @@ def _task_list(api: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
     return tasks, format_task_table(tasks) if tasks else "no tasks"
 
 
+def _all_reports(api: ApiClient, task_id: int, point_id: int) -> list[Report]:
+    """Every intermediate report of the point, page by page, in arrival order."""
+    reports: list[Report] = []
+    after: int | None = 0
+    while after is not None:
+        page = api.point_reports(task_id, point_id, after=after, limit=10_000)
+        reports.extend(page["reports"])
+        after = page["next_after"]
+    return reports
+
+
 def _task_show(api: ApiClient, args: argparse.Namespace) -> tuple[Any, str]:
     if args.point is not None:
         point = api.get_point(args.task_id, args.point)
-        return point, format_point(point)
+        if not any(a.get("report_count") for a in point["attempts"]):
+            return point, format_point(point)
+        reports = _all_reports(api, args.task_id, args.point)
+        return {**point, "reports": reports}, format_point(point, reports=reports)
     task = api.get_task(args.task_id)
     points = _all_points(api, args.task_id) if args.points else None
     return ({**task, "points": points} if points is not None else task), format_task(task, points)

@@ -154,6 +154,26 @@ class AttemptDetail(Attempt):
     meta: dict[str, Any] | None
     heartbeat_at: float | None
     lease_expires_at: float | None
+    report_count: int  # intermediate reports stored (docs/multi-fidelity.md)
+    last_report: Report | None
+    report_refusals: list[str]  # the pilot's last refused report lines
+
+
+class Report(TypedDict):
+    """One intermediate report as the service keeps it; ``seq`` is the arrival order."""
+
+    seq: int
+    attempt_number: int
+    step: int
+    metrics: dict[str, float]
+    reported_at: float
+
+
+class ReportList(TypedDict):
+    """GET /tasks/{id}/points/{n}/reports: a page in arrival order."""
+
+    reports: list[Report]
+    next_after: int | None
 
 
 class Point(TypedDict):
@@ -286,6 +306,7 @@ class Job(TypedDict):
     meta: JobMeta | None  # and these two by client/pilot/metrics.py
     metrics: JobMetrics | None
     training: Training | None  # staged by client/pilot/staging.py
+    report_file: str  # the payload's intermediate reports, tailed by the pilot (docs/multi-fidelity.md)
 
 
 class Registration(TypedDict):
@@ -310,6 +331,8 @@ class Completed(TypedDict):
 class Heartbeat(TypedDict):
     action: Literal["continue", "kill"]
     lease_expires_in_s: float
+    reports_stored: int  # reports newly stored by this call
+    last_step: int | None  # the highest step the service holds for the attempt: drop what is at or below it
 
 
 # -- pilot requests
@@ -362,8 +385,17 @@ class AcquireRequest(TypedDict):
     request_key: NotRequired[str | None]
 
 
+class IntermediateReportBody(TypedDict):
+    """One intermediate report (docs/multi-fidelity.md): a report line's step and its metrics."""
+
+    step: int
+    metrics: dict[str, float]
+
+
 class HeartbeatRequest(TypedDict):
     lease_token: str
+    reports: NotRequired[list[IntermediateReportBody]]  # at most 100, steps strictly increasing
+    refused: NotRequired[list[str]]  # the pilot's refused report lines: at most 20 of 500 characters
 
 
 class CompletionReport(TypedDict):
@@ -528,6 +560,10 @@ class ApiClient:
     def get_point(self, task_id: int, point_id: int) -> PointDetail:
         return cast(PointDetail, self._json("GET", f"/tasks/{task_id}/points/{point_id}", retry_unsafe=True))
 
+    def point_reports(self, task_id: int, point_id: int, *, after: int = 0, limit: int = 1000) -> ReportList:
+        path = f"/tasks/{task_id}/points/{point_id}/reports"
+        return cast(ReportList, self._json("GET", path, params={"after": after, "limit": limit}, retry_unsafe=True))
+
     def retry_task(self, task_id: int) -> Retried:
         return cast(Retried, self._json("POST", f"/tasks/{task_id}/retry"))
 
@@ -545,8 +581,23 @@ class ApiClient:
         body: AcquireRequest = {"pilot_id": pilot_id, "slot": slot, "request_key": request_key or new_request_key()}
         return cast(Acquired, self._json("POST", "/pilot/acquire", json=body, retry_unsafe=True))
 
-    def heartbeat(self, attempt_id: int, lease_token: str) -> Heartbeat:
+    def heartbeat(
+        self,
+        attempt_id: int,
+        lease_token: str,
+        *,
+        reports: list[IntermediateReportBody] | None = None,
+        refused: list[str] | None = None,
+    ) -> Heartbeat:
+        """Extend the lease, sending the intermediate reports (and refused report lines) read since the last call.
+
+        Re-sending reports is safe (the service ignores steps it holds); the answer's ``last_step`` says what it holds.
+        """
         body: HeartbeatRequest = {"lease_token": lease_token}
+        if reports:
+            body["reports"] = reports
+        if refused:
+            body["refused"] = refused
         return cast(
             Heartbeat,
             self._json(

@@ -125,6 +125,7 @@ def submission(options: argparse.Namespace, sandbox_sha256: str | None) -> dict[
         "evaluation_metrics": options.evaluationMetrics,
         "evaluation_training_data": options.evaluationTrainingData,
         "training_ds": options.trainingDS,
+        "report_file": options.reportFile,
         "sandbox_sha256": sandbox_sha256,
         "options": {k: v for k, v in vars(options).items() if k not in SECRET_DESTS},
     }

@@ -118,6 +118,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--failuresAsLosses",), "failuresAsLosses", "hposteer", "flag", False,
            "tell failed points to the optimiser as the failure loss 1e5, as PanDA does (by default they are "
            "told as failures, which keeps the optimiser's model clean)"),
+    Option(("--reportFile",), "reportFile", "hposteer", "str", "hposteer_report.jsonl",
+           "file in the working directory the evaluation appends its intermediate reports to, one JSON line "
+           "per step (docs/multi-fidelity.md). hposteer_report.jsonl by default"),
     Option(("--server",), "server", "hposteer", "str", None,
            "hposteer server URL ($HPOSTEER_SERVER, else http://127.0.0.1:8750)"),
     Option(("--tokenFile", "--token-file"), "tokenFile", "hposteer", "str", None,
@@ -175,6 +178,7 @@ _FIELD_OPTIONS = {
     "evaluation_metrics": "evaluationMetrics",
     "evaluation_training_data": "evaluationTrainingData",
     "training_ds": "trainingDS",
+    "report_file": "reportFile",
 }
 
 

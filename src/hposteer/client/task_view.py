@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from hposteer.client.http import ApiClient, Attempt, Point, PointDetail, TaskDetail, TaskSummary
+from hposteer.client.http import ApiClient, Attempt, AttemptDetail, Point, PointDetail, Report, TaskDetail, TaskSummary
 
 TERMINAL_STATES = ("finished", "failed", "killed")
 # Why a failed task failed, as `task wait` reports it (its exit code: hposteer.client.cli WAIT_EXIT_CODES).
@@ -88,8 +88,8 @@ def _attempt_line(a: Attempt) -> str:
     ).rstrip()
 
 
-def format_point(point: PointDetail, tail_lines: int = 40) -> str:
-    """One point and each attempt in full, with the end of its payload's output."""
+def format_point(point: PointDetail, tail_lines: int = 40, reports: Sequence[Report] = (), curve_rows: int = 5) -> str:
+    """One point and each attempt in full, with its intermediate reports' curve and the end of its payload's output."""
     lines = [
         f"point {point['id']} (segment {point['segment']}, iteration {point['iteration']}): {point['state']}, "
         f"loss {_loss(point['loss'])}" + (" (failure)" if point["is_failure"] else ""),
@@ -99,12 +99,31 @@ def format_point(point: PointDetail, tail_lines: int = 40) -> str:
         lines.append("  " + _attempt_line(a))
         if a.get("meta") is not None:
             lines.append(f"    metadata {json.dumps(a['meta'], sort_keys=True)[:2000]}")
+        lines.extend(_curve_lines(a, [r for r in reports if r["attempt_number"] == a["number"]], curve_rows))
         tail = (a.get("log_tail") or "").rstrip("\n")
         if tail:
             shown = tail.splitlines()[-tail_lines:]
             lines.append(f"    output (last {len(shown)} lines; the API keeps the last 64 KiB):")
             lines.extend("      | " + line for line in shown)
     return "\n".join(lines)
+
+
+def _curve_lines(attempt: AttemptDetail, reports: Sequence[Report], rows: int) -> list[str]:
+    """An attempt's intermediate reports, compactly: how many, the step range, the last few rows."""
+    count = attempt.get("report_count", 0)
+    refusals = attempt.get("report_refusals") or []
+    lines: list[str] = []
+    if count:
+        steps = [r["step"] for r in reports]
+        first = f"steps {steps[0]}..{steps[-1]}" if steps else ""
+        lines.append(f"    reports {count} ({first})" if first else f"    reports {count}")
+        for r in reports[-rows:]:
+            metrics = " ".join(f"{k}={v:.6g}" for k, v in sorted(r["metrics"].items()))
+            lines.append(f"      step {r['step']:>6}  {metrics}")
+    if refusals:
+        lines.append(f"    refused report lines (last {len(refusals)}):")
+        lines.extend(f"      ! {m}" for m in refusals[-3:])
+    return lines
 
 
 def _bar(task: TaskSummary, width: int = 30) -> str:

@@ -59,7 +59,13 @@ async def post_heartbeat(
     attempt_id: int, body: HeartbeatIn, svc: ServicesDep, principal: PilotDep
 ) -> pilot_jobs.HeartbeatAnswer:
     return await run_in_threadpool(
-        lambda: pilot_jobs.heartbeat(svc, attempt_id=attempt_id, lease_token=body.lease_token)
+        lambda: pilot_jobs.heartbeat(
+            svc,
+            attempt_id=attempt_id,
+            lease_token=body.lease_token,
+            reports=[r.model_dump() for r in body.reports],
+            refused=body.refused,
+        )
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from hposteer.service.api.artifact_schemas import JobCheckpointOut, JobMetaOut, JobMetricsOut
 from hposteer.service.api.dataset_schemas import JobTrainingOut
@@ -70,6 +70,11 @@ class TaskSubmission(_In):
     evaluation_metrics: str | None = None
     evaluation_training_data: str = "input_ds.json"
     training_ds: str | None = Field(None, description="--trainingDS: a dataset of yours (hposteer dataset ...)")
+    report_file: str = Field(
+        "hposteer_report.jsonl",
+        description="--reportFile: the file in the working directory the payload appends its intermediate "
+        "reports to (docs/multi-fidelity.md); a plain file name",
+    )
     sandbox_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     options: dict[str, Any] = Field(default_factory=dict, description="every phpo option as given")
     dry_run: bool = False
@@ -153,6 +158,24 @@ class AttemptDetailOut(AttemptOut):
     meta: dict[str, Any] | None = Field(None, description="the evaluation's metadata (--evaluationMeta)")
     heartbeat_at: float | None = None
     lease_expires_at: float | None = None
+    report_count: int = Field(0, description="intermediate reports stored for this attempt")
+    last_report: ReportOut | None = Field(None, description="the attempt's last intermediate report to arrive")
+    report_refusals: list[str] = Field(
+        default_factory=list, description="the pilot's last refused report lines (at most 20)"
+    )
+
+
+class ReportOut(ResponseBody):
+    seq: int = Field(description="the arrival order, across the point's attempts")
+    attempt_number: int
+    step: int
+    metrics: dict[str, float]
+    reported_at: float
+
+
+class ReportListOut(ResponseBody):
+    reports: list[ReportOut]
+    next_after: int | None = Field(description="pass as ?after= for the next page; null: this page is the last")
 
 
 class PointDetailOut(ResponseBody):
@@ -301,6 +324,9 @@ class JobOut(ResponseBody):
     meta: JobMetaOut | None = None
     metrics: JobMetricsOut | None = None
     training: JobTrainingOut | None = Field(None, description="training files to stage (docs/datasets.md)")
+    report_file: str = Field(
+        description="the file in the working directory to read intermediate reports from (docs/multi-fidelity.md)"
+    )
 
 
 class AcquireOut(ResponseBody):
@@ -308,13 +334,31 @@ class AcquireOut(ResponseBody):
     retry_after_s: float
 
 
+class IntermediateReportIn(_In):
+    """One intermediate report; checked by core.intermediate_reports.parse_report (its messages), not here."""
+
+    step: Annotated[Any, WithJsonSchema({"type": "integer", "minimum": 0})]
+    metrics: Annotated[Any, WithJsonSchema({"type": "object", "additionalProperties": {"type": "number"}})]
+
+
 class HeartbeatIn(_In):
     lease_token: str = Field(..., min_length=1, max_length=128)
+    reports: list[IntermediateReportIn] = Field(
+        default_factory=list,
+        description="intermediate reports read from the payload's report file since the last acknowledged step, "
+        "steps strictly increasing; at most 100 per call (docs/multi-fidelity.md)",
+    )
+    refused: list[str] = Field(
+        default_factory=list,
+        description="report lines the pilot refused, for the attempt's record: at most 20 of 500 characters",
+    )
 
 
 class HeartbeatOut(ResponseBody):
     action: Literal["continue", "kill"]
     lease_expires_in_s: float
+    reports_stored: int = Field(..., description="reports newly stored by this call (re-sent ones do not count)")
+    last_step: int | None = Field(..., description="the highest step the service holds for this attempt")
 
 
 class CompleteIn(_In):

@@ -11,6 +11,7 @@ from hposteer.service.api.deps import ServicesDep, UserDep
 from hposteer.service.api.schemas import (
     PointDetailOut,
     PointListOut,
+    ReportListOut,
     RetryOut,
     SandboxOut,
     TaskDetailOut,
@@ -22,7 +23,15 @@ from hposteer.service.operations import tasks as task_ops
 from hposteer.service.operations.errors import NotFound
 from hposteer.service.operations.sandboxes import has_sandbox, record_sandbox
 from hposteer.service.operations.submit import TaskRequest, submit_task
-from hposteer.service.operations.views import PointListView, PointView, RetryView, SandboxView, TaskListView, TaskView
+from hposteer.service.operations.views import (
+    PointListView,
+    PointView,
+    ReportListView,
+    RetryView,
+    SandboxView,
+    TaskListView,
+    TaskView,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
@@ -68,6 +77,19 @@ def get_points(
 @router.get("/tasks/{task_id}/points/{point_id}", response_model=PointDetailOut)
 def get_point(task_id: int, point_id: int, svc: ServicesDep, principal: UserDep) -> PointView:
     return task_ops.show_point(svc, principal, task_id, point_id)
+
+
+@router.get("/tasks/{task_id}/points/{point_id}/reports", response_model=ReportListOut)
+def get_point_reports(
+    task_id: int,
+    point_id: int,
+    svc: ServicesDep,
+    principal: UserDep,
+    after: Annotated[int, Query(ge=0, description="the seq of the last report already read")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> ReportListView:
+    """The point's intermediate reports (docs/multi-fidelity.md) in arrival order, every attempt's."""
+    return task_ops.point_reports(svc, principal, task_id, point_id, after=after, limit=limit)
 
 
 @router.post("/tasks/{task_id}/retry", response_model=RetryOut)

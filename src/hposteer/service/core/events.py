@@ -150,6 +150,8 @@ class Meters(Protocol):
 
     def steering_run(self, seconds: float, outcome: str) -> None: ...
 
+    def reports_stored(self, count: int) -> None: ...
+
 
 class NoEvents:
     """The sink of tools without handlers: nothing listens."""
@@ -173,4 +175,7 @@ class NoMeters:
         return None
 
     def steering_run(self, seconds: float, outcome: str) -> None:
+        return None
+
+    def reports_stored(self, count: int) -> None:
         return None

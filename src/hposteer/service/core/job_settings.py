@@ -14,6 +14,7 @@ CHECKPOINT_MAX_BYTES = 100 * 2**20  # PanDA's worker-side limit
 META_MAX_BYTES = 2**20  # runHPO ignores a metadata file over 1 MB
 METRICS_MAX_BYTES = 100 * 2**20
 DEFAULT_CHECKPOINT_INTERVAL_MIN = 5.0
+DEFAULT_REPORT_FILE = "hposteer_report.jsonl"  # --reportFile (docs/multi-fidelity.md)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class JobSettings:
     metrics_file: str | None = None  # --evaluationMetrics
     training_data_file: str = "input_ds.json"  # --evaluationTrainingData
     training_dataset: str | None = None  # --trainingDS: a dataset of the task's owner
+    report_file: str = DEFAULT_REPORT_FILE  # --reportFile: the payload's intermediate reports
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +53,7 @@ class JobSettings:
             metrics_file=value.get("metrics_file"),
             training_data_file=value.get("training_data_file") or "input_ds.json",
             training_dataset=value.get("training_dataset"),
+            report_file=value.get("report_file") or DEFAULT_REPORT_FILE,  # tasks of before 0007: the default
         )
 
 

@@ -19,7 +19,7 @@ from hposteer.service.core.events import Event, EventSink, Meters
 
 log = logging.getLogger("hposteer.events")
 
-_METER_CALLS = frozenset({"attempt_started", "attempt_ended", "acquire", "steering_run"})
+_METER_CALLS = frozenset({"attempt_started", "attempt_ended", "acquire", "steering_run", "reports_stored"})
 
 
 class PipeSink:
@@ -49,6 +49,9 @@ class PipeSink:
 
     def steering_run(self, seconds: float, outcome: str) -> None:
         self._send(("meter", "steering_run", (seconds, outcome)))
+
+    def reports_stored(self, count: int) -> None:
+        self._send(("meter", "reports_stored", (count,)))
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._broken:

@@ -4,8 +4,9 @@ On ``end_job`` with a terminal point (done or failed) the handler reads the poin
 database (on its own thread, never the request's) and records it: the experiment
 ``<prefix>/<task id>-<task name>``, a run ``point-<id>`` with the point's hyperparameters as
 params, ``loss``, ``failed`` and ``attempts`` as metrics, site, pilot and state as tags, the
-final attempt's metadata as ``meta.json`` (its numbers also as ``meta.<key>`` metrics) and the
-metrics tarball under ``metrics/``. The run is tagged ``hposteer.point`` when it is created and
+final attempt's metadata as ``meta.json`` (its numbers also as ``meta.<key>`` metrics), the
+intermediate reports as metric histories with their steps (``report.<name>``; docs/multi-fidelity.md) and
+the metrics tarball under ``metrics/``. The run is tagged ``hposteer.point`` when it is created and
 searched for first, so a replayed event (or a point that ends again after ``task retry``)
 updates its run instead of making a second one. mlflow is imported on the first event.
 
@@ -168,7 +169,7 @@ class MlflowHandler:
             params = _params(point)
             for start in range(0, len(params), BATCH):
                 client.log_batch(run_id, params=params[start : start + BATCH])
-        metrics, tags = _metrics(point), _tags(point)
+        metrics, tags = _metrics(point) + _report_metrics(point), _tags(point)
         for start in range(0, max(len(metrics), len(tags)), BATCH):
             client.log_batch(run_id, metrics=metrics[start : start + BATCH], tags=tags[start : start + BATCH])
         self._artifacts(client, run_id, point)
@@ -266,6 +267,22 @@ def _metrics(point: TrackedPoint) -> list[Metric]:
         if isinstance(value, int | float) and not isinstance(value, bool):
             values[_key(f"meta.{key}")] = float(value)
     return [Metric(key, value, stamp, step) for key, value in values.items()]
+
+
+def _report_metrics(point: TrackedPoint) -> list[Metric]:
+    """The intermediate reports as metric histories with their steps: ``report.<name>`` for the attempt that
+    reported last (the one the point's result came from), ``attempt<N>.report.<name>`` for earlier attempts."""
+    from mlflow.entities import Metric
+
+    if not point.reports:
+        return []
+    last = point.reports[-1].attempt_number
+    found: list[Metric] = []
+    for r in point.reports:
+        prefix = "report" if r.attempt_number == last else f"attempt{r.attempt_number}.report"
+        stamp = _ms(r.reported_at) or 0
+        found.extend(Metric(_key(f"{prefix}.{name}"), value, stamp, r.step) for name, value in r.metrics.items())
+    return found
 
 
 def _tags(point: TrackedPoint) -> list[RunTag]:

@@ -142,6 +142,11 @@ class ServiceMetrics:
             buckets=STEERING_BUCKETS,
             registry=r,
         )
+        self._reports = Counter(
+            "hposteer_intermediate_reports_stored",
+            "Intermediate reports this replica stored from heartbeats (re-sent ones not counted)",
+            registry=r,
+        )
         # Every label value exists from the start (rate() needs the zeros); children are looked up once.
         self._ended_by = {outcome: self._ended.labels(outcome) for outcome in ATTEMPT_OUTCOMES}
         self._acquire_job, self._acquire_idle = self._acquire.labels("job"), self._acquire.labels("idle")
@@ -163,6 +168,9 @@ class ServiceMetrics:
     def steering_run(self, seconds: float, outcome: str) -> None:
         child = self._steering_by.get(outcome)
         (child if child is not None else self._steering.labels(outcome)).observe(seconds)
+
+    def reports_stored(self, count: int) -> None:
+        self._reports.inc(count)
 
     def render(self) -> bytes:
         """The exposition text (format 0.0.4)."""

@@ -124,4 +124,5 @@ def render(conn: Connection, services: Services, claim: Claim) -> JobView:
         meta=extras.meta,
         metrics=extras.metrics,
         training=datasets.job_training(conn, services, claim, job_settings),
+        report_file=job_settings.report_file,
     )

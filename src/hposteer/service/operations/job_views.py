@@ -115,6 +115,7 @@ class JobView:
     meta: JobMetaView | None
     metrics: JobMetricsView | None
     training: JobTrainingView | None
+    report_file: str  # --reportFile: the payload's intermediate reports (docs/multi-fidelity.md)
 
 
 @dataclass(frozen=True, slots=True)

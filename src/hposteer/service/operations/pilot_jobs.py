@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hposteer.core.intermediate_reports import IntermediateReport, ReportLineError, parse_report
 from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Invalid, NotFound
 from hposteer.service.operations.job_claims import claim_job, job_again, pilot_of
@@ -19,6 +21,7 @@ from hposteer.service.operations.job_views import JobView, RegistrationView
 from hposteer.service.operations.leases import lease_refusal
 from hposteer.service.operations.outbox import Outbox
 from hposteer.service.operations.principal import Principal
+from hposteer.service.store import attempt_reports as report_store
 from hposteer.service.store import attempts as attempt_store
 from hposteer.service.store import pilots as pilot_store
 from hposteer.service.store.claim_write import ClaimWrite
@@ -89,17 +92,78 @@ def acquire(
     return job
 
 
+MAX_REPORTS_PER_CALL = 100
+MAX_REPORTS_PER_ATTEMPT = 10_000  # beyond: not stored (the answer's reports_stored says so)
+MAX_REFUSED_PER_CALL = 20
+MAX_REFUSED_CHARS = 500
+
+
 @dataclass(frozen=True)
 class HeartbeatAnswer:
     action: str  # continue | kill
     lease_expires_in_s: float
+    reports_stored: int = 0  # newly stored by this call
+    last_step: int | None = None  # the highest step the service holds for the attempt
 
 
-def heartbeat(services: Services, *, attempt_id: int, lease_token: str) -> HeartbeatAnswer:
+def checked_reports(raw: Sequence[Any]) -> list[IntermediateReport]:
+    """The heartbeat's ``reports`` ({"step", "metrics"} objects), each checked as a report line is."""
+    if len(raw) > MAX_REPORTS_PER_CALL:
+        raise Invalid(
+            f"{len(raw)} reports in one heartbeat; send at most {MAX_REPORTS_PER_CALL} per call",
+            [{"field": "reports", "message": f"at most {MAX_REPORTS_PER_CALL} items"}],
+        )
+    reports: list[IntermediateReport] = []
+    for i, item in enumerate(raw):
+        previous = reports[-1].step if reports else None
+        try:
+            reports.append(parse_report(_as_line(item), previous))
+        except ReportLineError as exc:
+            raise Invalid(f"reports[{i}]: {exc}", [{"field": f"reports[{i}]", "message": str(exc)}]) from None
+    return reports
+
+
+def _as_line(item: Any) -> object:
+    """A {"step": N, "metrics": {...}} item as the report line it stands for: {"step": N, ...metrics}."""
+    if not isinstance(item, dict) or set(item) != {"step", "metrics"}:
+        raise ReportLineError('a report must be an object {"step": N, "metrics": {"loss": 0.5}}')
+    metrics = item["metrics"]
+    if not isinstance(metrics, dict):
+        raise ReportLineError(f"'metrics' must be an object of metric names to numbers, got {metrics!r:.40}")
+    if "step" in metrics:
+        raise ReportLineError("'step' is not a metric name: the step goes in the report's own 'step' field")
+    return {"step": item["step"], **metrics}
+
+
+def checked_refusals(refused: Sequence[str]) -> list[str]:
+    if len(refused) > MAX_REFUSED_PER_CALL:
+        raise Invalid(f"{len(refused)} refused lines in one heartbeat; send at most {MAX_REFUSED_PER_CALL} per call")
+    for i, message in enumerate(refused):
+        if len(message) > MAX_REFUSED_CHARS:
+            raise Invalid(f"refused[{i}] has {len(message)} characters; at most {MAX_REFUSED_CHARS} are allowed")
+    return list(refused)
+
+
+def heartbeat(
+    services: Services,
+    *,
+    attempt_id: int,
+    lease_token: str,
+    reports: Sequence[Any] = (),
+    refused: Sequence[str] = (),
+) -> HeartbeatAnswer:
+    """Extend the lease and, in the same fenced transaction, store the reports sent with it."""
+    checked = checked_reports(reports)
+    refusals = checked_refusals(refused)
     with services.db.write() as conn:
         remaining = attempt_store.extend_lease(conn, attempt_id, lease_token, services.settings.lease_ttl_s)
+        if remaining is not None:
+            stored = report_store.store_reports(conn, attempt_id, checked, max_per_attempt=MAX_REPORTS_PER_ATTEMPT)
+            report_store.add_refusals(conn, attempt_id, refusals)
     if remaining is not None:
-        return HeartbeatAnswer("continue", remaining)
+        if stored.reports_stored:
+            services.meters.reports_stored(stored.reports_stored)
+        return HeartbeatAnswer("continue", remaining, stored.reports_stored, stored.last_step)
     refusal = lease_refusal(services, attempt_id, lease_token)
     if refusal.code == "attempt_cancelled":
         return HeartbeatAnswer("kill", 0.0)

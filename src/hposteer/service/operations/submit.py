@@ -21,7 +21,12 @@ from hposteer.core.submission_checks import (
     requirements_of,
     space_warnings,
 )
-from hposteer.service.core.job_settings import DEFAULT_CHECKPOINT_INTERVAL_MIN, CheckpointSettings, JobSettings
+from hposteer.service.core.job_settings import (
+    DEFAULT_CHECKPOINT_INTERVAL_MIN,
+    DEFAULT_REPORT_FILE,
+    CheckpointSettings,
+    JobSettings,
+)
 from hposteer.service.core.optimizer_spec import (
     OptimizerSpec,
     OptimizerSpecError,
@@ -77,6 +82,7 @@ class TaskRequest:
     evaluation_metrics: str | None = None
     evaluation_training_data: str = "input_ds.json"
     training_ds: str | None = None
+    report_file: str = DEFAULT_REPORT_FILE
     sandbox_sha256: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -144,10 +150,24 @@ def _validate_job_files(request: TaskRequest, issues: Issues) -> None:
         value = getattr(request, name)
         if value is not None and (not _FILE.match(value) or value in (".", "..")):
             issues.field(name, f"{value!r} must be a plain file name in the working directory (no '/')")
+    report_problem = report_file_problem(request.report_file)
+    if report_problem is not None:
+        issues.field("report_file", report_problem)
     if request.checkpoint_to_load is not None and not request.checkpoint_to_save:
         issues.field("checkpoint_to_load", "only means something with checkpoint_to_save (--checkPointToSave)")
     if request.checkpoint_interval_s is not None and not request.checkpoint_to_save:
         issues.field("checkpoint_interval_s", "only means something with checkpoint_to_save (--checkPointToSave)")
+
+
+def report_file_problem(name: str) -> str | None:
+    """What is wrong with a --reportFile name, or None: a plain file name inside the working directory."""
+    if not 1 <= len(name) <= 200:
+        return f"must be a file name of 1 to 200 characters, got {len(name)} (default {DEFAULT_REPORT_FILE})"
+    if "/" in name or "\\" in name or ".." in name:
+        return f"{name!r} must be a plain file name in the working directory: no '/', '\\' or '..'"
+    if name.strip() != name or any(not c.isprintable() for c in name):
+        return f"{name!r} must not start or end with spaces nor hold control characters"
+    return None
 
 
 def job_settings_of(request: TaskRequest) -> JobSettings:
@@ -165,6 +185,7 @@ def job_settings_of(request: TaskRequest) -> JobSettings:
         metrics_file=request.evaluation_metrics,
         training_data_file=request.evaluation_training_data,
         training_dataset=request.training_ds,
+        report_file=request.report_file,
     )
 
 

@@ -11,7 +11,16 @@ from hposteer.service.operations.context import Services
 from hposteer.service.operations.errors import Conflict, Invalid, NotFound
 from hposteer.service.operations.outbox import Outbox
 from hposteer.service.operations.principal import Principal
-from hposteer.service.operations.views import PointView, TaskView, point_detail_view, point_views, task_views
+from hposteer.service.operations.views import (
+    PointView,
+    ReportListView,
+    TaskView,
+    point_detail_view,
+    point_views,
+    report_view,
+    task_views,
+)
+from hposteer.service.store import attempt_reports as report_store
 from hposteer.service.store import attempts as attempt_store
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
@@ -121,3 +130,18 @@ def show_point(services: Services, principal: Principal, task_id: int, number: i
             raise NotFound(f"task {task_id} has no point {number}", code="point_not_found")
         index = {s.id: s.idx for s in task_store.segments_of(conn, task_id)}
         return point_detail_view(conn, point, index)
+
+
+def point_reports(
+    services: Services, principal: Principal, task_id: int, number: int, *, after: int, limit: int
+) -> ReportListView:
+    """A point's intermediate reports of every attempt, in arrival order, ``limit`` after ``seq`` ``after``."""
+    with services.db.read() as conn:
+        if task_store.get_task(conn, task_id, principal.owner_scope) is None:
+            raise _not_found(task_id)
+        point = point_store.point_by_number(conn, task_id, number)
+        if point is None:
+            raise NotFound(f"task {task_id} has no point {number}", code="point_not_found")
+        found = report_store.point_reports(conn, point.id, after=after, limit=limit)
+    reports = [report_view(r) for r in found]
+    return ReportListView(reports, reports[-1].seq if len(reports) == limit else None)

@@ -14,9 +14,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from hposteer.service.core.datasets import DatasetFile
+from hposteer.service.core.job_settings import DEFAULT_REPORT_FILE
 from hposteer.service.core.states import PointState
+from hposteer.service.store import attempt_reports as report_store
 from hposteer.service.store import points as point_store
 from hposteer.service.store import tasks as task_store
+from hposteer.service.store.attempt_reports import StoredReport
 from hposteer.service.store.records import PointRecord, SegmentRecord, TaskRecord
 
 
@@ -97,6 +100,30 @@ class AttemptDetailView(AttemptView):
     meta: dict[str, Any] | None = None
     heartbeat_at: float | None = None
     lease_expires_at: float | None = None
+    report_count: int = 0  # intermediate reports stored (docs/multi-fidelity.md)
+    last_report: ReportView | None = None
+    report_refusals: list[str] = field(default_factory=list)  # the pilot's last refused report lines
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """One intermediate report of a point, as the reports route and the point's page show it."""
+
+    seq: int
+    attempt_number: int
+    step: int
+    metrics: dict[str, float]
+    reported_at: float
+
+
+@dataclass(frozen=True)
+class ReportListView:
+    reports: list[ReportView]
+    next_after: int | None  # the seq to ask after for more, or None when this page is the last
+
+
+def report_view(report: StoredReport) -> ReportView:
+    return ReportView(report.seq, report.attempt_number, report.step, report.metrics, report.reported_at)
 
 
 A = TypeVar("A", bound="AttemptView")
@@ -251,6 +278,8 @@ def _job_settings(values: dict[str, Any]) -> dict[str, Any]:
     shown = {k: v for k, v in values.items() if v is not None}
     if "training_dataset" not in shown:
         shown.pop("training_data_file", None)
+    if shown.get("report_file") == DEFAULT_REPORT_FILE:
+        shown.pop("report_file")
     return shown
 
 
@@ -352,17 +381,24 @@ def point_views(conn: Connection, records: Sequence[PointRecord], segment_index:
 
 
 def point_detail_view(conn: Connection, point: PointRecord, segment_index: dict[int, int]) -> PointView:
-    """One point with each attempt in full (``AttemptDetailView``: log tail, metadata, lease times)."""
-    attempts: list[AttemptView] = [
-        _attempt_view(
-            AttemptDetailView,
-            row,
-            row["pilot_name"],
-            log_tail=row["log_tail"],
-            meta=row["meta"],
-            heartbeat_at=row["heartbeat_at"],
-            lease_expires_at=row["lease_expires_at"],
+    """One point with each attempt in full (``AttemptDetailView``: log tail, metadata, lease times, reports)."""
+    rows = point_store.attempt_details(conn, point.id)
+    reports = report_store.summaries(conn, [row["id"] for row in rows])
+    attempts: list[AttemptView] = []
+    for row in rows:
+        summary = reports.get(row["id"])
+        attempts.append(
+            _attempt_view(
+                AttemptDetailView,
+                row,
+                row["pilot_name"],
+                log_tail=row["log_tail"],
+                meta=row["meta"],
+                heartbeat_at=row["heartbeat_at"],
+                lease_expires_at=row["lease_expires_at"],
+                report_count=summary.count if summary else 0,
+                last_report=report_view(summary.last) if summary and summary.last else None,
+                report_refusals=list(row["report_refusals"] or []),
+            )
         )
-        for row in point_store.attempt_details(conn, point.id)
-    ]
     return _point_view(point, segment_index, attempts)

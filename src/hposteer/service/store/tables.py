@@ -195,12 +195,30 @@ attempts = Table(
     # acquire_next) and of the completion, so that a retried call gets the same answer.
     Column("request_key", String(64), nullable=True),
     Column("completion_key", String(64), nullable=True),
+    # The pilot's last refused report lines (docs/multi-fidelity.md), newest last, at most 20.
+    Column("report_refusals", JSON(none_as_null=True), nullable=True),
     UniqueConstraint("point_id", "number"),
     Index("ix_attempts_state_lease_expires_at", "state", "lease_expires_at"),
     Index("ix_attempts_segment_id_state", "segment_id", "state"),
     Index("ix_attempts_owner_state", "owner", "state"),
     Index("ix_attempts_pilot_id_request_key", "pilot_id", "request_key"),
     Index("ix_attempts_task_id_site", "task_id", "site"),  # the web UI's site mix of a task
+)
+
+# Intermediate reports (docs/multi-fidelity.md): one row per (attempt, step), sent with the heartbeats.
+# ``seq`` is the arrival order the schedulers and the reports route read in.
+attempt_reports = Table(
+    "attempt_reports",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=True),
+    Column("attempt_id", Id, ForeignKey("attempts.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", Id, nullable=False),
+    Column("point_id", Id, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("reported_at", Float, nullable=False),
+    UniqueConstraint("attempt_id", "step"),
+    Index("ix_attempt_reports_point_id_seq", "point_id", "seq"),
 )
 
 artifacts = Table(

@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, select
 
+from hposteer.service.store.attempt_reports import StoredReport, point_reports
 from hposteer.service.store.tables import artifacts, attempts, pilots, points, segments, tasks
 
 ENDED = ("done", "failed")  # the points an experiment tracker records
+REPORTS_TRACKED = 100_000  # a point's intermediate reports read for its run (10,000 per attempt at most)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class TrackedPoint:
     attempts: tuple[TrackedAttempt, ...]
     metrics_name: str | None  # the metrics tarball, as users download it
     metrics_sha256: str | None
+    reports: tuple[StoredReport, ...] = ()  # intermediate reports of every attempt, in arrival order
 
 
 def tracked_point(conn: Connection, task_id: int, number: int) -> TrackedPoint | None:
@@ -118,6 +121,7 @@ def tracked_point(conn: Connection, task_id: int, number: int) -> TrackedPoint |
         attempts=tuple(TrackedAttempt(**a._mapping) for a in tried),
         metrics_name=metrics.name if metrics is not None else None,
         metrics_sha256=metrics.sha256 if metrics is not None else None,
+        reports=tuple(point_reports(conn, row.id, after=0, limit=REPORTS_TRACKED)),
     )
 
 
