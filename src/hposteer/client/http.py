@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
@@ -310,6 +310,8 @@ class Completed(TypedDict):
 class Heartbeat(TypedDict):
     action: Literal["continue", "kill"]
     lease_expires_in_s: float
+    reports_stored: NotRequired[int]  # an older service sends neither of these two
+    last_step: NotRequired[int | None]  # the highest step the service holds for this attempt
 
 
 # -- pilot requests
@@ -362,8 +364,17 @@ class AcquireRequest(TypedDict):
     request_key: NotRequired[str | None]
 
 
+class ReportIn(TypedDict):
+    """One intermediate report as the pilot forwards it (docs/multi-fidelity.md)."""
+
+    step: int
+    metrics: dict[str, float]
+
+
 class HeartbeatRequest(TypedDict):
     lease_token: str
+    reports: NotRequired[list[ReportIn]]  # at most 100 per call
+    refused: NotRequired[list[str]]  # the pilot's refused report lines, at most 20
 
 
 class CompletionReport(TypedDict):
@@ -545,8 +556,18 @@ class ApiClient:
         body: AcquireRequest = {"pilot_id": pilot_id, "slot": slot, "request_key": request_key or new_request_key()}
         return cast(Acquired, self._json("POST", "/pilot/acquire", json=body, retry_unsafe=True))
 
-    def heartbeat(self, attempt_id: int, lease_token: str) -> Heartbeat:
+    def heartbeat(
+        self,
+        attempt_id: int,
+        lease_token: str,
+        reports: Sequence[ReportIn] | None = None,
+        refused: Sequence[str] | None = None,
+    ) -> Heartbeat:
         body: HeartbeatRequest = {"lease_token": lease_token}
+        if reports:
+            body["reports"] = list(reports)
+        if refused:
+            body["refused"] = list(refused)
         return cast(
             Heartbeat,
             self._json(
