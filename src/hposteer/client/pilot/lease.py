@@ -39,6 +39,7 @@ class LeaseKeeper:
         self.changed = threading.Event()  # set together with kill or lost
         self.beats = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a tailer was attached, or the keeper stops
         self._beating = threading.Lock()  # one heartbeat at a time: the thread's, or the final flush's
         self._tailer: ReportTailer | None = None
         self._last_beat = time.monotonic()
@@ -51,12 +52,14 @@ class LeaseKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self._wake.set()
         # A heartbeat in flight is not waited for long: its answer no longer matters.
         self._thread.join(timeout=1.0)
 
     def forward(self, tailer: ReportTailer) -> None:
         """Send the reports ``tailer`` reads with the heartbeats, from now on."""
         self._tailer = tailer
+        self._wake.set()
 
     def flush(self, deadline_s: float = 5.0) -> bool:
         """The payload has ended: read its report file a last time and send what is pending, in as
@@ -92,12 +95,14 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         while True:
-            tailer = self._tailer
             wait_s = self.interval_s - (time.monotonic() - self._last_beat)
-            if tailer is not None:
+            if self._tailer is not None:
                 wait_s = min(wait_s, POLL_S)
-            if self._stop.wait(max(0.0, wait_s)):
+            self._wake.wait(max(0.0, wait_s))
+            self._wake.clear()
+            if self._stop.is_set():
                 return
+            tailer = self._tailer
             with self._beating:
                 if self._stop.is_set():
                     return
