@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
+import pytest
+
+from hposteer.client.http import Job
+from hposteer.client.payload import BUDGET_FILE, REPORT_FILE, STOP_FILE
+from hposteer.client.pilot.evaluation import payload_environment
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.reports import MAX_BATCH, MAX_REFUSED_FORWARDED, ReportTailer
+from hposteer.client.pilot.runtimes.container_args import container_env
+from hposteer.client.pilot.slots import Slot
+from hposteer.client.pilot.workdir import SandboxError, report_file_name, write_budget
+from tests.support.runtime import make_job
 
 
 def tailer(tmp_path: Path) -> tuple[ReportTailer, io.StringIO]:
@@ -117,3 +128,26 @@ def test_a_symbolic_link_or_a_fifo_is_not_read(tmp_path: Path) -> None:
     t2, stream2 = tailer(tmp_path)
     assert t2.poll() == 0  # does not block
     assert "not a regular file" in stream2.getvalue()
+
+
+def test_every_runtime_tells_the_payload_its_files(tmp_path: Path) -> None:
+    """The variables are relative to the working directory, the payload's cwd in every runtime,
+    and the containers' environment (docker, podman and apptainer share container_env) keeps them."""
+    job = make_job()
+    env = payload_environment(Slot("0", ()), job, {"PATH": "/usr/bin"})
+    files = {"HPOSTEER_REPORT_FILE": REPORT_FILE, "HPOSTEER_STOP_FILE": STOP_FILE, "HPOSTEER_BUDGET_FILE": BUDGET_FILE}
+    assert {k: env[k] for k in files} == files
+    inside = container_env(env, ())
+    assert {k: inside[k] for k in files} == files
+    renamed = payload_environment(Slot("0", ()), cast(Job, {**job, "report_file": "curve.jsonl"}), {})
+    assert renamed["HPOSTEER_REPORT_FILE"] == "curve.jsonl"
+    with pytest.raises(SandboxError, match="report file name"):
+        report_file_name(cast(Job, {**job, "report_file": "../up.jsonl"}))
+
+
+def test_the_budget_file_is_the_jobs_budget_or_no_limit(tmp_path: Path) -> None:
+    job = make_job()
+    write_budget(job, tmp_path)
+    assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"max_steps": None, "start_step": 0, "rung": None}
+    write_budget(cast(Job, {**job, "budget": {"max_steps": 9, "start_step": 3, "rung": 1}}), tmp_path)
+    assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"max_steps": 9, "start_step": 3, "rung": 1}
