@@ -8,6 +8,7 @@ implements register/acquire/heartbeat/complete and records what the pilot sends.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from hposteer.client.pilot.agent import Pilot, PilotConfig
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import cpu_slots
+from tests.conftest import docker_with_image
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Recorder:
 
     heartbeat_interval_s: float = 5.0
     job_exec: str = ""
+    container: str | None = None
     old_service: bool = False  # answer without reports_stored / last_step
     fail_reports: int = 0  # answer 500 to this many heartbeats that carry reports
     heartbeats: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
@@ -45,7 +48,7 @@ class Recorder:
             "attempt_id": 7, "lease_token": "tok-7", "lease_ttl_s": 60.0,
             "heartbeat_interval_s": self.heartbeat_interval_s, "task_id": 1, "task_name": "t", "point_id": 3,
             "attempt_number": 1, "job_number": 0, "segment": {"index": 0, "name": "main"}, "params": {"x": 0.5},
-            "evaluation_exec": self.job_exec, "evaluation_container": None, "evaluation_input": "input.json",
+            "evaluation_exec": self.job_exec, "evaluation_container": self.container, "evaluation_input": "input.json",
             "evaluation_output": "output.json", "sandbox": None, "evaluation_timeout_s": None, "job_step": 0,
             "max_points_per_job": 1, "checkpoint": None, "meta": None, "metrics": None, "training": None,
         }  # fmt: skip
@@ -133,12 +136,15 @@ json.dump({"status": 0, "loss": 0.004}, open("output.json", "w"))
 """
 
 
-def run_pilot(server: str, tmp_path: Path, rec: Recorder, script: str) -> Pilot:
-    (tmp_path / "payload.py").write_text(script)
-    rec.job_exec = f"{sys.executable} {tmp_path / 'payload.py'}"
+def run_pilot(server: str, tmp_path: Path, rec: Recorder, script: str, runtime: str = "local") -> Pilot:
+    if runtime == "local":
+        (tmp_path / "payload.py").write_text(script)
+        rec.job_exec = f"{sys.executable} {tmp_path / 'payload.py'}"
+    else:
+        rec.job_exec = f"python3 -c {shlex.quote(script)}"  # the image has no hposteer: the lines by hand
     with ApiClient(server, "test-token") as api:
         config = PilotConfig(
-            name="test-pilot", site="S", slots=cpu_slots(1), runtime=make_runtime("local"),
+            name="test-pilot", site="S", slots=cpu_slots(1), runtime=make_runtime(runtime),
             workdir=tmp_path / "work", exit_when_idle_s=1.0, threads_per_slot=1,
         )  # fmt: skip
         pilot = Pilot(api, config, Logger(verbose=True))
@@ -233,3 +239,26 @@ def test_a_payload_without_reports_gets_the_heartbeats_it_got_before(
     assert 2 <= len(rec.heartbeats) <= 4  # one per 0.5 s over about 1.7 s: nothing extra
     gaps = [b[0] - a[0] for a, b in zip(rec.heartbeats, rec.heartbeats[1:], strict=False)]
     assert all(gap >= 0.45 for gap in gaps), gaps
+
+
+IN_A_CONTAINER = """
+import json, os, time
+assert os.getcwd() == "/srv/workDir", os.getcwd()
+budget = json.load(open(os.environ["HPOSTEER_BUDGET_FILE"]))
+for step in (1, 2, 3):
+    with open(os.environ["HPOSTEER_REPORT_FILE"], "a") as f:
+        f.write(json.dumps({"step": step, "loss": 1.0 / step, "max_steps": -1 if budget["max_steps"] is None else 0}))
+        f.write("\\n")
+    time.sleep(0.3)
+json.dump({"status": 0, "loss": 0.3}, open("output.json", "w"))
+"""
+
+
+def test_a_docker_payloads_reports_are_forwarded(recorder: tuple[Recorder, str], tmp_path: Path) -> None:
+    docker_with_image("hposteer/base:bookworm").close()
+    rec, server = recorder
+    rec.container = "hposteer/base:bookworm"
+    run_pilot(server, tmp_path, rec, IN_A_CONTAINER, runtime="docker")
+    assert rec.completions[0][1]["outcome"] == "success", rec.completions
+    assert sent_steps(rec) == [1, 2, 3]
+    assert rec.stored[1] == {"loss": 1.0, "max_steps": -1.0}
