@@ -147,7 +147,10 @@ def test_every_runtime_tells_the_payload_its_files(tmp_path: Path) -> None:
 
 def test_the_budget_file_is_the_jobs_budget_or_no_limit(tmp_path: Path) -> None:
     job = make_job()
+    (tmp_path / REPORT_FILE).write_text('{"step": 1, "loss": 1}\n')  # from the sandbox or a checkpoint
+    (tmp_path / STOP_FILE).write_text("{}")
     write_budget(job, tmp_path)
+    assert not (tmp_path / REPORT_FILE).exists() and not (tmp_path / STOP_FILE).exists()
     assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"max_steps": None, "start_step": 0, "rung": None}
     write_budget(cast(Job, {**job, "budget": {"max_steps": 9, "start_step": 3, "rung": 1}}), tmp_path)
     assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"max_steps": 9, "start_step": 3, "rung": 1}

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from hposteer.client.files import sha256_of
 from hposteer.client.http import ApiClient, ApiError, Job, ServerUnreachable
-from hposteer.client.payload import BUDGET_FILE, REPORT_FILE
+from hposteer.client.payload import BUDGET_FILE, REPORT_FILE, STOP_FILE
 from hposteer.client.pilot.extract import UnsafeArchive, safe_extract
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.staging import Stager, StagingError
@@ -53,14 +53,17 @@ def report_file_name(job: Job) -> str:
 
 
 def write_budget(job: Job, workdir: Path) -> None:
-    """Write the attempt's budget file before the payload starts: the job's ``budget``, else no limit."""
+    """Before the payload starts: write the attempt's budget file (the job's ``budget``, else no limit),
+    and remove a report or stop file that came with the sandbox or a restored checkpoint: their lines
+    are not this attempt's reports, and a stale stop file would stop the payload at once."""
     budget = _job_extra(job).get("budget")
     if not isinstance(budget, dict):
         budget = {"max_steps": None, "start_step": 0, "rung": None}
-    target = workdir / BUDGET_FILE
-    if target.is_symlink() or target.exists():
-        target.unlink()  # a sandbox's own file of that name gives way, as input.json does
-    target.write_text(json.dumps(budget))
+    for name in (BUDGET_FILE, report_file_name(job), STOP_FILE):
+        target = workdir / name
+        if target.is_symlink() or target.exists():
+            target.unlink()  # gives way, as the sandbox's own input.json does
+    (workdir / BUDGET_FILE).write_text(json.dumps(budget))
 
 
 class Workspace:
