@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
@@ -586,8 +586,8 @@ class ApiClient:
         attempt_id: int,
         lease_token: str,
         *,
-        reports: list[IntermediateReportBody] | None = None,
-        refused: list[str] | None = None,
+        reports: Sequence[IntermediateReportBody] | None = None,
+        refused: Sequence[str] | None = None,
     ) -> Heartbeat:
         """Extend the lease, sending the intermediate reports (and refused report lines) read since the last call.
 
@@ -595,9 +595,9 @@ class ApiClient:
         """
         body: HeartbeatRequest = {"lease_token": lease_token}
         if reports:
-            body["reports"] = reports
+            body["reports"] = list(reports)
         if refused:
-            body["refused"] = refused
+            body["refused"] = list(refused)
         return cast(
             Heartbeat,
             self._json(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from hposteer.client.http import ApiClient, CompletionReport, Job
+from hposteer.client.payload import BUDGET_FILE, STOP_FILE
 from hposteer.client.pilot.checkpoints import CheckpointError, CheckpointSpec, CheckpointUploader, restore
 from hposteer.client.pilot.lease import LeaseKeeper
 from hposteer.client.pilot.logs import Logger
@@ -24,9 +25,10 @@ from hposteer.client.pilot.metrics import meta_spec, metrics_spec, read_meta, se
 from hposteer.client.pilot.output import Result, read_result
 from hposteer.client.pilot.packing import Signature
 from hposteer.client.pilot.placeholders import fill_leftovers, unfilled
+from hposteer.client.pilot.reports import ReportTailer
 from hposteer.client.pilot.runtimes.base import Payload, Runtime, RuntimeStartError, log_tail
 from hposteer.client.pilot.slots import Slot
-from hposteer.client.pilot.workdir import SandboxError, Workspace
+from hposteer.client.pilot.workdir import SandboxError, Workspace, report_file_name, write_budget
 
 LOG_NAME = "payload.log"
 TIMEOUT_PREFIX = "ran longer than the evaluation timeout of"
@@ -35,6 +37,7 @@ TIMEOUT_PREFIX = "ran longer than the evaluation timeout of"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 # The pilot's own credentials never reach a payload.
 PRIVATE_VARIABLES = ("HPOSTEER_TOKEN", "HPOSTEER_TOKEN_FILE")
+REPORT_FLUSH_S = 5.0  # how long the last intermediate reports may take to send once the payload ended
 
 
 class Report(TypedDict):
@@ -90,6 +93,10 @@ def payload_environment(
             "HPOSTEER_POINT_ID": str(job["point_id"]),
             "HPOSTEER_ATTEMPT": str(job["attempt_number"]),
             "HPOSTEER_SEGMENT_NAME": job["segment"]["name"],
+            # docs/multi-fidelity.md; relative to the working directory, the payload's cwd in every runtime
+            "HPOSTEER_REPORT_FILE": report_file_name(job),
+            "HPOSTEER_STOP_FILE": STOP_FILE,
+            "HPOSTEER_BUDGET_FILE": BUDGET_FILE,
         }
     )
     return env
@@ -169,6 +176,7 @@ class Evaluator:
             self.log.info(f"{label}: the server left placeholders unfilled; filled locally: {command}")
         self.log.debug(f"{label}: running {command!r} with CUDA_VISIBLE_DEVICES={slot.cuda_visible_devices!r}")
         log_path = workdir / LOG_NAME
+        write_budget(job, workdir)
         env = payload_environment(
             slot, job, os.environ if self.base_env is None else self.base_env, self.threads_per_slot
         )
@@ -193,11 +201,11 @@ class Evaluator:
             return _Outcome(Result("failure", None, "pilot_error", str(exc)), None, log_tail(log_path))
         if uploader is not None:
             uploader.start()
+        lease.forward(ReportTailer(workdir / report_file_name(job), self.log, label, log_path))
         try:
             exit_code, stopped = self._supervise(payload, lease, label, job.get("evaluation_timeout_s"))
         finally:
-            if uploader is not None:
-                uploader.finish(final=not lease.lost.is_set())  # the last check, unless the lease is gone
+            _after_payload(lease, uploader)
         tail = log_tail(log_path)
         if lease.lost.is_set() and stopped is not None:
             return _Outcome(None, exit_code, tail)
@@ -253,6 +261,14 @@ class Evaluator:
             if self.stopping.is_set():
                 self.log.info(f"{label}: stopping the payload (second signal)")
                 return payload.terminate(), "stopped by the pilot's operator (second signal while draining)"
+
+
+def _after_payload(lease: LeaseKeeper, uploader: CheckpointUploader | None) -> None:
+    """The payload has ended: the last checkpoint check and the last reports, unless the lease is gone."""
+    if uploader is not None:
+        uploader.finish(final=not lease.lost.is_set())
+    if not lease.lost.is_set():
+        lease.flush(REPORT_FLUSH_S)  # every report reaches the service before the completion
 
 
 def short_params(params: object, limit: int = 160) -> str:

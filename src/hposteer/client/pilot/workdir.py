@@ -5,7 +5,8 @@ Layout under ``--workdir``::
     sandboxes/<sha256>.tar.gz          each sandbox, downloaded once per pilot, checked by sha256
     datasets/<sha256>                  training files, downloaded once per pilot (src/hposteer/client/pilot/staging.py)
     task<T>/point<P>.attempt<A>/       one attempt: the unpacked sandbox, input.json, payload.log,
-                                       and whatever the evaluation writes (output.json...)
+                                       hposteer_budget.json (written before the start), and whatever
+                                       the evaluation writes (output.json, hposteer_report.jsonl...)
 
 A working directory is never reused: if one of that name is left from an earlier pilot
 run, the new one gets a suffix (``point3.attempt1.2``).
@@ -16,10 +17,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 from hposteer.client.files import sha256_of
 from hposteer.client.http import ApiClient, ApiError, Job, ServerUnreachable
+from hposteer.client.payload import BUDGET_FILE, REPORT_FILE, STOP_FILE
 from hposteer.client.pilot.extract import UnsafeArchive, safe_extract
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.staging import Stager, StagingError
@@ -35,6 +39,31 @@ def _safe_file_name(name: str, what: str) -> str:
     if not name or "/" in name or "\x00" in name or name in (".", ".."):
         raise SandboxError(f"the job's {what} file name {name!r} is not a plain file name")
     return name
+
+
+def _job_extra(job: Job) -> Mapping[str, Any]:
+    """The job as a plain mapping, for the entries a newer service sends (``report_file``, ``budget``)."""
+    return cast(Mapping[str, Any], job)
+
+
+def report_file_name(job: Job) -> str:
+    """The job's report file name (docs/multi-fidelity.md), ``hposteer_report.jsonl`` from an older service."""
+    name = _job_extra(job).get("report_file") or REPORT_FILE
+    return _safe_file_name(str(name), "report")
+
+
+def write_budget(job: Job, workdir: Path) -> None:
+    """Before the payload starts: write the attempt's budget file (the job's ``budget``, else no limit),
+    and remove a report or stop file that came with the sandbox or a restored checkpoint: their lines
+    are not this attempt's reports, and a stale stop file would stop the payload at once."""
+    budget = _job_extra(job).get("budget")
+    if not isinstance(budget, dict):
+        budget = {"max_steps": None, "start_step": 0, "rung": None}
+    for name in (BUDGET_FILE, report_file_name(job), STOP_FILE):
+        target = workdir / name
+        if target.is_symlink() or target.exists():
+            target.unlink()  # gives way, as the sandbox's own input.json does
+    (workdir / BUDGET_FILE).write_text(json.dumps(budget))
 
 
 class Workspace:
