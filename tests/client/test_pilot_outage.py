@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from hposteer.client.http import ApiClient, Registration
+from hposteer.client.http import ApiClient
 from hposteer.client.pilot import agent
 from hposteer.client.pilot.agent import Pilot, PilotConfig
 from hposteer.client.pilot.runtimes.registry import make_runtime
 from hposteer.client.pilot.slots import cpu_slots
+from hposteer.client.wire import Registration
 from tests.conftest import LiveService
 from tests.support.pilots import GOOD, new_site, points, submit, upload
 

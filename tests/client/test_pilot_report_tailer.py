@@ -12,7 +12,6 @@ from typing import cast
 
 import pytest
 
-from hposteer.client.http import Job
 from hposteer.client.payload import BUDGET_FILE, REPORT_FILE, STOP_FILE
 from hposteer.client.pilot.evaluation import payload_environment
 from hposteer.client.pilot.logs import Logger
@@ -20,6 +19,7 @@ from hposteer.client.pilot.reports import MAX_BATCH, MAX_REFUSED_FORWARDED, Repo
 from hposteer.client.pilot.runtimes.container_args import container_env
 from hposteer.client.pilot.slots import Slot
 from hposteer.client.pilot.workdir import SandboxError, report_file_name, write_budget
+from hposteer.client.wire import Job
 from tests.support.runtime import make_job
 
 

@@ -17,9 +17,10 @@ import pytest
 
 from hposteer.client.datasets import register_dataset, upload_file
 from hposteer.client.files import sha256_of
-from hposteer.client.http import ApiClient, Job
+from hposteer.client.http import ApiClient
 from hposteer.client.pilot.placeholders import fill_leftovers
 from hposteer.client.pilot.slots import cpu_slots
+from hposteer.client.wire import Job
 from tests.conftest import LiveService
 from tests.support.pilots import new_site, points, run_pilot, submit, upload
 

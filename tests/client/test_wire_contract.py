@@ -1,11 +1,11 @@
-"""The client's wire model (client/http.py's TypedDicts) against the service's OpenAPI document.
+"""The client's wire model (client/wire.py's TypedDicts) against the service's OpenAPI document.
 
 ``create_app(settings).openapi()`` is built for real. Each top-level client type is paired with
 the request or response body of its route; a field that is a TypedDict is then paired with the
 schema its OpenAPI field refers to, recursively. For every pair the field names, whether each is
 required (``NotRequired`` on the client) and the basic JSON types (null, boolean, integer,
 number, string, array, object; with array items and referenced schemas followed) must agree.
-Every TypedDict of client/http.py must be reached, so a new wire type cannot go unchecked.
+Every TypedDict of client/wire.py must be reached, so a new wire type cannot go unchecked.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Literal, NotRequired, Required, Union, get_args, get_ori
 
 import pytest
 
-from hposteer.client import http as wire
+from hposteer.client import wire
 from hposteer.service.app import create_app
 from hposteer.service.config import Settings
 
@@ -217,8 +217,8 @@ def test_every_client_type_matches_its_openapi_schema(openapi: Schema) -> None:
     for td, method, path, side in ROUTES:
         contract.pair(td, route_schema(openapi, method, path, side))
     unchecked = sorted(t.__name__ for t in wire_types() - set(contract.paired))
-    assert not unchecked, f"client/http.py types no route reaches (add them to ROUTES): {unchecked}"
-    assert not contract.problems, "client/http.py and the OpenAPI document disagree:\n" + "\n".join(contract.problems)
+    assert not unchecked, f"client/wire.py types no route reaches (add them to ROUTES): {unchecked}"
+    assert not contract.problems, "client/wire.py and the OpenAPI document disagree:\n" + "\n".join(contract.problems)
 
 
 def test_the_contract_sees_a_field_added_on_one_side() -> None:

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hposteer.client.http import Job
 from hposteer.client.pilot.runtimes.base import Payload
 from hposteer.client.pilot.runtimes.registry import make_runtime
+from hposteer.client.wire import Job
 
 
 def make_job(**overrides: Any) -> Job:

@@ -17,10 +17,11 @@ from typing import Any
 
 from hposteer.client import __version__
 from hposteer.client.console import quiet_on_broken_pipe
-from hposteer.client.http import ApiClient, ApiError, Point, Report, ServerUnreachable, Unauthorized
+from hposteer.client.http import ApiClient, ApiError, ServerUnreachable, Unauthorized
 from hposteer.client.settings import MISSING_TOKEN_HINT, refused, resolve_server, resolve_token
 from hposteer.client.task_download import download_action
 from hposteer.client.task_view import format_point, format_task, format_task_table, wait_for_task
+from hposteer.client.wire import Point, Report
 
 # what `pip install hposteer[service]` adds that `python -m hposteer.service` cannot start without
 SERVICE_EXTRA_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "pydantic_settings")

@@ -19,15 +19,7 @@ from typing import Any
 
 from hposteer.client import __version__
 from hposteer.client.console import quiet_on_broken_pipe
-from hposteer.client.http import (
-    ApiClient,
-    ApiError,
-    Forbidden,
-    RetryPolicy,
-    ServerUnreachable,
-    TaskDetail,
-    Unauthorized,
-)
+from hposteer.client.http import ApiClient, ApiError, Forbidden, RetryPolicy, ServerUnreachable, Unauthorized
 from hposteer.client.phpo_check import InvalidTask, check_task_offline
 from hposteer.client.phpo_inputs import (
     PhpoError,
@@ -41,6 +33,7 @@ from hposteer.client.phpo_inputs import (
 from hposteer.client.phpo_options import SECRET_DESTS, build_parser, name_options
 from hposteer.client.sandbox import Sandbox, SandboxError, build, missing_from_sandbox
 from hposteer.client.settings import MISSING_TOKEN_HINT, SettingError, refused, resolve_server, resolve_token
+from hposteer.client.wire import TaskDetail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TOKEN_HINT = "An operator creates one on the server host with `hposteer token create --role user --owner NAME`."

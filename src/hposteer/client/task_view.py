@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from hposteer.client.http import ApiClient, Attempt, AttemptDetail, Point, PointDetail, Report, TaskDetail, TaskSummary
+from hposteer.client.http import ApiClient
+from hposteer.client.wire import Attempt, AttemptDetail, Point, PointDetail, Report, TaskDetail, TaskSummary
 
 TERMINAL_STATES = ("finished", "failed", "killed")
 # Why a failed task failed, as `task wait` reports it (its exit code: hposteer.client.cli WAIT_EXIT_CODES).

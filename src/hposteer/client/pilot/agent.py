@@ -27,9 +27,7 @@ from hposteer.client.http import (
     ApiError,
     Conflict,
     Forbidden,
-    Job,
     NotFound,
-    PilotRegistration,
     ServerUnreachable,
     Unauthorized,
     new_request_key,
@@ -40,6 +38,7 @@ from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.runtimes.base import Runtime
 from hposteer.client.pilot.slots import Slot
 from hposteer.client.pilot.workdir import Workspace
+from hposteer.client.wire import Job, PilotRegistration
 
 REPEATED_SIGNAL_S = 0.5  # a second signal sooner than this is the first one delivered twice (Pilot.signal)
 OUTAGE_GRACE_S = 60.0  # the least a pilot with --exit-when-idle waits for an unreachable server

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from hposteer.client.http import CapabilitiesDeclaration, CpuDeclaration, GpuInfo, SlotDeclaration
 from hposteer.client.pilot.slots import Slot
+from hposteer.client.wire import CapabilitiesDeclaration, CpuDeclaration, GpuInfo, SlotDeclaration
 
 NVIDIA_SMI = (
     "nvidia-smi",
@@ -32,7 +32,7 @@ _CPU_VENDOR = {"genuineintel": "intel", "authenticamd": "amd", "hygongenuine": "
 
 
 class Declaration(TypedDict):
-    """The ``slots`` and ``capabilities`` fields of a registration (client/http.py, PilotRegistration)."""
+    """The ``slots`` and ``capabilities`` fields of a registration (client/wire.py, PilotRegistration)."""
 
     slots: list[SlotDeclaration]
     capabilities: CapabilitiesDeclaration

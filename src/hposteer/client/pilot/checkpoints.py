@@ -23,11 +23,12 @@ from pathlib import Path
 
 from hposteer.client.artifacts import download_checkpoint, upload
 from hposteer.client.files import sha256_of
-from hposteer.client.http import ApiClient, ApiError, Conflict, Job, RestoreRef, ServerUnreachable
+from hposteer.client.http import ApiClient, ApiError, Conflict, ServerUnreachable
 from hposteer.client.pilot.archive_check import Limits
 from hposteer.client.pilot.extract import UnsafeArchive, safe_extract
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.packing import BadPath, Signature, pack, scan
+from hposteer.client.wire import Job, RestoreRef
 
 # No links in checkpoints: they are unpacked over a directory the sandbox populated (docs/reliability.md#hostile-input).
 CHECKPOINT_LIMITS = Limits(allow_links=False)

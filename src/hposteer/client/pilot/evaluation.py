@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from hposteer.client.http import ApiClient, CompletionReport, Job
+from hposteer.client.http import ApiClient
 from hposteer.client.payload import BUDGET_FILE, STOP_FILE
 from hposteer.client.pilot.checkpoints import CheckpointError, CheckpointSpec, CheckpointUploader, restore
 from hposteer.client.pilot.lease import LeaseKeeper
@@ -29,6 +29,7 @@ from hposteer.client.pilot.reports import ReportTailer
 from hposteer.client.pilot.runtimes.base import Payload, Runtime, RuntimeStartError, log_tail
 from hposteer.client.pilot.slots import Slot
 from hposteer.client.pilot.workdir import SandboxError, Workspace, report_file_name, write_budget
+from hposteer.client.wire import CompletionReport, Job
 
 LOG_NAME = "payload.log"
 TIMEOUT_PREFIX = "ran longer than the evaluation timeout of"

@@ -19,9 +19,10 @@ from __future__ import annotations
 import threading
 import time
 
-from hposteer.client.http import ApiClient, ApiError, Conflict, Job, ServerUnreachable
+from hposteer.client.http import ApiClient, ApiError, Conflict, ServerUnreachable
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.reports import ReportTailer
+from hposteer.client.wire import Job
 
 POLL_S = 0.1  # how often the report file is read
 REPORT_BEAT_GAP_S = 0.2  # the shortest time between two heartbeats that carry reports

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from hposteer.client.artifacts import upload
-from hposteer.client.http import ApiClient, ApiError, Job, ServerUnreachable
+from hposteer.client.http import ApiClient, ApiError, ServerUnreachable
 from hposteer.client.pilot.packing import pack, scan
+from hposteer.client.wire import Job
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from hposteer.client.http import Job
 from hposteer.client.pilot.staging import training_of
+from hposteer.client.wire import Job
 from hposteer.core.placeholders import SEGMENT_NAME, fill_rndm, has_service_placeholders
 
 _PLAIN = re.compile(r"^[A-Za-z0-9._-]*$")

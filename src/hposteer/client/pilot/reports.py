@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from hposteer.client.http import Heartbeat, IntermediateReportBody
 from hposteer.client.pilot.logs import Logger
+from hposteer.client.wire import Heartbeat, IntermediateReportBody
 from hposteer.core.intermediate_reports import ReportReader
 
 MAX_BATCH = 100  # reports per heartbeat (the service's limit)

@@ -34,8 +34,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from hposteer.client.files import CHUNK, sha256_of
-from hposteer.client.http import ApiClient, ApiError, Job, ServerUnreachable, Training, TrainingFile
+from hposteer.client.http import ApiClient, ApiError, ServerUnreachable
 from hposteer.client.pilot.logs import Logger
+from hposteer.client.wire import Job, Training, TrainingFile
 
 DOWNLOAD_TRIES = 3
 _PLAIN_EXCLUDED = ("/", "\x00", ",")

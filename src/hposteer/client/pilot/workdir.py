@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from hposteer.client.files import sha256_of
-from hposteer.client.http import ApiClient, ApiError, Job, ServerUnreachable
+from hposteer.client.http import ApiClient, ApiError, ServerUnreachable
 from hposteer.client.payload import BUDGET_FILE, REPORT_FILE, STOP_FILE
 from hposteer.client.pilot.extract import UnsafeArchive, safe_extract
 from hposteer.client.pilot.logs import Logger
 from hposteer.client.pilot.staging import Stager, StagingError
+from hposteer.client.wire import Job
 
 DOWNLOAD_TRIES = 3
 
