@@ -37,6 +37,7 @@ class Recorder:
     container: str | None = None
     old_service: bool = False  # answer without reports_stored / last_step
     fail_reports: int = 0  # answer 500 to this many heartbeats that carry reports
+    refuse_step: int | None = None  # answer 422 to a heartbeat that carries this step (the lease not extended)
     heartbeats: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     completions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     stored: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -67,6 +68,8 @@ class Recorder:
                 if body.get("reports") and self.fail_reports > 0:
                     self.fail_reports -= 1
                     return 500, {"error": {"code": "injected", "message": "injected failure"}}
+                if any(r["step"] == self.refuse_step for r in body.get("reports", [])):
+                    return 422, {"error": {"code": "invalid", "message": f"reports[0]: step {self.refuse_step}"}}
                 for report in body.get("reports", []):
                     self.stored.setdefault(report["step"], report["metrics"])  # duplicates are ignored
                 answer: dict[str, Any] = {"action": "continue", "lease_expires_in_s": 60.0}
@@ -209,6 +212,26 @@ def test_reports_of_a_failed_heartbeat_are_sent_again(recorder: tuple[Recorder, 
     assert sorted(rec.stored) == [1, 2]
     assert sent_steps(rec).count(1) == 2  # sent again after the failure
     assert all(t <= rec.completions[0][0] for t, _ in beats)
+
+
+def test_reports_the_service_refuses_are_dropped_and_the_lease_kept(
+    recorder: tuple[Recorder, str], tmp_path: Path
+) -> None:
+    """A 422 for what a heartbeat carried means its lease was not extended either: the pilot drops
+    that batch and beats again at once without it, so a report never costs the attempt its lease."""
+    rec, server = recorder
+    rec.refuse_step = 1
+    rec.heartbeat_interval_s = 0.5
+    run_pilot(server, tmp_path, rec, RESEND)
+    refused_at = next(i for i, (_, b) in enumerate(rec.heartbeats) if any(r["step"] == 1 for r in b.get("reports", [])))
+    following = rec.heartbeats[refused_at + 1]
+    assert following[0] - rec.heartbeats[refused_at][0] < 0.5  # at once, not at the next interval
+    assert not any(r["step"] == 1 for r in following[1].get("reports", []))
+    assert sent_steps(rec).count(1) == 1  # dropped, never sent again
+    assert sorted(rec.stored) == [2]
+    assert rec.completions[0][1]["outcome"] == "success"
+    (attempt,) = (tmp_path / "work" / "task1").iterdir()
+    assert "the service refused the reports it was sent (steps 1 to 1)" in (attempt / "payload.log").read_text()
 
 
 def test_an_older_service_without_last_step_gets_each_report_once(

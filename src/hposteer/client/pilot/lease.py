@@ -134,6 +134,12 @@ class LeaseKeeper:
                 self._log.info(f"{self._label}: heartbeat failed ({exc.reason}); the payload keeps running")
             return True
         except ApiError as exc:
+            if exc.status == 422 and tailer is not None and (reports or refused):
+                # What the beat carried was refused, so the lease was not extended either: drop the
+                # batch and beat again at once without it. A report never costs the attempt its lease.
+                tailer.reject(reports, refused, exc.message)
+                self._last_beat = time.monotonic()
+                return self._beat()
             self._failed = True
             if not self._stop.is_set():
                 self._log.info(f"{self._label}: heartbeat refused ({exc.status}: {exc.message}); retrying")

@@ -118,6 +118,17 @@ class ReportTailer:
         """The next heartbeat's reports (the oldest, at most 100) and refused lines."""
         return [self._pending[i] for i in range(min(MAX_BATCH, len(self._pending)))], list(self._refused)
 
+    def reject(self, sent: list[IntermediateReportBody], refused: list[str], why: str) -> None:
+        """The service refused a heartbeat for what it carried (422): drop that batch, so that the
+        next heartbeat, which keeps the lease, goes without it. Logged here and in the attempt's log."""
+        del self._refused[: len(refused)]
+        for _ in sent:
+            self._pending.popleft()
+        steps = f"steps {sent[0]['step']} to {sent[-1]['step']}" if sent else "refused-line messages"
+        message = f"the service refused the reports it was sent ({steps}): {why}; they are dropped"
+        self._log.info(f"{self._label}: {message}")
+        self._note_in_attempt_log(message)
+
     def acknowledge(
         self, sent: list[IntermediateReportBody], refused: list[str], answer: Heartbeat | Mapping[str, object]
     ) -> None:
