@@ -50,6 +50,8 @@ def test_reports_are_stored_once_and_acknowledged(live_service: LiveService) -> 
         assert (again.json()["reports_stored"], again.json()["last_step"]) == (2, 4)
         same = _beat(pilot, job, _steps(3, 4))
         assert (same.json()["reports_stored"], same.json()["last_step"]) == (0, 4)
+        later_plain = _beat(pilot, job, []).json()  # no reports carried: last_step is not looked up
+        assert (later_plain["action"], later_plain["reports_stored"], later_plain["last_step"]) == ("continue", 0, None)
         page = _reports(user, task_id)
         assert [(r["attempt_number"], r["step"]) for r in page["reports"]] == [(1, s) for s in range(5)]
         assert page["reports"][4]["metrics"] == {"loss": 0.2, "acc": 0.04} and page["next_after"] is None

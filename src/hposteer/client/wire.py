@@ -266,7 +266,7 @@ class Heartbeat(TypedDict):
     action: Literal["continue", "kill"]
     lease_expires_in_s: float
     reports_stored: int  # reports newly stored by this call
-    last_step: int | None  # the highest step the service holds for the attempt: drop what is at or below it
+    last_step: int | None  # the highest step held (null: none, or no reports sent): drop what is at or below it
 
 
 # -- pilot requests

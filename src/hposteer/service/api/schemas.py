@@ -358,7 +358,11 @@ class HeartbeatOut(ResponseBody):
     action: Literal["continue", "kill"]
     lease_expires_in_s: float
     reports_stored: int = Field(..., description="reports newly stored by this call (re-sent ones do not count)")
-    last_step: int | None = Field(..., description="the highest step the service holds for this attempt")
+    last_step: int | None = Field(
+        ...,
+        description="the highest step the service holds for this attempt; null when it holds none "
+        "or this heartbeat carried no reports (then it is not looked up)",
+    )
 
 
 class CompleteIn(_In):

@@ -63,8 +63,8 @@ def store_reports(
     Called after the heartbeat's lease extension, which locked the attempt's row: two heartbeats of
     one attempt never interleave here, so the counts read are the counts written against.
     """
-    if not reports:
-        return Stored(0, last_step(conn, attempt_id))
+    if not reports:  # a plain heartbeat (every PanDA payload's): no lookup, the pilot has nothing to drop
+        return Stored(0, None)
     owner = conn.execute(select(attempts.c.task_id, attempts.c.point_id).where(attempts.c.id == attempt_id)).one()
     held = conn.execute(select(func.count()).where(attempt_reports.c.attempt_id == attempt_id)).scalar_one()
     steps = [r.step for r in reports]
